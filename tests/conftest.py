@@ -1,0 +1,66 @@
+"""Shared fixtures: every backend-dependent test runs on every backend here.
+
+The ``backend`` fixture (and ``xp``, its namespace) is parametrized over all
+backends xpnn knows. Those that cannot run on this machine are skipped with
+the reason; ``--require-backend SPEC`` turns that skip into a failure (the GPU
+nox session uses it so that a CUDA run can never pass by skipping everything).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import xpnn
+from xpnn import backend as _backend
+
+BACKEND_PARAMS = [
+    pytest.param("numpy", id="numpy"),
+    # The simulated second device refuses np.asarray and mixing devices, as a
+    # GPU does, so it proves the code moves nothing implicitly.
+    pytest.param("array_api_strict:device1", id="array_api_strict:device1"),
+    pytest.param("torch:cpu", id="torch:cpu"),
+    pytest.param("torch:cuda", id="torch:cuda", marks=pytest.mark.gpu),
+    pytest.param("cupy:0", id="cupy:0", marks=pytest.mark.gpu),
+]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--require-backend",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="fail instead of skipping when this backend (e.g. cupy:0) cannot run",
+    )
+
+
+def open_or_skip(request: pytest.FixtureRequest, spec: str) -> xpnn.Backend:
+    """Open a backend, or skip (fail, if required) with the reason it cannot run."""
+    try:
+        return _backend._open(spec)
+    except xpnn.BackendUnavailableError as exc:
+        if spec in request.config.getoption("--require-backend"):
+            pytest.fail(f"required backend {spec} cannot run: {exc}")
+        pytest.skip(f"{spec} cannot run here: {exc.reason}")
+
+
+@pytest.fixture(params=BACKEND_PARAMS)
+def backend(request: pytest.FixtureRequest):
+    """The backend under test, active (for new arrays) for the whole test."""
+    b = open_or_skip(request, request.param)
+    with xpnn.use_backend(b.name, b.device):
+        yield b
+
+
+@pytest.fixture
+def xp(backend: xpnn.Backend):
+    """The array namespace of the backend under test."""
+    return backend.xp
+
+
+@pytest.fixture(autouse=True)
+def _restore_global_backend():
+    """Tests may call set_backend(); put the process default back afterwards."""
+    saved = (_backend._default, _backend._env_spec)
+    yield
+    _backend._default, _backend._env_spec = saved

@@ -1,0 +1,333 @@
+"""The backend selector: names, env var, context manager, errors, dispatch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import types
+
+import array_api_compat
+import numpy as np
+import pytest
+
+import xpnn
+from xpnn import backend as B
+
+# ---------------------------------------------------------------- selecting
+
+
+def test_default_backend_is_numpy_float32():
+    B._reset_for_tests(None)
+    b = xpnn.get_backend()
+    assert b.name == "numpy"
+    assert b.device == "cpu"
+    assert b.float_dtype == np.float32
+    assert not b.is_gpu
+
+
+@pytest.mark.parametrize(
+    ("spec", "name", "device_label"),
+    [
+        ("numpy", "numpy", "cpu"),
+        ("NumPy", "numpy", "cpu"),
+        ("numpy:cpu", "numpy", "cpu"),
+        ("array_api_strict", "array_api_strict", "CPU_DEVICE"),
+        ("array-api-strict:device1", "array_api_strict", "device1"),
+        ("array_api_strict:device2", "array_api_strict", "device2"),
+    ],
+)
+def test_env_var_parsing(spec, name, device_label):
+    B._reset_for_tests(spec)
+    b = xpnn.get_backend()
+    assert (b.name, b.spec) == (name, f"{name}:{device_label}")
+
+
+def test_env_var_torch_cpu():
+    pytest.importorskip("torch")
+    B._reset_for_tests("torch:cpu")
+    assert xpnn.get_backend().spec == "torch:cpu"
+
+
+def test_env_var_unknown_name_lists_valid_names():
+    B._reset_for_tests("tensorflow")
+    with pytest.raises(ValueError, match="XPNN_BACKEND") as err:
+        xpnn.get_backend()
+    for name in xpnn.BACKEND_NAMES:
+        assert name in str(err.value)
+
+
+def test_env_var_read_at_import_in_a_fresh_process():
+    code = "import xpnn; print(xpnn.get_backend().spec)"
+    env = {"XPNN_BACKEND": "array_api_strict:device1", "PATH": ""}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "array_api_strict:device1"
+
+
+def test_env_var_cupy_without_cupy_raises_at_first_use_not_at_import():
+    # Hide cupy even where it is installed, as on a machine without it.
+    code = (
+        "import sys; sys.modules['cupy'] = None\n"
+        "import xpnn\n"
+        "print('imported')\n"
+        "xpnn.get_backend()\n"
+    )
+    env = {"XPNN_BACKEND": "cupy", "PATH": ""}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 1
+    assert out.stdout.strip() == "imported"
+    assert "BackendUnavailableError" in out.stderr
+    assert "not installed" in out.stderr
+    assert 'pip install "xpnn[cuda12]"' in out.stderr
+
+
+def test_set_backend_changes_process_default():
+    b = xpnn.set_backend("array_api_strict", device="device1")
+    assert xpnn.get_backend() is b
+    assert xpnn.get_backend().spec == "array_api_strict:device1"
+    xpnn.set_backend("numpy")
+    assert xpnn.get_backend().name == "numpy"
+
+
+def test_set_backend_dtype_float64():
+    b = xpnn.set_backend("numpy", dtype="float64")
+    assert b.float_dtype == np.float64
+    assert xpnn.asarray([1.5]).dtype == np.float64
+
+
+@pytest.mark.parametrize("dtype", ["float16", "int32", "complex64"])
+def test_set_backend_rejects_non_float_default_dtype(dtype):
+    with pytest.raises(ValueError, match="float32"):
+        xpnn.set_backend("numpy", dtype=dtype)
+
+
+def test_use_backend_nests_and_restores():
+    xpnn.set_backend("numpy")
+    with xpnn.use_backend("array_api_strict:device1") as outer:
+        assert xpnn.get_backend() is outer
+        with xpnn.use_backend("array_api_strict", "device2") as inner:
+            assert xpnn.get_backend() is inner
+            assert inner.spec == "array_api_strict:device2"
+        assert xpnn.get_backend() is outer
+    assert xpnn.get_backend().name == "numpy"
+
+
+def test_use_backend_restores_after_exception():
+    xpnn.set_backend("numpy")
+    with pytest.raises(ZeroDivisionError), xpnn.use_backend("array_api_strict"):
+        1 / 0  # noqa: B018
+    assert xpnn.get_backend().name == "numpy"
+
+
+def test_set_backend_inside_block_applies_there_and_block_exit_restores():
+    xpnn.set_backend("numpy")
+    with xpnn.use_backend("array_api_strict"):
+        xpnn.set_backend("array_api_strict:device1")
+        assert xpnn.get_backend().spec == "array_api_strict:device1"
+    # the block restores what was active before it; the new default stays
+    assert xpnn.get_backend().spec == "array_api_strict:device1"
+
+
+def test_use_backend_does_not_leak_into_other_threads():
+    xpnn.set_backend("numpy")
+    entered, checked = threading.Event(), threading.Event()
+    seen: dict[str, str] = {}
+
+    def worker_a():
+        with xpnn.use_backend("array_api_strict:device1"):
+            entered.set()
+            checked.wait(10)
+            seen["a"] = xpnn.get_backend().spec
+
+    def worker_b():
+        entered.wait(10)
+        seen["b"] = xpnn.get_backend().spec
+        with xpnn.use_backend("array_api_strict:device2"):
+            seen["b_inner"] = xpnn.get_backend().spec
+        checked.set()
+
+    threads = [threading.Thread(target=worker_a), threading.Thread(target=worker_b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert seen == {
+        "a": "array_api_strict:device1",
+        "b": "numpy:cpu",
+        "b_inner": "array_api_strict:device2",
+    }
+    assert xpnn.get_backend().spec == "numpy:cpu"
+
+
+# ------------------------------------------------------------------- errors
+
+
+def test_unknown_name_lists_valid_names():
+    with pytest.raises(ValueError) as err:
+        xpnn.set_backend("jax")
+    assert "'jax'" in str(err.value)
+    for name in xpnn.BACKEND_NAMES:
+        assert name in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "device", "match"),
+    [
+        ("numpy", "cuda", "numpy has one device"),
+        ("array_api_strict", "device9", "valid devices: CPU_DEVICE, device1"),
+        ("numpy:cpu", "cpu", "device given twice"),
+        ("numpy:", None, "empty device"),
+        ("cupy", "gpu", "GPU numbers"),
+    ],
+)
+def test_bad_device_is_a_clear_value_error(name, device, match):
+    with pytest.raises(ValueError, match=match):
+        xpnn.set_backend(name, device)
+
+
+def test_name_must_be_a_string():
+    with pytest.raises(TypeError, match="string"):
+        xpnn.set_backend(np)
+
+
+def _fake_cupy(error: Exception | None = None, count: int = 1) -> types.ModuleType:
+    def get_device_count():
+        if error is not None:
+            raise error
+        return count
+
+    cupy = types.ModuleType("cupy")
+    cupy.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=get_device_count))
+    return cupy
+
+
+class CUDARuntimeError(RuntimeError):
+    pass
+
+
+def test_cupy_not_installed(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    with pytest.raises(xpnn.BackendUnavailableError) as err:
+        xpnn.set_backend("cupy")
+    e = err.value
+    assert e.backend == "cupy:0"
+    assert "not installed" in e.reason
+    assert 'pip install "xpnn[cuda12]"' in str(e)
+    assert xpnn.get_backend().name == "numpy"  # nothing changed, no fallback
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        ("cudaErrorNoDevice: no CUDA-capable device is detected", "no CUDA device"),
+        (
+            "cudaErrorInsufficientDriver: CUDA driver version is insufficient",
+            "driver is too old",
+        ),
+        ("cudaErrorUnknown: unknown error", "driver or runtime failed"),
+    ],
+)
+def test_cupy_without_a_working_gpu_says_why(monkeypatch, message, reason):
+    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(CUDARuntimeError(message)))
+    with pytest.raises(xpnn.BackendUnavailableError, match=reason) as err:
+        with xpnn.use_backend("cupy"):
+            pass
+    assert err.value.fix
+
+
+def test_cupy_device_number_out_of_range(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(count=2))
+    with pytest.raises(xpnn.BackendUnavailableError, match="no GPU 3.*has 2"):
+        xpnn.set_backend("cupy:3")
+
+
+def test_cupy_zero_devices(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(count=0))
+    with pytest.raises(xpnn.BackendUnavailableError, match="no CUDA device"):
+        xpnn.set_backend("cupy")
+
+
+def test_torch_not_installed(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(xpnn.BackendUnavailableError, match="'torch' is not installed"):
+        xpnn.set_backend("torch")
+
+
+def _fake_torch(cuda_version: str | None, available: bool) -> types.ModuleType:
+    class Device:
+        def __init__(self, label, index=None):
+            self.type, _, idx = str(label).partition(":")
+            self.index = int(idx) if idx else index
+
+    torch = types.ModuleType("torch")
+    torch.__version__ = "9.9.9"
+    torch.device = Device
+    torch.version = types.SimpleNamespace(cuda=cuda_version)
+    torch.cuda = types.SimpleNamespace(is_available=lambda: available, device_count=lambda: 0)
+    return torch
+
+
+def test_torch_cuda_on_a_cpu_only_build(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", _fake_torch(None, False))
+    with pytest.raises(xpnn.BackendUnavailableError, match="has no CUDA support") as err:
+        xpnn.set_backend("torch:cuda")
+    assert err.value.backend == "torch:cuda"
+
+
+def test_torch_cuda_without_a_gpu(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", _fake_torch("12.4", False))
+    with pytest.raises(xpnn.BackendUnavailableError, match="no usable CUDA device"):
+        xpnn.set_backend("torch:cuda")
+
+
+def test_unavailable_backend_is_reported_not_hidden(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    status = xpnn.backend_status()
+    assert status["numpy"] is None
+    assert "not installed" in status["cupy:0"]
+    assert "cupy:0" not in xpnn.available_backends()
+
+
+def test_available_backends_probe_cpu_backends():
+    found = xpnn.available_backends()
+    assert found[0] == "numpy"
+    assert "array_api_strict" in found
+
+
+# ----------------------------------------------------- following the data
+
+
+def test_get_namespace_follows_the_data(backend, xp):
+    x = xpnn.asarray([1.0, 2.0])
+    assert xpnn.get_namespace(x) is xp
+    assert xpnn.get_namespace(x, 2.0, None, x) is xp
+    assert array_api_compat.device(x) == backend.device
+
+
+def test_get_namespace_ignores_the_active_backend(backend, xp):
+    x = xpnn.asarray([1.0, 2.0])
+    with xpnn.use_backend("numpy" if backend.name != "numpy" else "array_api_strict"):
+        assert xpnn.get_namespace(x) is xp
+
+
+def test_get_namespace_refuses_mixed_backends(backend):
+    x = xpnn.asarray([1.0])
+    other = "array_api_strict" if backend.name != "array_api_strict" else "numpy"
+    y = xpnn.asarray([1.0], backend=B._open(other))
+    with pytest.raises(xpnn.BackendMismatchError, match="different backends"):
+        xpnn.get_namespace(x, y)
+
+
+def test_get_namespace_refuses_mixed_devices():
+    a = xpnn.asarray([1.0], backend=B._open("array_api_strict:device1"))
+    b = xpnn.asarray([1.0], backend=B._open("array_api_strict:CPU_DEVICE"))
+    with pytest.raises(xpnn.BackendMismatchError, match="different devices") as err:
+        xpnn.get_namespace(a, b)
+    assert "device1" in str(err.value) and "CPU_DEVICE" in str(err.value)
+
+
+@pytest.mark.parametrize("args", [(), (1.0, None), ([1.0, 2.0],)])
+def test_get_namespace_needs_arrays(args):
+    with pytest.raises(TypeError):
+        xpnn.get_namespace(*args)

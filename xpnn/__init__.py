@@ -1,0 +1,45 @@
+"""xpnn: the neural networks of *Deep Learning from Scratch*, on CPU or GPU.
+
+All math is written against an Array API namespace ``xp`` taken from the data,
+so the same code runs on NumPy, CuPy, PyTorch and array-api-strict. Choose
+where new arrays (parameters, data, random numbers) are created with
+:func:`set_backend`, :func:`use_backend` or ``XPNN_BACKEND``.
+"""
+
+__version__ = "0.1.0"
+
+from xpnn.backend import (
+    BACKEND_NAMES,
+    Backend,
+    BackendMismatchError,
+    BackendUnavailableError,
+    asarray,
+    available_backends,
+    backend_status,
+    get_backend,
+    get_namespace,
+    info,
+    set_backend,
+    to_numpy,
+    use_backend,
+)
+from xpnn.random import Generator, default_rng
+
+__all__ = [
+    "BACKEND_NAMES",
+    "Backend",
+    "BackendMismatchError",
+    "BackendUnavailableError",
+    "Generator",
+    "__version__",
+    "asarray",
+    "available_backends",
+    "backend_status",
+    "default_rng",
+    "get_backend",
+    "get_namespace",
+    "info",
+    "set_backend",
+    "to_numpy",
+    "use_backend",
+]

@@ -1,0 +1,669 @@
+"""The only door to the array libraries.
+
+xpnn writes all of its math against an *array namespace* ``xp`` (the Array API
+standard). This module is the one place that imports NumPy's, CuPy's, PyTorch's
+and array-api-strict's namespaces (through array-api-compat) and decides:
+
+* which namespace and device a math function works on: the one of its inputs
+  (:func:`get_namespace`) -- never global state;
+* where *new* arrays go (parameters, data sets, random numbers): the active
+  backend (:func:`get_backend`), chosen with :func:`set_backend`,
+  :func:`use_backend` or the ``XPNN_BACKEND`` environment variable;
+* how data crosses between host and device: only through the explicit
+  :func:`asarray` and :func:`to_numpy`.
+
+Backend specs are strings ``"name"`` or ``"name:device"``::
+
+    numpy                         the CPU (default)
+    cupy, cupy:1                  CUDA GPU 0 / GPU 1
+    torch, torch:cpu, torch:cuda  PyTorch on the CPU (default) / CUDA GPU 0
+    torch:cuda:1                  PyTorch on CUDA GPU 1
+    array_api_strict              the strict reference namespace (CPU_DEVICE)
+    array_api_strict:device1      ... on its simulated second device
+
+Asking for a backend that cannot run raises :class:`BackendUnavailableError`
+saying why and how to fix it; xpnn never falls back to another backend.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+import importlib
+import os
+import platform
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "BACKEND_NAMES",
+    "Backend",
+    "BackendMismatchError",
+    "BackendUnavailableError",
+    "asarray",
+    "available_backends",
+    "backend_status",
+    "get_backend",
+    "get_namespace",
+    "info",
+    "resolve_dtype",
+    "set_backend",
+    "to_numpy",
+    "use_backend",
+]
+
+#: Every backend name xpnn knows, in the order it lists them.
+BACKEND_NAMES = ("numpy", "cupy", "torch", "array_api_strict")
+
+#: The environment variable read when xpnn is imported.
+ENV_VAR = "XPNN_BACKEND"
+
+#: Models and data default to float32: GPUs are many times slower at float64.
+DEFAULT_FLOAT_DTYPE = "float32"
+
+_FLOAT_NAMES = ("float32", "float64")
+
+_CUDA_FIX = (
+    'install CuPy for your CUDA major version: pip install "xpnn[cuda12]" '
+    '(CUDA 12.x) or pip install "xpnn[cuda13]" (CUDA 13.x)'
+)
+
+
+class BackendUnavailableError(RuntimeError):
+    """A backend was asked for that cannot run on this machine.
+
+    Attributes:
+        backend: The spec that was asked for, e.g. ``"cupy:0"``.
+        reason: Why it cannot run (package missing, no CUDA device, ...).
+        fix: What to do about it.
+    """
+
+    def __init__(self, backend: str, reason: str, fix: str):
+        self.backend = backend
+        self.reason = reason
+        self.fix = fix
+        super().__init__(f"backend {backend!r} is unavailable: {reason}. To fix: {fix}.")
+
+
+class BackendMismatchError(TypeError):
+    """Arrays from different backends or devices were combined in one call."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Backend:
+    """An array library on one device, where xpnn creates new arrays.
+
+    Attributes:
+        name: One of :data:`BACKEND_NAMES`.
+        xp: The Array API namespace (array-api-compat's wrapper for numpy,
+            cupy and torch; the module itself for array_api_strict).
+        device: The device object of that namespace (``"cpu"`` for numpy, a
+            ``cupy.cuda.Device``, a ``torch.device``, an
+            ``array_api_strict.Device``).
+        float_dtype: The default floating dtype of new arrays (a dtype of
+            ``xp``; float32 unless asked otherwise).
+    """
+
+    name: str
+    xp: Any
+    device: Any
+    float_dtype: Any
+
+    @property
+    def spec(self) -> str:
+        """The ``"name:device"`` string that selects this backend again."""
+        return f"{self.name}:{_device_label(self.name, self.device)}"
+
+    @property
+    def is_gpu(self) -> bool:
+        """Whether arrays of this backend live on a CUDA GPU."""
+        if self.name == "cupy":
+            return True
+        return self.name == "torch" and self.device.type == "cuda"
+
+    def __repr__(self) -> str:
+        return f"Backend({self.spec!r}, float_dtype={_dtype_name(self.float_dtype)})"
+
+
+# --------------------------------------------------------------------------
+# Opening a backend: import, find the device, allocate once to prove it works
+# --------------------------------------------------------------------------
+
+_cache: dict[tuple[str, str, str], Backend] = {}
+_cache_lock = threading.Lock()
+
+
+def _parse_spec(name: str, device: Any = None) -> tuple[str, Any]:
+    """Split ``"name:device"`` and check the name; returns ``(name, device)``."""
+    if not isinstance(name, str):
+        raise TypeError(f"backend name must be a string, got {type(name).__name__}")
+    raw = name.strip()
+    base, sep, rest = raw.partition(":")
+    base = base.strip().lower().replace("-", "_")
+    if base not in BACKEND_NAMES:
+        raise ValueError(
+            f"unknown backend {name!r}; valid names are: {', '.join(BACKEND_NAMES)} "
+            "(optionally followed by ':device', e.g. 'cupy:1', 'torch:cuda', "
+            "'array_api_strict:device1')"
+        )
+    if sep:
+        if device is not None:
+            raise ValueError(f"device given twice: in {name!r} and as device={device!r}")
+        if not rest:
+            raise ValueError(f"empty device in backend spec {name!r}")
+        device = rest
+    return base, device
+
+
+def _import(module: str, backend: str, fix: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            backend, f"the package {module.split('.')[0]!r} is not installed ({exc})", fix
+        ) from None
+
+
+def _open_numpy(device: Any) -> tuple[Any, Any]:
+    if device not in (None, "cpu"):
+        raise ValueError(f"numpy has one device, 'cpu'; got {device!r}")
+    from array_api_compat import numpy as xp
+
+    return xp, "cpu"
+
+
+def _open_array_api_strict(device: Any) -> tuple[Any, Any]:
+    spec = f"array_api_strict:{device}" if device is not None else "array_api_strict"
+    xp = _import("array_api_strict", spec, 'pip install "xpnn[test]" (or array-api-strict)')
+    devices = xp.__array_namespace_info__().devices()
+    if device is None:
+        return xp, xp.__array_namespace_info__().default_device()
+    if isinstance(device, xp.Device):
+        return xp, device
+    names = [str(d).split("'")[1] if "'" in str(d) else str(d) for d in devices]
+    for dev, label in zip(devices, names):
+        if str(device) == label:
+            return xp, dev
+    raise ValueError(f"array_api_strict has no device {device!r}; valid devices: {', '.join(names)}")
+
+
+def _cuda_reason(exc: BaseException) -> tuple[str, str]:
+    """Turn a CUDA runtime error into (why, how to fix)."""
+    text = str(exc)
+    if "NoDevice" in text or "no CUDA-capable device" in text:
+        return "no CUDA device was found", "run on a machine with an NVIDIA GPU, or choose 'numpy'"
+    if "InsufficientDriver" in text or "driver version is insufficient" in text:
+        return (
+            f"the NVIDIA driver is too old for this CuPy build ({text})",
+            "update the NVIDIA driver, or install the CuPy extra that matches it: "
+            'pip install "xpnn[cuda12]" instead of "xpnn[cuda13]"',
+        )
+    return (
+        f"the CUDA driver or runtime failed ({type(exc).__name__}: {text})",
+        "check that `nvidia-smi` works and that the installed cupy-cudaXXx matches "
+        "the driver's CUDA major version; " + _CUDA_FIX,
+    )
+
+
+def _open_cupy(device: Any) -> tuple[Any, Any]:
+    index = 0 if device is None else device
+    spec = f"cupy:{index}"
+    try:
+        index = int(str(index).removeprefix("cuda:"))
+    except ValueError:
+        raise ValueError(f"cupy devices are GPU numbers like 0 or 1, got {device!r}") from None
+    spec = f"cupy:{index}"
+    cupy = _import("cupy", spec, _CUDA_FIX)
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # CUDARuntimeError and friends: classify, never hide
+        why, fix = _cuda_reason(exc)
+        raise BackendUnavailableError(spec, why, fix) from exc
+    if count == 0:
+        raise BackendUnavailableError(spec, "no CUDA device was found", "choose 'numpy'")
+    if not 0 <= index < count:
+        raise BackendUnavailableError(
+            spec, f"there is no GPU {index}; this machine has {count} (0..{count - 1})",
+            f"choose a device number below {count}",
+        )
+    dev = cupy.cuda.Device(index)
+    try:
+        with dev:  # allocate once: importing is not proof the GPU works
+            cupy.zeros(1, dtype=cupy.float32).sum()
+            dev.synchronize()
+    except Exception as exc:
+        why, fix = _cuda_reason(exc)
+        raise BackendUnavailableError(spec, why, fix) from exc
+    from array_api_compat import cupy as xp
+
+    return xp, dev
+
+
+def _open_torch(device: Any) -> tuple[Any, Any]:
+    label = "cpu" if device is None else str(device)
+    spec = f"torch:{label}"
+    torch = _import("torch", spec, "pip install torch (see https://pytorch.org for GPU builds)")
+    try:
+        dev = torch.device(label)
+    except (RuntimeError, ValueError) as exc:
+        raise ValueError(f"torch has no device {label!r}: {exc}") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"xpnn supports torch devices 'cpu' and 'cuda[:N]', got {label!r}")
+    if dev.type == "cuda":
+        if torch.version.cuda is None:
+            raise BackendUnavailableError(
+                spec, f"this PyTorch build ({torch.__version__}) has no CUDA support",
+                "install a CUDA build of PyTorch (see https://pytorch.org), or use 'torch:cpu'",
+            )
+        if not torch.cuda.is_available():
+            raise BackendUnavailableError(
+                spec, "PyTorch found no usable CUDA device (no GPU, or a driver problem)",
+                "check that `nvidia-smi` works, or use 'torch:cpu'",
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise BackendUnavailableError(
+                spec, f"there is no GPU {dev.index}; this machine has {torch.cuda.device_count()}",
+                "choose a smaller device number",
+            )
+        if dev.index is None:
+            dev = torch.device("cuda", 0)
+    try:
+        torch.zeros(1, device=dev).sum().item()
+    except Exception as exc:
+        raise BackendUnavailableError(
+            spec, f"allocating on {dev} failed ({type(exc).__name__}: {exc})",
+            "check that `nvidia-smi` works, or use 'torch:cpu'",
+        ) from exc
+    from array_api_compat import torch as xp
+
+    return xp, dev
+
+
+_OPENERS = {
+    "numpy": _open_numpy,
+    "cupy": _open_cupy,
+    "torch": _open_torch,
+    "array_api_strict": _open_array_api_strict,
+}
+
+
+def _device_label(name: str, device: Any) -> str:
+    if name == "cupy":
+        return str(device.id)
+    if name == "array_api_strict":
+        text = str(device)
+        return text.split("'")[1] if "'" in text else text
+    return str(device)
+
+
+def _open(name: str, device: Any = None, dtype: Any = None) -> Backend:
+    """Open (or take from the cache) the backend ``name`` on ``device``."""
+    name, device = _parse_spec(name, device)
+    dtype_name = DEFAULT_FLOAT_DTYPE if dtype is None else _dtype_name(dtype)
+    if dtype_name not in _FLOAT_NAMES:
+        raise ValueError(f"the default float dtype must be one of {_FLOAT_NAMES}, got {dtype!r}")
+    key = (name, "" if device is None else str(device), dtype_name)
+    with _cache_lock:
+        if key in _cache:
+            return _cache[key]
+    xp, dev = _OPENERS[name](device)
+    backend = Backend(name, xp, dev, getattr(xp, dtype_name))
+    with _cache_lock:
+        _cache[key] = backend
+    return backend
+
+
+# --------------------------------------------------------------------------
+# Selecting the active backend
+# --------------------------------------------------------------------------
+
+_active: contextvars.ContextVar[Backend | None] = contextvars.ContextVar(
+    "xpnn_backend", default=None
+)
+_default: Backend | None = None
+_default_lock = threading.Lock()
+# Read once at import; opened lazily so that `import xpnn` never fails and a
+# bad value raises at first use, with the reason, every time it is used.
+_env_spec: str | None = os.environ.get(ENV_VAR) or None
+
+
+def get_backend() -> Backend:
+    """Return the active backend: where new arrays are created.
+
+    The innermost :func:`use_backend` block wins; otherwise the process-wide
+    default set by :func:`set_backend`; otherwise ``XPNN_BACKEND`` as read at
+    import; otherwise numpy in float32.
+
+    Raises:
+        BackendUnavailableError: ``XPNN_BACKEND`` names a backend that cannot run.
+        ValueError: ``XPNN_BACKEND`` names no known backend.
+    """
+    backend = _active.get()
+    if backend is not None:
+        return backend
+    global _default
+    with _default_lock:
+        if _default is None:
+            if _env_spec is None:
+                _default = _open("numpy")
+            else:
+                try:
+                    _default = _open(_env_spec)
+                except ValueError as exc:
+                    raise ValueError(f"{ENV_VAR}={_env_spec!r}: {exc}") from None
+        return _default
+
+
+def set_backend(name: str, device: Any = None, *, dtype: Any = None) -> Backend:
+    """Make a backend the process-wide default for new arrays.
+
+    Inside a :func:`use_backend` block this also changes the active backend
+    until that block ends.
+
+    Args:
+        name: A backend name or ``"name:device"`` spec (see module docs).
+        device: The device, if not given in ``name`` (``1``, ``"cuda:0"``,
+            ``"device1"``, or the library's device object).
+        dtype: Default float dtype of new arrays, ``"float32"`` (default) or
+            ``"float64"``.
+
+    Returns:
+        The opened :class:`Backend`.
+    """
+    global _default
+    backend = _open(name, device, dtype)
+    with _default_lock:
+        _default = backend
+    if _active.get() is not None:
+        _active.set(backend)
+    return backend
+
+
+@contextlib.contextmanager
+def use_backend(name: str, device: Any = None, *, dtype: Any = None) -> Iterator[Backend]:
+    """Use a backend for new arrays inside a ``with`` block.
+
+    The choice is local to the current thread / asyncio task (a context
+    variable): blocks nest, the previous backend comes back on exit (also on
+    an exception), and other threads are not affected.
+
+    Example::
+
+        with xpnn.use_backend("cupy"):
+            net = xpnn.TwoLayerNet(784, 50, 10)   # parameters on the GPU
+    """
+    backend = _open(name, device, dtype)
+    token = _active.set(backend)
+    try:
+        yield backend
+    finally:
+        _active.reset(token)
+
+
+def _reset_for_tests(env_spec: str | None = None) -> None:
+    """Forget the process default and re-read an ``XPNN_BACKEND`` value."""
+    global _default, _env_spec
+    with _default_lock:
+        _default = None
+        _env_spec = env_spec or None
+
+
+# --------------------------------------------------------------------------
+# Following the data
+# --------------------------------------------------------------------------
+
+_SCALARS = (bool, int, float, complex)
+
+
+def get_namespace(*arrays: Any) -> Any:
+    """Return the Array API namespace of the given arrays.
+
+    Math code calls this on its inputs (Python scalars and ``None`` are
+    ignored), so it runs on whatever backend and device the data lives on.
+
+    Raises:
+        BackendMismatchError: The arrays come from different libraries or
+            live on different devices.
+        TypeError: No argument is an array.
+    """
+    import array_api_compat
+
+    found = [a for a in arrays if a is not None and not isinstance(a, _SCALARS)]
+    if not found:
+        raise TypeError("get_namespace() needs at least one array argument")
+    try:
+        xp = array_api_compat.array_namespace(*found)
+    except TypeError as exc:
+        kinds = sorted({f"{type(a).__module__}.{type(a).__qualname__}" for a in found})
+        if "Multiple namespaces" in str(exc):
+            raise BackendMismatchError(
+                f"arrays from different backends were combined: {', '.join(kinds)}; "
+                "move them to one backend first with xpnn.asarray()"
+            ) from None
+        raise TypeError(f"not an array of a supported backend: {', '.join(kinds)}") from None
+    if len(found) > 1:
+        devices = [array_api_compat.device(a) for a in found]
+        if any(d != devices[0] for d in devices[1:]):
+            raise BackendMismatchError(
+                "arrays on different devices were combined: "
+                f"{', '.join(sorted({str(d) for d in devices}))}; "
+                "move them to one device first with xpnn.asarray()"
+            )
+    return xp
+
+
+def _dtype_name(dtype: Any) -> str:
+    """The canonical name ('float32', 'int64', ...) of a dtype of any backend."""
+    if isinstance(dtype, str):
+        return dtype
+    text = str(dtype)  # torch.float32, array_api_strict.float32, float32
+    if text.startswith(("torch.", "array_api_strict.")):
+        return text.rsplit(".", 1)[1]
+    try:
+        return np.dtype(dtype).name
+    except TypeError:
+        raise TypeError(f"not a dtype: {dtype!r}") from None
+
+
+def resolve_dtype(xp: Any, dtype: Any) -> Any:
+    """Return the dtype object of namespace ``xp`` for a dtype given any way.
+
+    Args:
+        xp: An array namespace.
+        dtype: A name (``"float32"``), a NumPy dtype or type (``np.float64``),
+            or a dtype of ``xp`` itself.
+
+    Raises:
+        ValueError: ``xp`` has no such dtype (the message lists those it has).
+    """
+    dtypes = xp.__array_namespace_info__().dtypes()
+    name = _dtype_name(dtype)
+    if name == "bool_":
+        name = "bool"
+    if name not in dtypes:
+        raise ValueError(f"unknown dtype {dtype!r}; valid dtypes: {', '.join(dtypes)}")
+    return dtypes[name]
+
+
+# --------------------------------------------------------------------------
+# Explicit transfers
+# --------------------------------------------------------------------------
+
+
+def _library(a: Any) -> str | None:
+    """Which backend library an array belongs to, or None for host data."""
+    import array_api_compat as c
+
+    if c.is_numpy_array(a):
+        return "numpy"
+    if c.is_cupy_array(a):
+        return "cupy"
+    if c.is_torch_array(a):
+        return "torch"
+    if type(a).__module__.startswith("array_api_strict"):
+        return "array_api_strict"
+    return None
+
+
+def to_numpy(a: Any) -> np.ndarray:
+    """Copy an array of any backend to host memory as a NumPy array.
+
+    This is the explicit device-to-host transfer (it waits for the device).
+    Python scalars, lists and NumPy arrays come back as NumPy arrays.
+    """
+    lib = _library(a)
+    if lib == "cupy":
+        return a.get()
+    if lib == "torch":
+        return a.detach().cpu().numpy()
+    if lib == "array_api_strict":
+        import array_api_strict
+
+        host = a.to_device(array_api_strict.Device("CPU_DEVICE"))
+        return np.from_dlpack(host).copy()
+    return np.asarray(a)
+
+
+def asarray(a: Any, dtype: Any = None, *, backend: Backend | None = None) -> Any:
+    """Put data on the active backend and device (or on ``backend``).
+
+    This is the explicit host-to-device transfer. Arrays of another backend
+    are brought over through host memory; arrays already there are not copied
+    unless the dtype changes.
+
+    Args:
+        a: NumPy array, array of any backend, nested lists or a scalar.
+        dtype: Target dtype (name, NumPy dtype or a dtype of the backend).
+            By default floating data takes the backend's default float dtype
+            (float32 unless chosen otherwise) and integer/bool data keeps its
+            dtype.
+        backend: Where to put the data; the active backend if omitted.
+
+    Returns:
+        An array of ``backend.xp`` on ``backend.device``.
+    """
+    backend = backend or get_backend()
+    xp = backend.xp
+    lib = _library(a)
+    if lib is not None and lib != backend.name:
+        a = to_numpy(a)
+        lib = "numpy"
+    if lib is None:
+        a = np.asarray(a)
+        lib = "numpy"
+    if dtype is None:
+        kind = _dtype_name(a.dtype)
+        dtype = backend.float_dtype if kind.startswith("float") else kind
+    target = resolve_dtype(xp, dtype)
+    # May share memory with `a` when library, device and dtype already match,
+    # like numpy.asarray.
+    return xp.asarray(a, dtype=target, device=backend.device)
+
+
+# --------------------------------------------------------------------------
+# What can run here
+# --------------------------------------------------------------------------
+
+#: Specs probed by :func:`available_backends`, CPU ones first.
+CANDIDATES = ("numpy", "array_api_strict", "torch:cpu", "torch:cuda", "cupy:0")
+
+
+def backend_status() -> dict[str, str | None]:
+    """Probe every candidate backend by allocating on it.
+
+    Returns:
+        ``{spec: None}`` for a backend that runs, ``{spec: reason}`` for one
+        that does not.
+    """
+    status: dict[str, str | None] = {}
+    for spec in CANDIDATES:
+        try:
+            _open(spec)
+        except BackendUnavailableError as exc:
+            status[spec] = exc.reason
+        else:
+            status[spec] = None
+    return status
+
+
+def available_backends() -> list[str]:
+    """The backend specs that can actually run here (probed by allocating)."""
+    return [spec for spec, reason in backend_status().items() if reason is None]
+
+
+def _version(module: str) -> str | None:
+    """Installed version of an importable package (cupy's dist is cupy-cudaNNx)."""
+    from importlib import metadata
+
+    for dist in metadata.packages_distributions().get(module, []):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def _gpus() -> list[dict[str, Any]]:
+    """Name and memory of each CUDA GPU, asked through cupy or torch."""
+    gpus: list[dict[str, Any]] = []
+    status = backend_status()
+    if status["cupy:0"] is None:
+        import cupy
+
+        for i in range(cupy.cuda.runtime.getDeviceCount()):
+            props = cupy.cuda.runtime.getDeviceProperties(i)
+            with cupy.cuda.Device(i):
+                free, total = cupy.cuda.runtime.memGetInfo()
+            name = props["name"]
+            gpus.append({
+                "index": i,
+                "name": name.decode() if isinstance(name, bytes) else str(name),
+                "memory_total_bytes": int(total),
+                "memory_free_bytes": int(free),
+            })
+    elif status["torch:cuda"] is None:
+        import torch
+
+        for i in range(torch.cuda.device_count()):
+            free, total = torch.cuda.mem_get_info(i)
+            gpus.append({
+                "index": i,
+                "name": torch.cuda.get_device_name(i),
+                "memory_total_bytes": int(total),
+                "memory_free_bytes": int(free),
+            })
+    return gpus
+
+
+def info() -> dict[str, Any]:
+    """Describe this installation: versions, backends that run, GPUs.
+
+    Returns:
+        A JSON-serialisable dict with keys ``xpnn``, ``python``, ``platform``,
+        ``packages`` (name -> version or None), ``backends`` (spec -> None if
+        it runs, else the reason), ``active`` (the active backend's spec, or
+        the error choosing it) and ``gpus`` (index, name, memory in bytes).
+    """
+    from xpnn import __version__
+
+    try:
+        active = get_backend().spec
+    except (BackendUnavailableError, ValueError) as exc:
+        active = f"error: {exc}"
+    return {
+        "xpnn": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": {
+            m: _version(m)
+            for m in ("numpy", "array_api_compat", "array_api_strict", "cupy", "torch", "matplotlib")
+        },
+        "backends": backend_status(),
+        "active": active,
+        "gpus": _gpus(),
+    }
