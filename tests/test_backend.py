@@ -198,7 +198,8 @@ def _fake_cupy(error: Exception | None = None, count: int = 1) -> types.ModuleTy
         return count
 
     cupy = types.ModuleType("cupy")
-    cupy.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=get_device_count))
+    runtime = types.SimpleNamespace(getDeviceCount=get_device_count)
+    cupy.cuda = types.SimpleNamespace(runtime=runtime)
     return cupy
 
 
@@ -238,7 +239,7 @@ def test_cupy_without_a_working_gpu_says_why(monkeypatch, message, reason):
 
 def test_cupy_device_number_out_of_range(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(count=2))
-    with pytest.raises(xpnn.BackendUnavailableError, match="no GPU 3.*has 2"):
+    with pytest.raises(xpnn.BackendUnavailableError, match=r"no GPU 3.*has 2"):
         xpnn.set_backend("cupy:3")
 
 

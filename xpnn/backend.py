@@ -33,7 +33,6 @@ import dataclasses
 import importlib
 import os
 import platform
-import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -185,11 +184,13 @@ def _open_array_api_strict(device: Any) -> tuple[Any, Any]:
         return xp, xp.__array_namespace_info__().default_device()
     if isinstance(device, xp.Device):
         return xp, device
-    names = [str(d).split("'")[1] if "'" in str(d) else str(d) for d in devices]
-    for dev, label in zip(devices, names):
+    names = [_device_label("array_api_strict", d) for d in devices]
+    for dev, label in zip(devices, names, strict=True):
         if str(device) == label:
             return xp, dev
-    raise ValueError(f"array_api_strict has no device {device!r}; valid devices: {', '.join(names)}")
+    raise ValueError(
+        f"array_api_strict has no device {device!r}; valid devices: {', '.join(names)}"
+    )
 
 
 def _cuda_reason(exc: BaseException) -> tuple[str, str]:
@@ -228,7 +229,8 @@ def _open_cupy(device: Any) -> tuple[Any, Any]:
         raise BackendUnavailableError(spec, "no CUDA device was found", "choose 'numpy'")
     if not 0 <= index < count:
         raise BackendUnavailableError(
-            spec, f"there is no GPU {index}; this machine has {count} (0..{count - 1})",
+            spec,
+            f"there is no GPU {index}; this machine has {count} (0..{count - 1})",
             f"choose a device number below {count}",
         )
     dev = cupy.cuda.Device(index)
@@ -257,17 +259,20 @@ def _open_torch(device: Any) -> tuple[Any, Any]:
     if dev.type == "cuda":
         if torch.version.cuda is None:
             raise BackendUnavailableError(
-                spec, f"this PyTorch build ({torch.__version__}) has no CUDA support",
+                spec,
+                f"this PyTorch build ({torch.__version__}) has no CUDA support",
                 "install a CUDA build of PyTorch (see https://pytorch.org), or use 'torch:cpu'",
             )
         if not torch.cuda.is_available():
             raise BackendUnavailableError(
-                spec, "PyTorch found no usable CUDA device (no GPU, or a driver problem)",
+                spec,
+                "PyTorch found no usable CUDA device (no GPU, or a driver problem)",
                 "check that `nvidia-smi` works, or use 'torch:cpu'",
             )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise BackendUnavailableError(
-                spec, f"there is no GPU {dev.index}; this machine has {torch.cuda.device_count()}",
+                spec,
+                f"there is no GPU {dev.index}; this machine has {torch.cuda.device_count()}",
                 "choose a smaller device number",
             )
         if dev.index is None:
@@ -276,7 +281,8 @@ def _open_torch(device: Any) -> tuple[Any, Any]:
         torch.zeros(1, device=dev).sum().item()
     except Exception as exc:
         raise BackendUnavailableError(
-            spec, f"allocating on {dev} failed ({type(exc).__name__}: {exc})",
+            spec,
+            f"allocating on {dev} failed ({type(exc).__name__}: {exc})",
             "check that `nvidia-smi` works, or use 'torch:cpu'",
         ) from exc
     from array_api_compat import torch as xp
@@ -620,23 +626,27 @@ def _gpus() -> list[dict[str, Any]]:
             with cupy.cuda.Device(i):
                 free, total = cupy.cuda.runtime.memGetInfo()
             name = props["name"]
-            gpus.append({
-                "index": i,
-                "name": name.decode() if isinstance(name, bytes) else str(name),
-                "memory_total_bytes": int(total),
-                "memory_free_bytes": int(free),
-            })
+            gpus.append(
+                {
+                    "index": i,
+                    "name": name.decode() if isinstance(name, bytes) else str(name),
+                    "memory_total_bytes": int(total),
+                    "memory_free_bytes": int(free),
+                }
+            )
     elif status["torch:cuda"] is None:
         import torch
 
         for i in range(torch.cuda.device_count()):
             free, total = torch.cuda.mem_get_info(i)
-            gpus.append({
-                "index": i,
-                "name": torch.cuda.get_device_name(i),
-                "memory_total_bytes": int(total),
-                "memory_free_bytes": int(free),
-            })
+            gpus.append(
+                {
+                    "index": i,
+                    "name": torch.cuda.get_device_name(i),
+                    "memory_total_bytes": int(total),
+                    "memory_free_bytes": int(free),
+                }
+            )
     return gpus
 
 
@@ -661,7 +671,14 @@ def info() -> dict[str, Any]:
         "platform": platform.platform(),
         "packages": {
             m: _version(m)
-            for m in ("numpy", "array_api_compat", "array_api_strict", "cupy", "torch", "matplotlib")
+            for m in (
+                "numpy",
+                "array_api_compat",
+                "array_api_strict",
+                "cupy",
+                "torch",
+                "matplotlib",
+            )
         },
         "backends": backend_status(),
         "active": active,

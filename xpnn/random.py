@@ -60,7 +60,10 @@ class Generator:
         return self._put(np.asarray(self._rng.random(size)), dtype)
 
     def normal(
-        self, loc: float = 0.0, scale: float = 1.0, size: int | tuple[int, ...] | None = None,
+        self,
+        loc: float = 0.0,
+        scale: float = 1.0,
+        size: int | tuple[int, ...] | None = None,
         dtype: Any = None,
     ) -> Any:
         """Normal draws with mean ``loc`` and standard deviation ``scale``.
@@ -77,7 +80,10 @@ class Generator:
         return self.normal(0.0, 1.0, size, dtype)
 
     def uniform(
-        self, low: float = 0.0, high: float = 1.0, size: int | tuple[int, ...] | None = None,
+        self,
+        low: float = 0.0,
+        high: float = 1.0,
+        size: int | tuple[int, ...] | None = None,
         dtype: Any = None,
     ) -> Any:
         """Uniform floats in ``[low, high)``."""
@@ -86,14 +92,20 @@ class Generator:
         return self._put(np.asarray(self._rng.uniform(low, high, size)), dtype)
 
     def integers(
-        self, low: int, high: int | None = None, size: int | tuple[int, ...] | None = None,
+        self,
+        low: int,
+        high: int | None = None,
+        size: int | tuple[int, ...] | None = None,
         dtype: Any = "int64",
     ) -> Any:
         """Random integers in ``[low, high)`` (``[0, low)`` if ``high`` is None)."""
         return self._put(np.asarray(self._rng.integers(low, high, size)), dtype)
 
     def choice(
-        self, a: int, size: int | tuple[int, ...] | None = None, replace: bool = True,
+        self,
+        a: int,
+        size: int | tuple[int, ...] | None = None,
+        replace: bool = True,
         dtype: Any = "int64",
     ) -> Any:
         """Random indices from ``range(a)``; the book's ``np.random.choice(n, k)``.
