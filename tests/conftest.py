@@ -34,6 +34,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Say once, at the top, which backends run here and why the others don't."""
+    lines = ["xpnn backends:"]
+    for spec, reason in _backend.backend_status().items():
+        lines.append(f"  {spec}: {'runs' if reason is None else 'skipped: ' + reason}")
+    return lines
+
+
 def open_or_skip(request: pytest.FixtureRequest, spec: str) -> xpnn.Backend:
     """Open a backend, or skip (fail, if required) with the reason it cannot run."""
     try:
