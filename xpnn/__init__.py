@@ -16,13 +16,16 @@ from xpnn.backend import (
     asarray,
     available_backends,
     backend_status,
+    device_of,
     get_backend,
     get_namespace,
     info,
     set_backend,
     to_numpy,
     use_backend,
+    zeros,
 )
+from xpnn.models import SimpleNet, TwoLayerNet
 from xpnn.random import Generator, default_rng
 
 __all__ = [
@@ -31,15 +34,19 @@ __all__ = [
     "BackendMismatchError",
     "BackendUnavailableError",
     "Generator",
+    "SimpleNet",
+    "TwoLayerNet",
     "__version__",
     "asarray",
     "available_backends",
     "backend_status",
     "default_rng",
+    "device_of",
     "get_backend",
     "get_namespace",
     "info",
     "set_backend",
     "to_numpy",
     "use_backend",
+    "zeros",
 ]

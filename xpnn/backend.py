@@ -45,6 +45,7 @@ __all__ = [
     "BackendMismatchError",
     "BackendUnavailableError",
     "asarray",
+    "device_of",
     "available_backends",
     "backend_status",
     "get_backend",
@@ -54,6 +55,7 @@ __all__ = [
     "set_backend",
     "to_numpy",
     "use_backend",
+    "zeros",
 ]
 
 #: Every backend name xpnn knows, in the order it lists them.
@@ -463,6 +465,13 @@ def get_namespace(*arrays: Any) -> Any:
     return xp
 
 
+def device_of(x: Any) -> Any:
+    """The device an array lives on (for creating new arrays beside it)."""
+    import array_api_compat
+
+    return array_api_compat.device(x)
+
+
 def _dtype_name(dtype: Any) -> str:
     """The canonical name ('float32', 'int64', ...) of a dtype of any backend."""
     if isinstance(dtype, str):
@@ -569,6 +578,18 @@ def asarray(a: Any, dtype: Any = None, *, backend: Backend | None = None) -> Any
     # May share memory with `a` when library, device and dtype already match,
     # like numpy.asarray.
     return xp.asarray(a, dtype=target, device=backend.device)
+
+
+def zeros(shape: int | tuple[int, ...], dtype: Any = None, *, backend: Backend | None = None):
+    """A new array of zeros on the active backend (or ``backend``).
+
+    Args:
+        shape: The shape.
+        dtype: Its dtype; the backend's default float dtype if omitted.
+    """
+    backend = backend or get_backend()
+    dtype = backend.float_dtype if dtype is None else resolve_dtype(backend.xp, dtype)
+    return backend.xp.zeros(shape, dtype=dtype, device=backend.device)
 
 
 # --------------------------------------------------------------------------

@@ -1,0 +1,151 @@
+"""The book's chapter-4 networks: SimpleNet and TwoLayerNet.
+
+Parameters are created on the active backend (``xpnn.use_backend``) in its
+default float dtype unless ``dtype`` is given, from a seeded
+:class:`xpnn.Generator`, so the same seed gives the same initial weights on
+every backend. All methods take their namespace from the data passed in.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from xpnn.backend import get_backend, get_namespace, resolve_dtype, zeros
+from xpnn.functions import cross_entropy_error, softmax
+from xpnn.gradient import numerical_gradient
+from xpnn.layers import Affine, Sigmoid, SoftmaxWithLoss, backward
+from xpnn.random import default_rng
+
+__all__ = ["SimpleNet", "TwoLayerNet"]
+
+
+def _check_sizes(**sizes: int) -> None:
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def _float_dtype(dtype: Any) -> Any:
+    backend = get_backend()
+    return backend.float_dtype if dtype is None else resolve_dtype(backend.xp, dtype)
+
+
+def _check_input(x: Any, features: int, who: str) -> None:
+    if x.ndim not in (1, 2) or x.shape[-1] != features:
+        raise ValueError(
+            f"{who} expects x of shape (N, {features}) or ({features},), got {tuple(x.shape)}"
+        )
+
+
+class SimpleNet:
+    """The book's ``simpleNet`` (4.4.2): one 2x3 weight matrix, no bias.
+
+    Args:
+        seed: Seed for the standard-normal initial ``W``.
+        dtype: Float dtype of ``W`` (the backend's default if omitted).
+
+    Attributes:
+        W: ``(2, 3)`` weights on the active backend.
+    """
+
+    def __init__(self, seed: int | None = None, *, dtype: Any = None):
+        self.W = default_rng(seed).standard_normal((2, 3), dtype=_float_dtype(dtype))
+
+    def predict(self, x: Any) -> Any:
+        """Scores ``x @ W``: ``(2,)`` -> ``(3,)`` or ``(N, 2)`` -> ``(N, 3)``."""
+        _check_input(x, 2, "SimpleNet.predict")
+        return x @ self.W
+
+    def loss(self, x: Any, t: Any) -> Any:
+        """The book's loss: cross_entropy_error(softmax(predict(x)), t), a 0-d array."""
+        return cross_entropy_error(softmax(self.predict(x)), t)
+
+
+class TwoLayerNet:
+    """The book's chapter-4 two-layer network: Affine - Sigmoid - Affine - Softmax.
+
+    Args:
+        input_size: Features per sample (784 for MNIST).
+        hidden_size: Hidden units.
+        output_size: Classes.
+        weight_init_std: Standard deviation of the initial weights.
+        seed: Seed of the initial weights (same seed, same weights on every
+            backend).
+        dtype: Float dtype of the parameters (the backend's default, float32,
+            if omitted; use ``"float64"`` for gradient checks).
+
+    Attributes:
+        params: The book's dict ``{'W1': (input_size, hidden_size), 'b1':
+            (hidden_size,), 'W2': (hidden_size, output_size), 'b2':
+            (output_size,)}``. The layers hold these same arrays: update them
+            in place (``params[k] -= lr * grads[k]``), do not rebind them.
+        layers: ``[Affine, Sigmoid, Affine]``; ``loss_layer``: SoftmaxWithLoss.
+    """
+
+    KEYS = ("W1", "b1", "W2", "b2")
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        output_size: int,
+        weight_init_std: float = 0.01,
+        *,
+        seed: int | None = None,
+        dtype: Any = None,
+    ):
+        _check_sizes(input_size=input_size, hidden_size=hidden_size, output_size=output_size)
+        dtype = _float_dtype(dtype)
+        rng = default_rng(seed)
+        self.params = {
+            "W1": rng.normal(0.0, weight_init_std, (input_size, hidden_size), dtype=dtype),
+            "b1": zeros(hidden_size, dtype=dtype),
+            "W2": rng.normal(0.0, weight_init_std, (hidden_size, output_size), dtype=dtype),
+            "b2": zeros(output_size, dtype=dtype),
+        }
+        p = self.params
+        self.layers = [Affine(p["W1"], p["b1"]), Sigmoid(), Affine(p["W2"], p["b2"])]
+        self.loss_layer = SoftmaxWithLoss()
+        self.input_size, self.output_size = input_size, output_size
+
+    def _scores(self, x: Any) -> Any:
+        _check_input(x, self.input_size, "TwoLayerNet")
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def predict(self, x: Any) -> Any:
+        """Class probabilities ``(N, output_size)`` (softmax output, as in ch. 4)."""
+        return softmax(self._scores(x))
+
+    def loss(self, x: Any, t: Any) -> Any:
+        """Mean cross-entropy of softmax(scores) against ``t`` (a 0-d array).
+
+        Computed with the fused, stable softmax_cross_entropy; ``t`` is
+        one-hot ``(N, output_size)`` or integer labels ``(N,)``.
+        """
+        return self.loss_layer.forward(self._scores(x), t)
+
+    def accuracy(self, x: Any, t: Any) -> Any:
+        """Fraction of samples whose predicted class equals ``t`` (a 0-d array)."""
+        xp = get_namespace(x, t)
+        y = xp.argmax(self._scores(x), axis=1)
+        if t.ndim != 1:
+            t = xp.argmax(t, axis=1)
+        return xp.sum(xp.astype(y == t, x.dtype)) / x.shape[0]
+
+    def numerical_gradient(self, x: Any, t: Any) -> dict[str, Any]:
+        """Gradients of :meth:`loss` by central differences, keyed like ``params``."""
+        loss_w = lambda _: self.loss(x, t)  # noqa: E731 - the book's idiom
+        return {k: numerical_gradient(loss_w, self.params[k]) for k in self.KEYS}
+
+    def gradient(self, x: Any, t: Any) -> dict[str, Any]:
+        """Gradients of :meth:`loss` by backpropagation, keyed like ``params``.
+
+        The returned arrays are the layers' preallocated ``grads``: the next
+        call overwrites them (copy them to keep them).
+        """
+        self.loss(x, t)
+        backward(self.layers, self.loss_layer)
+        affine1, _, affine2 = self.layers
+        return dict(zip(self.KEYS, affine1.grads + affine2.grads, strict=True))
