@@ -56,7 +56,7 @@ def open_or_skip(request: pytest.FixtureRequest, spec: str) -> xpnn.Backend:
 def backend(request: pytest.FixtureRequest):
     """The backend under test, active (for new arrays) for the whole test."""
     b = open_or_skip(request, request.param)
-    with xpnn.use_backend(b.name, b.device):
+    with xpnn.use_backend(b.spec):
         yield b
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -59,7 +60,7 @@ def test_env_var_unknown_name_lists_valid_names():
 
 def test_env_var_read_at_import_in_a_fresh_process():
     code = "import xpnn; print(xpnn.get_backend().spec)"
-    env = {"XPNN_BACKEND": "array_api_strict:device1", "PATH": ""}
+    env = {**os.environ, "XPNN_BACKEND": "array_api_strict:device1"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "array_api_strict:device1"
@@ -73,7 +74,7 @@ def test_env_var_cupy_without_cupy_raises_at_first_use_not_at_import():
         "print('imported')\n"
         "xpnn.get_backend()\n"
     )
-    env = {"XPNN_BACKEND": "cupy", "PATH": ""}
+    env = {**os.environ, "XPNN_BACKEND": "cupy"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode == 1
     assert out.stdout.strip() == "imported"
@@ -332,3 +333,9 @@ def test_get_namespace_refuses_mixed_devices():
 def test_get_namespace_needs_arrays(args):
     with pytest.raises(TypeError):
         xpnn.get_namespace(*args)
+
+
+def test_device_objects_and_specs_select_the_same_backend(backend):
+    """A backend's own device object and its spec string both reopen it."""
+    assert xpnn.set_backend(backend.name, backend.device).spec == backend.spec
+    assert xpnn.set_backend(backend.spec).spec == backend.spec

@@ -214,8 +214,7 @@ def _cuda_reason(exc: BaseException) -> tuple[str, str]:
 
 
 def _open_cupy(device: Any) -> tuple[Any, Any]:
-    index = 0 if device is None else device
-    spec = f"cupy:{index}"
+    index = 0 if device is None else getattr(device, "id", device)  # a cupy.cuda.Device
     try:
         index = int(str(index).removeprefix("cuda:"))
     except ValueError:
