@@ -15,6 +15,13 @@ import pytest
 import xpnn
 from xpnn import backend as B
 
+
+@pytest.fixture(autouse=True)
+def _fresh_backend_cache(monkeypatch):
+    """Open backends anew in each test, so faked modules are really consulted."""
+    monkeypatch.setattr(B, "_cache", {})
+
+
 # ---------------------------------------------------------------- selecting
 
 

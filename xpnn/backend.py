@@ -321,6 +321,8 @@ def _open(name: str, device: Any = None, dtype: Any = None) -> Backend:
     xp, dev = _OPENERS[name](device)
     backend = Backend(name, xp, dev, getattr(xp, dtype_name))
     with _cache_lock:
+        # "numpy" and "numpy:cpu" are one backend: keep one object for both.
+        backend = _cache.setdefault((name, backend.spec, dtype_name), backend)
         _cache[key] = backend
     return backend
 
@@ -528,13 +530,15 @@ def to_numpy(a: Any) -> np.ndarray:
     """Copy an array of any backend to host memory as a NumPy array.
 
     This is the explicit device-to-host transfer (it waits for the device).
-    Python scalars, lists and NumPy arrays come back as NumPy arrays.
+    The result never shares memory with a backend array. Host data (NumPy
+    arrays, Python scalars, lists) come back as NumPy arrays, not copied.
     """
     lib = _library(a)
     if lib == "cupy":
         return a.get()
     if lib == "torch":
-        return a.detach().cpu().numpy()
+        # .numpy() of a CPU tensor is a view of the tensor: copy it.
+        return np.array(a.detach().cpu().numpy(), copy=True)
     if lib == "array_api_strict":
         import array_api_strict
 
@@ -570,12 +574,26 @@ def asarray(a: Any, dtype: Any = None, *, backend: Backend | None = None) -> Any
     if lib is None:
         a = np.asarray(a)
         lib = "numpy"
+        if a.dtype.kind not in "biuf":
+            raise TypeError(
+                f"xpnn.asarray needs numeric data, got NumPy dtype {a.dtype} "
+                "(strings, objects, or integers too large for int64?)"
+            )
     if dtype is None:
         kind = _dtype_name(a.dtype)
         dtype = backend.float_dtype if kind.startswith("float") else kind
     target = resolve_dtype(xp, dtype)
-    # May share memory with `a` when library, device and dtype already match,
-    # like numpy.asarray.
+    if lib == "numpy" and backend.name != "numpy":
+        # Host data going to another library: torch and array_api_strict would
+        # wrap the NumPy buffer (so writes would reach the caller's array, or
+        # crash on a read-only memory map), and torch refuses negative strides
+        # and non-native byte order. Hand them their own contiguous copy.
+        native = a.dtype.newbyteorder("=")
+        if backend.name in ("torch", "array_api_strict"):
+            a = np.array(a, dtype=native, order="C", copy=True)
+        else:
+            a = np.asarray(a, dtype=native, order="C")
+    # Within one library this may share memory with `a`, like numpy.asarray.
     return xp.asarray(a, dtype=target, device=backend.device)
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from xpnn.backend import Backend, asarray
+from xpnn.backend import Backend, _dtype_name, asarray, get_backend
 
 __all__ = ["Generator", "default_rng"]
 
@@ -55,9 +55,27 @@ class Generator:
     def _put(self, host: np.ndarray, dtype: Any) -> Any:
         return asarray(host, dtype=dtype, backend=self.backend)
 
+    def _put_floats(self, host: Any, dtype: Any, below: float | None = None) -> Any:
+        """Round float64 draws to the target float dtype on the host, then move them.
+
+        Rounding on the host makes every backend get the same numbers. With
+        ``below``, values that rounding pushed up to it (float32 rounds any
+        float64 above 1 - 2**-25 to 1.0) are set to the largest float under
+        it, so half-open intervals stay half-open.
+        """
+        backend = self.backend or get_backend()
+        name = _dtype_name(backend.float_dtype if dtype is None else dtype)
+        if name not in ("float32", "float64"):
+            raise ValueError(f"float draws need dtype float32 or float64, got {dtype!r}")
+        values = np.asarray(host).astype(name)
+        if below is not None:
+            top = np.nextafter(np.asarray(below, dtype=name), np.asarray(-np.inf, dtype=name))
+            values = np.minimum(values, top)
+        return asarray(values, dtype=name, backend=backend)
+
     def random(self, size: int | tuple[int, ...] | None = None, dtype: Any = None) -> Any:
         """Uniform floats in [0, 1), shape ``size``, float dtype of the backend."""
-        return self._put(np.asarray(self._rng.random(size)), dtype)
+        return self._put_floats(self._rng.random(size), dtype, below=1.0)
 
     def normal(
         self,
@@ -73,7 +91,7 @@ class Generator:
         """
         if scale < 0:
             raise ValueError(f"scale must be non-negative, got {scale}")
-        return self._put(np.asarray(self._rng.normal(loc, scale, size)), dtype)
+        return self._put_floats(self._rng.normal(loc, scale, size), dtype)
 
     def standard_normal(self, size: int | tuple[int, ...] | None = None, dtype: Any = None) -> Any:
         """Standard normal draws; like ``numpy.random.randn(*size)`` in the book."""
@@ -89,7 +107,8 @@ class Generator:
         """Uniform floats in ``[low, high)``."""
         if not high >= low:
             raise ValueError(f"need low <= high, got low={low}, high={high}")
-        return self._put(np.asarray(self._rng.uniform(low, high, size)), dtype)
+        draws = self._rng.uniform(low, high, size)
+        return self._put_floats(draws, dtype, below=high if high > low else None)
 
     def integers(
         self,
