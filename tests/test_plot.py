@@ -1,0 +1,178 @@
+"""The book's figures: each writes a valid PNG and SVG, from any backend's arrays."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import xpnn
+from xpnn import plot
+from xpnn.plot import (
+    plot_accuracy,
+    plot_descent_path,
+    plot_gradient_field,
+    plot_loss,
+    plot_tangent,
+    plot_training,
+)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def assert_image(path: Path) -> None:
+    """The file exists, is non-empty and starts like a file of its format."""
+    data = path.read_bytes()
+    if path.suffix == ".png":
+        assert data.startswith(PNG_SIGNATURE)
+        assert data[12:16] == b"IHDR"  # the first chunk of every PNG
+        assert len(data) > 1000  # a real picture, not just a header
+    elif path.suffix == ".svg":
+        assert data.lstrip().startswith(b"<?xml")
+        assert b"<svg" in data and data.rstrip().endswith(b"</svg>")
+    else:
+        assert data.startswith(b"%PDF-")
+
+
+# The book's example functions, written against the namespace of the data so
+# that they run on host arrays as well as on any backend's.
+def function_1(x):
+    return 0.01 * x**2 + 0.1 * x
+
+
+def on_backend(fn):
+    """``fn`` applied to its (host) input moved to the active backend."""
+    return lambda x: fn(xpnn.asarray(x))
+
+
+def function_2_rows(points):
+    """f(x0, x1) = x0^2 + x1^2 for each row of an (N, 2) array -> (N,)."""
+    xp = xpnn.get_namespace(points)
+    return xp.sum(points**2, axis=1)
+
+
+def gradient_2_rows(points):
+    """The gradient (2 x0, 2 x1) of function_2 for each row -> (N, 2)."""
+    return 2 * points
+
+
+def descent_history(steps: int = 20, lr: float = 0.1) -> np.ndarray:
+    """The book's gradient_method path from (-3, 4): shape (steps, 2)."""
+    x = np.array([-3.0, 4.0])
+    history = []
+    for _ in range(steps):
+        history.append(x.copy())
+        x = x - lr * 2 * x
+    return np.array(history)
+
+
+LOSS = [2.3, 1.5, 0.9, 0.6, 0.5, 0.45]
+TRAIN_ACC = [0.1, 0.78, 0.88, 0.9]
+TEST_ACC = [0.1, 0.79, 0.87, 0.89]
+
+# Every function, called with host data: name -> call(path).
+CALLS = {
+    "tangent": lambda p: plot_tangent(function_1, 5.0, p),
+    "gradient_field": lambda p: plot_gradient_field(gradient_2_rows, p),
+    "descent_path": lambda p: plot_descent_path(descent_history(), p),
+    "descent_path_contour": lambda p: plot_descent_path(descent_history(), p, f=function_2_rows),
+    "loss": lambda p: plot_loss(LOSS, p),
+    "accuracy": lambda p: plot_accuracy(TRAIN_ACC, TEST_ACC, p),
+    "training": lambda p: plot_training(LOSS, TRAIN_ACC, TEST_ACC, p),
+}
+
+
+@pytest.mark.parametrize("suffix", [".png", ".svg"])
+@pytest.mark.parametrize("name", list(CALLS))
+def test_writes_a_valid_image(tmp_path, name, suffix):
+    path = tmp_path / f"{name}{suffix}"
+    assert CALLS[name](path) == path
+    assert_image(path)
+
+
+def test_pdf_and_str_path_and_parent_directories(tmp_path):
+    path = tmp_path / "new" / "dir" / "loss.pdf"
+    assert plot_loss(LOSS, str(path)) == path
+    assert_image(path)
+
+
+def test_overwrites_an_existing_file(tmp_path):
+    path = tmp_path / "acc.png"
+    path.write_bytes(b"old")
+    plot_accuracy(TRAIN_ACC, TEST_ACC, path)
+    assert_image(path)
+
+
+@pytest.mark.parametrize("name", list(CALLS))
+def test_unknown_extension_is_rejected_before_drawing(tmp_path, name):
+    with pytest.raises(ValueError, match=r"\.png, \.svg, \.pdf"):
+        CALLS[name](tmp_path / "figure.jpeg")
+    assert not (tmp_path / "figure.jpeg").exists()
+
+
+# ----------------------------------------------------------- other backends
+
+
+def test_with_backend_arrays(backend, tmp_path):
+    x = xpnn.asarray
+    history = x(descent_history())
+    calls = {
+        "tangent": lambda p: plot_tangent(on_backend(function_1), x(5.0), p),
+        "gradient_field": lambda p: plot_gradient_field(on_backend(gradient_2_rows), p),
+        "descent_path": lambda p: plot_descent_path(history, p, f=on_backend(function_2_rows)),
+        "loss_array": lambda p: plot_loss(x(LOSS), p),
+        # A training loop appends the loss as a 0-d array of its backend.
+        "loss_scalars": lambda p: plot_loss([x(v) for v in LOSS], p),
+        "accuracy": lambda p: plot_accuracy(x(TRAIN_ACC), [x(v) for v in TEST_ACC], p),
+        "training": lambda p: plot_training(x(LOSS), x(TRAIN_ACC), x(TEST_ACC), p),
+    }
+    for name, call in calls.items():
+        path = tmp_path / f"{name}.png"
+        assert call(path) == path
+        assert_image(path)
+
+
+# ------------------------------------------------------------------- values
+
+
+def test_tangent_slope_is_the_central_difference():
+    # The book: the derivative of 0.01x^2 + 0.1x at 5 is 0.2 (0.1999999999990898).
+    slope, intercept = plot._tangent_line(function_1, 5.0, 1e-4)
+    assert slope == pytest.approx(0.2, abs=1e-9)
+    assert slope * 5.0 + intercept == pytest.approx(function_1(5.0))
+
+
+# ------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda p: plot_accuracy([0.1, 0.2], [0.1], p), "2 values but test_acc has 1"),
+        (lambda p: plot_training(LOSS, [0.1], [0.1, 0.2], p), "1 values but test_acc has 2"),
+        (lambda p: plot_accuracy([], [], p), "train_acc is empty"),
+        (lambda p: plot_training([], TRAIN_ACC, TEST_ACC, p), "loss_list is empty"),
+        (lambda p: plot_loss([], p), "loss_list is empty"),
+        (lambda p: plot_loss(np.array([]), p), "loss_list is empty"),
+        (lambda p: plot_loss(np.ones((2, 3)), p), r"1-D .* shape \(2, 3\)"),
+        (lambda p: plot_descent_path(np.zeros((0, 2)), p), "path_xy is empty"),
+        (lambda p: plot_descent_path(np.zeros((4, 3)), p), r"\(S, 2\), got \(4, 3\)"),
+        (lambda p: plot_descent_path(np.zeros(4), p), r"\(S, 2\), got \(4,\)"),
+        (lambda p: plot_descent_path(descent_history(), p, f=gradient_2_rows), "f must return"),
+        (lambda p: plot_gradient_field(function_2_rows, p), "grad_f must return"),
+        (lambda p: plot_gradient_field(gradient_2_rows, p, step=0), "step"),
+        (lambda p: plot_gradient_field(gradient_2_rows, p, step=1e-5), "grid points"),
+        (lambda p: plot_tangent(lambda x: x[:1], 5.0, p), "f must return"),
+        (lambda p: plot_tangent(function_1, 5.0, p, x_range=(3.0, 1.0)), "low < high"),
+        (lambda p: plot_tangent(function_1, 5.0, p, x_range=(0.0,)), "two numbers"),
+        (lambda p: plot_tangent(function_1, 5.0, p, h=0.0), "h"),
+        (lambda p: plot_tangent(function_1, float("nan"), p), "x0"),
+        (lambda p: plot_descent_path(descent_history(), p, xlim=(1.0, 1.0)), "xlim"),
+    ],
+)
+def test_bad_input_is_a_value_error_and_writes_nothing(tmp_path, call, match):
+    path = tmp_path / "figure.png"
+    with pytest.raises(ValueError, match=match):
+        call(path)
+    assert not path.exists()

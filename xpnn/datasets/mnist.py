@@ -1,0 +1,296 @@
+"""MNIST in the original IDX format, read from a directory.
+
+The four files of the MNIST distribution (:data:`FILES`) are IDX files: a
+small big-endian header giving the element type and the shape, followed by the
+raw elements. :func:`read_idx` parses one such file (gzip'd or not) into a host
+NumPy array and rejects every malformed file with an :class:`IDXFormatError`
+naming the file. :func:`load_mnist_dir` reads the four files of a directory
+and returns the book's ``load_mnist`` tuples, placed on the active backend.
+
+Reading is host-side I/O, so this module uses NumPy directly; the arrays reach
+the backend only through :func:`xpnn.backend.asarray`. Getting the files (a
+download) is kept apart from reading them: a downloader only has to put the
+:data:`FILES` into a directory.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+import struct
+import zlib
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from xpnn.backend import asarray, get_backend, resolve_dtype
+
+__all__ = ["FILES", "NUM_CLASSES", "IDXFormatError", "load_mnist_dir", "read_idx"]
+
+#: The standard MNIST file names, keyed as in the book's ``mnist.py``.
+FILES = {
+    "train_img": "train-images-idx3-ubyte.gz",
+    "train_label": "train-labels-idx1-ubyte.gz",
+    "test_img": "t10k-images-idx3-ubyte.gz",
+    "test_label": "t10k-labels-idx1-ubyte.gz",
+}
+
+#: Digits 0..9.
+NUM_CLASSES = 10
+
+# IDX type codes -> big-endian NumPy dtypes (the format is big-endian).
+_IDX_DTYPES = {
+    0x08: np.dtype("u1"),
+    0x09: np.dtype("i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+# Data are read in pieces of this size so that memory follows the bytes that
+# are really there, never a size claimed by a (possibly corrupt) header.
+_CHUNK = 1 << 20
+
+# What a damaged gzip stream raises while being read: bad header or CRC
+# (BadGzipFile), bad deflate data (zlib.error), stream cut short (EOFError).
+_GZIP_ERRORS = (gzip.BadGzipFile, zlib.error, EOFError)
+
+
+class IDXFormatError(ValueError):
+    """A file is not a well-formed IDX file (or not the IDX data expected).
+
+    Attributes:
+        path: The file at fault.
+        problem: What is wrong with it.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], problem: str):
+        self.path = os.fspath(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+# --------------------------------------------------------------------------
+# One IDX file
+# --------------------------------------------------------------------------
+
+
+def _read_up_to(stream: IO[bytes], n: int) -> bytearray:
+    """Read at most ``n`` bytes, fewer only at the end of the stream."""
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = stream.read(min(_CHUNK, n - len(buf)))
+        if not chunk:
+            break
+        buf += chunk
+    return buf
+
+
+def _count_rest(stream: IO[bytes]) -> int:
+    """Count (and discard) the bytes left in the stream, in bounded memory."""
+    total = 0
+    while chunk := stream.read(_CHUNK):
+        total += len(chunk)
+    return total
+
+
+def _parse(stream: IO[bytes], path: str | os.PathLike[str]) -> np.ndarray:
+    """Parse an uncompressed IDX byte stream (see :func:`read_idx`)."""
+    head = _read_up_to(stream, 4)
+    if len(head) < 4:
+        raise IDXFormatError(path, f"truncated header: {len(head)} of 4 magic bytes")
+    zero0, zero1, code, ndim = head
+    if zero0 or zero1:
+        raise IDXFormatError(
+            path,
+            f"not an IDX file: it starts with bytes {bytes(head[:2]).hex(' ')}, not 00 00",
+        )
+    if code not in _IDX_DTYPES:
+        known = ", ".join(f"0x{c:02X} ({d.name})" for c, d in _IDX_DTYPES.items())
+        raise IDXFormatError(path, f"unknown data type code 0x{code:02X}; valid codes: {known}")
+    if ndim == 0:
+        raise IDXFormatError(path, "the header declares 0 dimensions")
+    dims = _read_up_to(stream, 4 * ndim)
+    if len(dims) < 4 * ndim:
+        raise IDXFormatError(
+            path,
+            f"truncated header: {ndim} dimension sizes declared, "
+            f"{len(dims) // 4} present ({len(dims)} of {4 * ndim} bytes)",
+        )
+    shape = struct.unpack(f">{ndim}I", dims)
+    dtype = _IDX_DTYPES[code]
+    # NumPy refuses shapes whose nonzero sizes multiply past its index range,
+    # even with a zero size among them (no data): say so instead of failing
+    # in reshape.
+    if math.prod(d for d in shape if d) * dtype.itemsize > np.iinfo(np.intp).max:
+        raise IDXFormatError(path, f"shape {shape} of {dtype.name} is too large for an array")
+    # Python ints: no overflow for absurd headers, and nothing is allocated
+    # from this number -- _read_up_to stops where the data stop.
+    expected = math.prod(shape) * dtype.itemsize
+    data = _read_up_to(stream, expected)
+    found = len(data)
+    if found == expected:
+        found += _count_rest(stream)
+    if found != expected:
+        raise IDXFormatError(
+            path,
+            f"expected {expected} data bytes for shape {shape}, found {found}",
+        )
+    # Native byte order; uint8/int8 need no swap and share the (writable) buffer.
+    array = np.frombuffer(data, dtype=dtype).reshape(shape)
+    return array if dtype.isnative else array.astype(dtype.newbyteorder("="))
+
+
+def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read one IDX file, gzip'd or raw, into a host NumPy array.
+
+    Compression is detected from the gzip magic bytes ``1f 8b``, not from the
+    file name. The header is: two zero bytes, a type code (``0x08`` uint8,
+    ``0x09`` int8, ``0x0B`` int16, ``0x0C`` int32, ``0x0D`` float32, ``0x0E``
+    float64; multi-byte types are big-endian), the number of dimensions, then
+    one big-endian uint32 size per dimension; the elements follow.
+
+    Args:
+        path: The file.
+
+    Returns:
+        A writable NumPy array with the shape and type of the header, in
+        native byte order (e.g. ``(60000, 28, 28)`` uint8 for MNIST images).
+
+    Raises:
+        IDXFormatError: The file is malformed: truncated header, bytes other
+            than ``00 00`` first, unknown type code, zero dimensions, a shape
+            too large for a NumPy array, fewer or more data bytes than the
+            header declares, or a corrupt gzip stream. The message names the
+            file and the problem.
+        OSError: The file cannot be opened or read (e.g. FileNotFoundError).
+    """
+    with open(path, "rb") as raw:
+        if raw.read(2) != _GZIP_MAGIC:
+            raw.seek(0)
+            return _parse(raw, path)
+        raw.seek(0)
+        try:
+            with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
+                return _parse(stream, path)
+        except _GZIP_ERRORS as exc:
+            raise IDXFormatError(path, f"corrupt gzip stream ({exc})") from exc
+
+
+# --------------------------------------------------------------------------
+# The MNIST directory
+# --------------------------------------------------------------------------
+
+
+def _missing_files(data_dir: Path) -> list[str]:
+    """The names of :data:`FILES` that are not files in ``data_dir``."""
+    return [name for name in FILES.values() if not (data_dir / name).is_file()]
+
+
+def _read_split(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read and check one split: ``(N, rows, cols)`` uint8 images, ``(N,)`` labels."""
+    images = read_idx(images_path)
+    if images.ndim != 3:
+        raise IDXFormatError(
+            images_path, f"images must be 3-D (N, rows, cols), got shape {images.shape}"
+        )
+    if images.dtype != np.uint8:
+        raise IDXFormatError(images_path, f"images must be uint8 pixels, got {images.dtype}")
+    labels = read_idx(labels_path)
+    if labels.ndim != 1:
+        raise IDXFormatError(labels_path, f"labels must be 1-D (N,), got shape {labels.shape}")
+    if labels.dtype.kind not in "iu":
+        raise IDXFormatError(labels_path, f"labels must be integers, got {labels.dtype}")
+    if len(labels) != len(images):
+        raise IDXFormatError(
+            labels_path,
+            f"{len(labels)} labels, but {images_path.name} has {len(images)} images",
+        )
+    bad = labels[(labels < 0) | (labels >= NUM_CLASSES)]
+    if bad.size:
+        raise IDXFormatError(
+            labels_path,
+            f"{bad.size} labels outside 0..{NUM_CLASSES - 1} (e.g. {bad[0]})",
+        )
+    return images, labels.astype(np.int64)
+
+
+def load_mnist_dir(
+    data_dir: str | os.PathLike[str],
+    normalize: bool = True,
+    flatten: bool = True,
+    one_hot_label: bool = False,
+    dtype: Any = None,
+) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
+    """Load MNIST from the four standard files in a directory.
+
+    The book's ``load_mnist``, reading local files (see :data:`FILES`; gzip'd
+    or raw, whatever their names say). Everything is parsed and converted on
+    the host, then each array is placed on the active backend with
+    :func:`xpnn.backend.asarray`.
+
+    Args:
+        data_dir: The directory holding the four files.
+        normalize: Scale pixels to floats in [0, 1] (divided by 255). If
+            False the images keep their uint8 values 0..255, as in the book.
+        flatten: Images as ``(N, 784)`` rows; else ``(N, 1, 28, 28)``.
+        one_hot_label: Labels as ``(N, 10)`` one-hot floats; else ``(N,)``
+            int64 class numbers.
+        dtype: The float dtype of normalized images and one-hot labels
+            (``"float32"`` or ``"float64"``); the backend's default float
+            dtype (float32 unless chosen otherwise) if omitted.
+
+    Returns:
+        ``((x_train, t_train), (x_test, t_test))``, arrays of the active
+        backend. For the full MNIST N is 60000 (train) and 10000 (test).
+
+    Raises:
+        FileNotFoundError: One of the files is missing; the message names
+            the directory and the four expected file names.
+        IDXFormatError: A file is malformed, image files are not 3-D uint8,
+            label files not 1-D integers in 0..9, or the images and labels of
+            a split differ in count. The message names the file.
+        ValueError: ``dtype`` is not a float dtype.
+    """
+    data_dir = Path(data_dir)
+    backend = get_backend()
+    float_dtype = backend.float_dtype if dtype is None else resolve_dtype(backend.xp, dtype)
+    # Convert on the host in the target precision: a float64 detour would
+    # double the memory of the largest array for nothing.
+    if float_dtype == backend.xp.float32:
+        host_float = np.float32
+    elif float_dtype == backend.xp.float64:
+        host_float = np.float64
+    else:
+        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+
+    missing = _missing_files(data_dir)
+    if missing:
+        where = "" if data_dir.is_dir() else " (the directory does not exist)"
+        raise FileNotFoundError(
+            f"MNIST files missing in {data_dir}{where}: {', '.join(missing)}; "
+            f"the directory must hold these four files: {', '.join(FILES.values())}"
+        )
+
+    def split(images_key: str, labels_key: str) -> tuple[Any, Any]:
+        images, labels = _read_split(data_dir / FILES[images_key], data_dir / FILES[labels_key])
+        if normalize:
+            images = images.astype(host_float) / host_float(255)
+        n, rows, cols = images.shape
+        images = images.reshape(n, rows * cols) if flatten else images.reshape(n, 1, rows, cols)
+        if one_hot_label:
+            labels = np.eye(NUM_CLASSES, dtype=host_float)[labels]
+        # Explicit dtype for floats; uint8 pixels and int64 labels keep theirs.
+        x_dtype = float_dtype if normalize else None
+        t_dtype = float_dtype if one_hot_label else None
+        return (
+            asarray(images, dtype=x_dtype, backend=backend),
+            asarray(labels, dtype=t_dtype, backend=backend),
+        )
+
+    return split("train_img", "train_label"), split("test_img", "test_label")

@@ -1,0 +1,379 @@
+"""The book's figures (ch. 4), drawn on the host with matplotlib.
+
+Every function takes host data or arrays of any backend (they are copied to
+the host with :func:`xpnn.backend.to_numpy`: plotting is host-side), writes
+one image file whose format follows the extension (``.png``, ``.svg`` or
+``.pdf``), creates the parent directories, and returns the path.
+
+Figures are built with :class:`matplotlib.figure.Figure` directly, not with
+``pyplot``: no GUI backend, no display and no global figure state is needed,
+so this works on headless machines and inside tests, and it never changes the
+matplotlib backend a user has chosen.
+
+Callables (``f``, ``grad_f``) are called with host NumPy float64 arrays and
+may return arrays of any backend.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from xpnn.backend import to_numpy
+
+__all__ = [
+    "plot_accuracy",
+    "plot_descent_path",
+    "plot_gradient_field",
+    "plot_loss",
+    "plot_tangent",
+    "plot_training",
+]
+
+#: File extensions :func:`_output_path` accepts (matplotlib picks the writer).
+FORMATS = (".png", ".svg", ".pdf")
+
+# A grid finer than this per axis is almost surely a wrong ``step`` and
+# would only make matplotlib crawl.
+_MAX_GRID = 1000
+
+# --------------------------------------------------------------------------
+# Shared helpers: checking inputs, bringing data to the host, saving
+# --------------------------------------------------------------------------
+
+
+def _output_path(path: str | os.PathLike[str]) -> Path:
+    """Check the extension before any work is done; returns ``Path(path)``."""
+    out = Path(path)
+    if out.suffix.lower() not in FORMATS:
+        raise ValueError(
+            f"cannot tell the image format of {os.fspath(path)!r}: "
+            f"the extension must be one of {', '.join(FORMATS)}"
+        )
+    return out
+
+
+def _save(fig: Figure, out: Path) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    return out
+
+
+def _interval(bounds: Sequence[float], name: str) -> tuple[float, float]:
+    """Check ``(low, high)``: two finite numbers, low < high."""
+    try:
+        low, high = (float(b) for b in bounds)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be two numbers (low, high), got {bounds!r}") from None
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise ValueError(f"{name} must be finite with low < high, got {bounds!r}")
+    return low, high
+
+
+def _series(values: Any, name: str) -> np.ndarray:
+    """A non-empty 1-D sequence of numbers as a ``(n,)`` float64 host array.
+
+    A list may hold Python numbers or 0-d arrays of any backend (a training
+    loop often appends the loss as a device scalar); each is copied over.
+    """
+    if isinstance(values, (list, tuple)):
+        host = np.asarray([to_numpy(v) for v in values], dtype=np.float64)
+    else:
+        host = to_numpy(values).astype(np.float64)
+    if host.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D sequence of numbers, got shape {host.shape}")
+    if host.size == 0:
+        raise ValueError(f"{name} is empty: there is nothing to plot")
+    return host
+
+
+def _points(values: Any, name: str) -> np.ndarray:
+    """A non-empty ``(S, 2)`` array of points as float64 on the host."""
+    host = to_numpy(values).astype(np.float64)
+    if host.ndim != 2 or host.shape[1] != 2:
+        raise ValueError(f"{name} must have shape (S, 2), got {host.shape}")
+    if host.shape[0] == 0:
+        raise ValueError(f"{name} is empty: there is nothing to plot")
+    return host
+
+
+def _call(fn: Callable[[Any], Any], x: np.ndarray, shape: tuple[int, ...], what: str) -> np.ndarray:
+    """Call ``fn(x)`` and check that it returned an array of ``shape``."""
+    y = to_numpy(fn(x)).astype(np.float64)
+    if y.shape != shape:
+        raise ValueError(
+            f"{what} must return shape {shape} for input of shape {x.shape}, got {y.shape}"
+        )
+    return y
+
+
+def _mesh(xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The grid over ticks ``xs`` (n,) and ``ys`` (m,).
+
+    Returns:
+        ``(gx, gy, points)``: the ``(m, n)`` coordinate arrays of
+        :func:`numpy.meshgrid` and the same points as an ``(m*n, 2)`` array
+        (the input layout of the callables), x varying fastest.
+    """
+    gx, gy = np.meshgrid(xs, ys)
+    return gx, gy, np.stack([gx.ravel(), gy.ravel()], axis=1)
+
+
+def _tangent_line(f: Callable[[Any], Any], x0: float, h: float) -> tuple[float, float]:
+    """Slope (central difference) and intercept of the tangent of ``f`` at ``x0``."""
+    y = _call(f, np.array([x0 - h, x0, x0 + h]), (3,), "f")
+    slope = (y[2] - y[0]) / (2 * h)
+    return float(slope), float(y[1] - slope * x0)
+
+
+def _accuracies(train_acc: Any, test_acc: Any) -> tuple[np.ndarray, np.ndarray]:
+    train, test = _series(train_acc, "train_acc"), _series(test_acc, "test_acc")
+    if train.shape != test.shape:
+        raise ValueError(
+            f"train_acc has {train.size} values but test_acc has {test.size}: "
+            "they must be measured at the same epochs"
+        )
+    return train, test
+
+
+def _draw_loss(ax: Axes, loss: np.ndarray, xlabel: str) -> None:
+    ax.plot(np.arange(loss.size), loss)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("loss")
+
+
+def _draw_accuracy(ax: Axes, train: np.ndarray, test: np.ndarray) -> None:
+    epochs = np.arange(train.size)
+    ax.plot(epochs, train, label="train acc")
+    ax.plot(epochs, test, label="test acc", linestyle="--")
+    ax.set_xlabel("epochs")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 0.5
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1.0)
+    ax.legend(loc="lower right")
+
+
+# --------------------------------------------------------------------------
+# The figures
+# --------------------------------------------------------------------------
+
+
+def plot_tangent(
+    f: Callable[[Any], Any],
+    x0: Any,
+    path: str | os.PathLike[str],
+    x_range: tuple[float, float] = (0.0, 20.0),
+    h: float = 1e-4,
+) -> Path:
+    """Draw ``f`` and its tangent at ``x0`` (the book's ``gradient_1d``).
+
+    The slope is the central difference ``(f(x0+h) - f(x0-h)) / 2h``,
+    computed on host float64 values: it is only drawn, never trained with.
+
+    Args:
+        f: A function of one variable, called with a ``(n,)`` float64 host
+            array and returning ``(n,)`` values (host or any backend).
+        x0: Where the tangent touches (a number or a 0-d array).
+        path: Output file (``.png``, ``.svg`` or ``.pdf``).
+        x_range: ``(low, high)`` of the x axis.
+        h: The central-difference step.
+
+    Returns:
+        ``Path(path)``.
+
+    Raises:
+        ValueError: Bad extension, range, ``x0`` or ``h``, or ``f`` returned
+            the wrong shape.
+    """
+    out = _output_path(path)
+    low, high = _interval(x_range, "x_range")
+    x0, h = float(to_numpy(x0)), float(h)
+    if not (math.isfinite(x0) and math.isfinite(h) and h > 0):
+        raise ValueError(f"x0 must be finite and h finite and > 0, got x0={x0!r}, h={h!r}")
+    x = np.linspace(low, high, 201)
+    y = _call(f, x, x.shape, "f")
+    slope, intercept = _tangent_line(f, x0, h)
+
+    fig = Figure()
+    ax = fig.add_subplot()
+    ax.plot(x, y, label="f(x)")
+    ax.plot(x, slope * x + intercept, linestyle="--", label=f"tangent at x={x0:g}")
+    ax.plot([x0], [slope * x0 + intercept], "o")
+    ax.set_xlabel("x")
+    ax.set_ylabel("f(x)")
+    ax.legend()
+    return _save(fig, out)
+
+
+def plot_gradient_field(
+    grad_f: Callable[[Any], Any],
+    path: str | os.PathLike[str],
+    x_range: tuple[float, float] = (-2.0, 2.5),
+    step: float = 0.25,
+) -> Path:
+    """Draw the arrows ``-grad f`` over a grid (the book's ``gradient_2d``).
+
+    Args:
+        grad_f: The gradient of a function of two variables, called with an
+            ``(N, 2)`` float64 host array of points ``(x0, x1)`` and returning
+            the ``(N, 2)`` gradients there (host or any backend).
+        path: Output file (``.png``, ``.svg`` or ``.pdf``).
+        x_range: ``[low, high)`` of both grid axes (the book: -2 to 2.5).
+        step: Grid spacing (the book: 0.25).
+
+    Returns:
+        ``Path(path)``.
+
+    Raises:
+        ValueError: Bad extension, range or step, or ``grad_f`` returned the
+            wrong shape.
+    """
+    out = _output_path(path)
+    bounds = _interval(x_range, "x_range")
+    step = float(step)
+    if not (math.isfinite(step) and step > 0):
+        raise ValueError(f"step must be finite and > 0, got {step!r}")
+    ticks = np.arange(*bounds, step)
+    if ticks.size > _MAX_GRID:
+        raise ValueError(f"step {step} gives more than {_MAX_GRID} grid points per axis")
+    _, _, points = _mesh(ticks, ticks)
+    grad = _call(grad_f, points, points.shape, "grad_f")
+
+    fig = Figure()
+    ax = fig.add_subplot()
+    # Minus the gradient: the arrows show where gradient descent goes.
+    ax.quiver(points[:, 0], points[:, 1], -grad[:, 0], -grad[:, 1], angles="xy", color="#666666")
+    ax.set_xlim(bounds)
+    ax.set_ylim(bounds)
+    ax.set_xlabel("x0")
+    ax.set_ylabel("x1")
+    ax.grid()
+    return _save(fig, out)
+
+
+def plot_descent_path(
+    path_xy: Any,
+    path: str | os.PathLike[str],
+    f: Callable[[Any], Any] | None = None,
+    xlim: tuple[float, float] = (-3.5, 3.5),
+    ylim: tuple[float, float] = (-4.5, 4.5),
+) -> Path:
+    """Draw the points visited by gradient descent (the book's ``gradient_method``).
+
+    Args:
+        path_xy: The ``(S, 2)`` points ``(x0, x1)``, one per step (host or
+            any backend).
+        path: Output file (``.png``, ``.svg`` or ``.pdf``).
+        f: Optional function of two variables to draw as contour lines,
+            called with an ``(N, 2)`` float64 host array of points and
+            returning their ``(N,)`` values (host or any backend).
+        xlim: Range of the x0 axis.
+        ylim: Range of the x1 axis.
+
+    Returns:
+        ``Path(path)``.
+
+    Raises:
+        ValueError: Bad extension or limits, ``path_xy`` not ``(S, 2)`` or
+            empty, or ``f`` returned the wrong shape.
+    """
+    out = _output_path(path)
+    points = _points(path_xy, "path_xy")
+    xlim, ylim = _interval(xlim, "xlim"), _interval(ylim, "ylim")
+
+    fig = Figure()
+    ax = fig.add_subplot()
+    if f is not None:
+        gx, gy, grid = _mesh(np.linspace(*xlim, 101), np.linspace(*ylim, 101))
+        z = _call(f, grid, (grid.shape[0],), "f")
+        ax.contour(gx, gy, z.reshape(gx.shape), levels=15, colors="0.75", linewidths=0.8)
+    # The coordinate axes, dashed, reaching past the view as in the book.
+    reach = 1.5 * max(map(abs, (*xlim, *ylim)))
+    ax.plot([-reach, reach], [0, 0], "--b")
+    ax.plot([0, 0], [-reach, reach], "--b")
+    ax.plot(points[:, 0], points[:, 1], "o")
+    ax.set_xlim(xlim)
+    ax.set_ylim(ylim)
+    ax.set_xlabel("X0")
+    ax.set_ylabel("X1")
+    return _save(fig, out)
+
+
+def plot_loss(loss_list: Any, path: str | os.PathLike[str], xlabel: str = "iteration") -> Path:
+    """Draw a loss curve.
+
+    Args:
+        loss_list: ``(n,)`` losses: a list of numbers or 0-d arrays, or a 1-D
+            array (host or any backend).
+        path: Output file (``.png``, ``.svg`` or ``.pdf``).
+        xlabel: Label of the x axis (what one value stands for).
+
+    Returns:
+        ``Path(path)``.
+
+    Raises:
+        ValueError: Bad extension, or ``loss_list`` empty or not 1-D.
+    """
+    out = _output_path(path)
+    loss = _series(loss_list, "loss_list")
+    fig = Figure()
+    _draw_loss(fig.add_subplot(), loss, xlabel)
+    return _save(fig, out)
+
+
+def plot_accuracy(train_acc: Any, test_acc: Any, path: str | os.PathLike[str]) -> Path:
+    """Draw train and test accuracy per epoch (the book's figure 4-12).
+
+    Args:
+        train_acc: ``(n,)`` training accuracies in [0, 1], one per epoch
+            (list of numbers or 0-d arrays, or a 1-D array of any backend).
+        test_acc: ``(n,)`` test accuracies at the same epochs.
+        path: Output file (``.png``, ``.svg`` or ``.pdf``).
+
+    Returns:
+        ``Path(path)``.
+
+    Raises:
+        ValueError: Bad extension, empty data, or the two differ in length.
+    """
+    out = _output_path(path)
+    train, test = _accuracies(train_acc, test_acc)
+    fig = Figure()
+    _draw_accuracy(fig.add_subplot(), train, test)
+    return _save(fig, out)
+
+
+def plot_training(
+    loss_list: Any, train_acc: Any, test_acc: Any, path: str | os.PathLike[str]
+) -> Path:
+    """Draw the loss curve and the accuracy curves side by side.
+
+    Args:
+        loss_list: ``(m,)`` losses, one per iteration (see :func:`plot_loss`).
+        train_acc: ``(n,)`` training accuracies, one per epoch.
+        test_acc: ``(n,)`` test accuracies at the same epochs.
+        path: Output file (``.png``, ``.svg`` or ``.pdf``).
+
+    Returns:
+        ``Path(path)``.
+
+    Raises:
+        ValueError: Bad extension, empty data, or the accuracies differ in
+            length.
+    """
+    out = _output_path(path)
+    loss = _series(loss_list, "loss_list")
+    train, test = _accuracies(train_acc, test_acc)
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    loss_ax, acc_ax = fig.subplots(1, 2)
+    _draw_loss(loss_ax, loss, "iteration")
+    _draw_accuracy(acc_ax, train, test)
+    return _save(fig, out)
