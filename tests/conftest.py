@@ -72,3 +72,30 @@ def _restore_global_backend():
     saved = (_backend._default, _backend._env_spec)
     yield
     _backend._default, _backend._env_spec = saved
+
+
+def write_idx(path, array) -> None:
+    """Write a uint8 array as a gzip'd IDX file (the MNIST format)."""
+    import gzip
+    import struct
+
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(gzip.compress(header + array.astype("u1").tobytes(), mtime=0))
+
+
+@pytest.fixture
+def mnist_dir(tmp_path):
+    """A tiny, learnable MNIST look-alike: 10 noisy prototypes, 200 train / 50 test."""
+    import numpy as np
+
+    from xpnn.datasets.mnist import FILES
+
+    rng = np.random.default_rng(0)
+    prototypes = rng.integers(0, 256, size=(10, 28, 28))
+    for (img, lab), n in ((("train_img", "train_label"), 200), (("test_img", "test_label"), 50)):
+        labels = rng.integers(0, 10, size=n)
+        noise = rng.normal(0, 40, size=(n, 28, 28))
+        images = np.clip(prototypes[labels] + noise, 0, 255)
+        write_idx(tmp_path / FILES[img], images)
+        write_idx(tmp_path / FILES[lab], labels)
+    return tmp_path
