@@ -15,6 +15,7 @@ from xpnn.backend import (
     BackendUnavailableError,
     asarray,
     available_backends,
+    backend_of,
     backend_status,
     device_of,
     get_backend,
@@ -25,20 +26,32 @@ from xpnn.backend import (
     use_backend,
     zeros,
 )
-from xpnn.models import SimpleNet, TwoLayerNet
+from xpnn.models import LayeredNet, LayeredTwoLayerNet, SimpleNet, TwoLayerNet
+from xpnn.optimizers import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
 from xpnn.random import Generator, default_rng
+from xpnn.trainer import Trainer
 
 __all__ = [
+    "SGD",
+    "AdaGrad",
+    "Adam",
+    "Momentum",
+    "Nesterov",
+    "RMSprop",
     "BACKEND_NAMES",
     "Backend",
     "BackendMismatchError",
     "BackendUnavailableError",
     "Generator",
+    "LayeredNet",
+    "LayeredTwoLayerNet",
     "SimpleNet",
+    "Trainer",
     "TwoLayerNet",
     "__version__",
     "asarray",
     "available_backends",
+    "backend_of",
     "backend_status",
     "default_rng",
     "device_of",

@@ -45,6 +45,7 @@ __all__ = [
     "BackendMismatchError",
     "BackendUnavailableError",
     "asarray",
+    "backend_of",
     "device_of",
     "available_backends",
     "backend_status",
@@ -464,6 +465,18 @@ def get_namespace(*arrays: Any) -> Any:
                 "move them to one device first with xpnn.asarray()"
             )
     return xp
+
+
+def backend_of(x: Any) -> Backend:
+    """The backend (library and device) an array lives on, default float dtype.
+
+    Raises:
+        TypeError: ``x`` is not an array of a backend xpnn knows.
+    """
+    lib = _library(x)
+    if lib is None:
+        raise TypeError(f"not an array of a supported backend: {type(x).__name__}")
+    return _open(lib, device_of(x))
 
 
 def device_of(x: Any) -> Any:

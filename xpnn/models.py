@@ -1,4 +1,5 @@
-"""The book's chapter-4 networks: SimpleNet and TwoLayerNet.
+"""The book's networks: SimpleNet, TwoLayerNet (vol. 1 ch. 4), and the
+layered two-layer net of vol. 2 ch. 1 (LayeredTwoLayerNet).
 
 Parameters are created on the active backend (``xpnn.use_backend``) in its
 default float dtype unless ``dtype`` is given, from a seeded
@@ -16,7 +17,7 @@ from xpnn.gradient import numerical_gradient
 from xpnn.layers import Affine, Sigmoid, SoftmaxWithLoss, backward
 from xpnn.random import default_rng
 
-__all__ = ["SimpleNet", "TwoLayerNet"]
+__all__ = ["LayeredNet", "LayeredTwoLayerNet", "SimpleNet", "TwoLayerNet"]
 
 
 def _check_sizes(**sizes: int) -> None:
@@ -61,7 +62,110 @@ class SimpleNet:
         return cross_entropy_error(softmax(self.predict(x)), t)
 
 
-class TwoLayerNet:
+class LayeredNet:
+    """A network as vol. 2 of the book builds it: ``layers`` + ``loss_layer``.
+
+    ``params`` and ``grads`` are flat lists gathered from the layers (the
+    very arrays the layers hold), so ``optimizer.update(net.params,
+    net.grads)`` after ``forward``/``backward`` trains it in place.
+
+    Args:
+        layers: The layers, input to output.
+        loss_layer: The loss (SoftmaxWithLoss).
+        input_size: Features per sample, checked on every call if given.
+    """
+
+    def __init__(
+        self, layers: list[Any], loss_layer: SoftmaxWithLoss, input_size: int | None = None
+    ):
+        self.layers = layers
+        self.loss_layer = loss_layer
+        self.input_size = input_size
+        self.params: Any = [p for layer in layers for p in layer.params]
+        self.grads: Any = [g for layer in layers for g in layer.grads]
+
+    def scores(self, x: Any) -> Any:
+        """Scores (before softmax) ``(N, classes)`` for inputs ``(N, features)``."""
+        if self.input_size is not None:
+            _check_input(x, self.input_size, type(self).__name__)
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def predict(self, x: Any) -> Any:
+        """Scores ``(N, classes)`` (vol. 2 predicts scores, not probabilities)."""
+        return self.scores(x)
+
+    def forward(self, x: Any, t: Any) -> Any:
+        """Mean loss of the batch (a 0-d array), keeping what backward needs.
+
+        ``t`` is one-hot ``(N, classes)`` or integer labels ``(N,)``.
+        """
+        return self.loss_layer.forward(self.scores(x), t)
+
+    def backward(self, dout: Any = 1) -> Any:
+        """Backpropagate after :meth:`forward`; fills ``grads`` in place."""
+        return backward(self.layers, self.loss_layer, dout)
+
+    def accuracy(self, x: Any, t: Any) -> Any:
+        """Fraction of correctly classified samples (a 0-d array)."""
+        xp = get_namespace(x, t)
+        y = xp.argmax(self.scores(x), axis=1)
+        if t.ndim != 1:
+            t = xp.argmax(t, axis=1)
+        return xp.sum(xp.astype(y == t, x.dtype)) / x.shape[0]
+
+
+def _two_layers(
+    input_size: int, hidden_size: int, output_size: int, weight_init_std: float, seed, dtype
+) -> list[Any]:
+    """Affine - Sigmoid - Affine with the book's initialisation, seeded."""
+    _check_sizes(input_size=input_size, hidden_size=hidden_size, output_size=output_size)
+    dtype = _float_dtype(dtype)
+    rng = default_rng(seed)
+    W1 = rng.normal(0.0, weight_init_std, (input_size, hidden_size), dtype=dtype)
+    W2 = rng.normal(0.0, weight_init_std, (hidden_size, output_size), dtype=dtype)
+    return [
+        Affine(W1, zeros(hidden_size, dtype=dtype)),
+        Sigmoid(),
+        Affine(W2, zeros(output_size, dtype=dtype)),
+    ]
+
+
+class LayeredTwoLayerNet(LayeredNet):
+    """Vol. 2 ch. 1's ``TwoLayerNet``: Affine - Sigmoid - Affine + SoftmaxWithLoss.
+
+    The book's vol. 2 class has the name of vol. 1's :class:`TwoLayerNet`;
+    here it is ``LayeredTwoLayerNet``: ``params``/``grads`` are lists and
+    ``predict`` returns scores.
+
+    Args:
+        input_size: Features per sample (2 for the spiral).
+        hidden_size: Hidden units.
+        output_size: Classes.
+        weight_init_std: Standard deviation of the initial weights (the
+            book's ``0.01 * np.random.randn``).
+        seed: Seed of the initial weights (same seed, same weights on every
+            backend).
+        dtype: Float dtype (the backend's default if omitted).
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        output_size: int,
+        weight_init_std: float = 0.01,
+        *,
+        seed: int | None = None,
+        dtype: Any = None,
+    ):
+        layers = _two_layers(input_size, hidden_size, output_size, weight_init_std, seed, dtype)
+        super().__init__(layers, SoftmaxWithLoss(), input_size)
+        self.output_size = output_size
+
+
+class TwoLayerNet(LayeredNet):
     """The book's chapter-4 two-layer network: Affine - Sigmoid - Affine - Softmax.
 
     Args:
@@ -79,6 +183,8 @@ class TwoLayerNet:
             (hidden_size,), 'W2': (hidden_size, output_size), 'b2':
             (output_size,)}``. The layers hold these same arrays: update them
             in place (``params[k] -= lr * grads[k]``), do not rebind them.
+        grads: The same keys, the layers' gradient arrays (filled by
+            :meth:`gradient` or :meth:`backward`).
         layers: ``[Affine, Sigmoid, Affine]``; ``loss_layer``: SoftmaxWithLoss.
     """
 
@@ -94,29 +200,15 @@ class TwoLayerNet:
         seed: int | None = None,
         dtype: Any = None,
     ):
-        _check_sizes(input_size=input_size, hidden_size=hidden_size, output_size=output_size)
-        dtype = _float_dtype(dtype)
-        rng = default_rng(seed)
-        self.params = {
-            "W1": rng.normal(0.0, weight_init_std, (input_size, hidden_size), dtype=dtype),
-            "b1": zeros(hidden_size, dtype=dtype),
-            "W2": rng.normal(0.0, weight_init_std, (hidden_size, output_size), dtype=dtype),
-            "b2": zeros(output_size, dtype=dtype),
-        }
-        p = self.params
-        self.layers = [Affine(p["W1"], p["b1"]), Sigmoid(), Affine(p["W2"], p["b2"])]
-        self.loss_layer = SoftmaxWithLoss()
-        self.input_size, self.output_size = input_size, output_size
-
-    def _scores(self, x: Any) -> Any:
-        _check_input(x, self.input_size, "TwoLayerNet")
-        for layer in self.layers:
-            x = layer.forward(x)
-        return x
+        layers = _two_layers(input_size, hidden_size, output_size, weight_init_std, seed, dtype)
+        super().__init__(layers, SoftmaxWithLoss(), input_size)
+        self.params = dict(zip(self.KEYS, self.params, strict=True))
+        self.grads = dict(zip(self.KEYS, self.grads, strict=True))
+        self.output_size = output_size
 
     def predict(self, x: Any) -> Any:
         """Class probabilities ``(N, output_size)`` (softmax output, as in ch. 4)."""
-        return softmax(self._scores(x))
+        return softmax(self.scores(x))
 
     def loss(self, x: Any, t: Any) -> Any:
         """Mean cross-entropy of softmax(scores) against ``t`` (a 0-d array).
@@ -124,15 +216,7 @@ class TwoLayerNet:
         Computed with the fused, stable softmax_cross_entropy; ``t`` is
         one-hot ``(N, output_size)`` or integer labels ``(N,)``.
         """
-        return self.loss_layer.forward(self._scores(x), t)
-
-    def accuracy(self, x: Any, t: Any) -> Any:
-        """Fraction of samples whose predicted class equals ``t`` (a 0-d array)."""
-        xp = get_namespace(x, t)
-        y = xp.argmax(self._scores(x), axis=1)
-        if t.ndim != 1:
-            t = xp.argmax(t, axis=1)
-        return xp.sum(xp.astype(y == t, x.dtype)) / x.shape[0]
+        return self.forward(x, t)
 
     def numerical_gradient(self, x: Any, t: Any) -> dict[str, Any]:
         """Gradients of :meth:`loss` by central differences, keyed like ``params``."""
@@ -143,9 +227,9 @@ class TwoLayerNet:
         """Gradients of :meth:`loss` by backpropagation, keyed like ``params``.
 
         The returned arrays are the layers' preallocated ``grads``: the next
-        call overwrites them (copy them to keep them).
+        call overwrites them (copy them to keep them). The batch's loss is
+        left in ``loss_layer.loss``.
         """
-        self.loss(x, t)
-        backward(self.layers, self.loss_layer)
-        affine1, _, affine2 = self.layers
-        return dict(zip(self.KEYS, affine1.grads + affine2.grads, strict=True))
+        self.forward(x, t)
+        self.backward()
+        return self.grads

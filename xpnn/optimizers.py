@@ -1,0 +1,499 @@
+"""The book's optimizers: SGD, Momentum, Nesterov, AdaGrad, RMSprop and Adam.
+
+The algorithms are exactly those of *Deep Learning from Scratch* (vol. 1,
+``common/optimizer.py``, ch. 6; vol. 2, ``common/optimizer.py``), with the
+book's hyper-parameter defaults and its ``1e-7`` in the denominators.
+
+Every optimizer has the book's contract ``update(params, grads)``: ``params``
+and ``grads`` are either two lists (vol. 2: a layer's or model's ``params`` and
+``grads``) or two dicts with the same keys (vol. 1: ``TwoLayerNet.params`` and
+the dict returned by ``TwoLayerNet.gradient``), holding arrays of equal
+shapes. Parameters are updated *in place* (``p -= ...``), so the layers that
+hold the same arrays see the new values; gradients are only read.
+
+Optimizer state (the book's ``v``, ``h``, ``m``) is created on the first
+update with ``xp.zeros_like(p)``, so it lives on the parameter's backend and
+device in its dtype, and it is keyed like ``params`` (a list or a dict). The
+namespace ``xp`` comes from the arrays; hyper-parameters are Python floats, so
+a float32 parameter stays float32 and nothing is ever copied to the host.
+
+Example::
+
+    from xpnn.optimizers import Adam
+
+    net = xpnn.TwoLayerNet(784, 50, 10)
+    optimizer = Adam()
+    for x, t in batches:
+        optimizer.update(net.params, net.gradient(x, t))
+
+Checkpoints: :meth:`Optimizer.state_dict` returns the hyper-parameters, the
+iteration counter and copies of the state arrays (still on their device; the
+caller converts them, e.g. with :func:`xpnn.to_numpy`), and
+:meth:`Optimizer.load_state_dict` takes them back (put the arrays on the
+parameters' backend first, e.g. with :func:`xpnn.asarray`).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from xpnn.backend import get_namespace
+
+__all__ = [
+    "SGD",
+    "AdaGrad",
+    "Adam",
+    "Momentum",
+    "Nesterov",
+    "Optimizer",
+    "RMSprop",
+]
+
+#: The book's small constant that keeps AdaGrad, RMSprop and Adam from dividing by 0.
+EPS = 1e-7
+
+#: Parameters and gradients: two lists or two dicts of arrays.
+Params = Sequence[Any] | Mapping[Any, Any]
+
+
+def _hyper(name: str, value: Any, *, unit_interval: bool) -> float:
+    """Check a hyper-parameter and return it as a Python float.
+
+    ``unit_interval``: must lie in [0, 1) (momentum, betas, decay rate);
+    otherwise it must be finite and > 0 (learning rate).
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"{name} must be a Python number (a float, not an array), "
+            f"got {type(value).__name__} {value!r}"
+        )
+    value = float(value)
+    if unit_interval:
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+    elif not (math.isfinite(value) and value > 0.0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return value
+
+
+def _keys(params: Params, grads: Params) -> list[Any]:
+    """The keys of ``params`` (indices of a list) after checking ``grads`` matches."""
+    if isinstance(params, Mapping) and isinstance(grads, Mapping):
+        if params.keys() != grads.keys():
+            missing = [k for k in params if k not in grads]
+            extra = [k for k in grads if k not in params]
+            raise ValueError(
+                "params and grads have different keys: "
+                f"missing in grads: {missing}, not in params: {extra}"
+            )
+        return list(params)
+    if isinstance(params, (list, tuple)) and isinstance(grads, (list, tuple)):
+        if len(params) != len(grads):
+            raise ValueError(
+                f"params has {len(params)} arrays but grads has {len(grads)}; "
+                "they must correspond one to one"
+            )
+        return list(range(len(params)))
+    raise TypeError(
+        "params and grads must be two lists or two dicts of arrays, got "
+        f"{type(params).__name__} and {type(grads).__name__}"
+    )
+
+
+def _keyed_like(state: Any, params: Params) -> bool:
+    """Whether a state container has the kind (list or dict) and keys of ``params``."""
+    if isinstance(params, Mapping):
+        return isinstance(state, Mapping) and state.keys() == params.keys()
+    return not isinstance(state, Mapping) and len(state) == len(params)
+
+
+def _check_like(what: str, a: Any, p: Any, key: Any) -> None:
+    """``a`` (a gradient or a state array) must match ``params[key]`` in shape and dtype."""
+    if tuple(a.shape) != tuple(p.shape):
+        raise ValueError(
+            f"{what}[{key!r}] has shape {tuple(a.shape)} but params[{key!r}] "
+            f"has shape {tuple(p.shape)}"
+        )
+    if a.dtype != p.dtype:
+        raise ValueError(
+            f"{what}[{key!r}] has dtype {a.dtype} but params[{key!r}] has dtype {p.dtype}"
+        )
+
+
+def _copy(container: Any) -> Any:
+    """Copy a list or dict of arrays, each on its own device (no host transfer)."""
+    if container is None:
+        return None
+    if isinstance(container, Mapping):
+        return {k: get_namespace(a).asarray(a, copy=True) for k, a in container.items()}
+    return [get_namespace(a).asarray(a, copy=True) for a in container]
+
+
+def _divide_step(xp: Any, p: Any, lr: float, numer: Any, square: Any) -> None:
+    """``p -= lr * numer / (sqrt(square) + 1e-7)`` with two temporaries.
+
+    Evaluated in the book's order, so the result is the book's to the last bit.
+    """
+    denom = xp.sqrt(square)
+    denom += EPS
+    step = lr * numer
+    step /= denom
+    p -= step
+
+
+class Optimizer:
+    """Base class: the shared ``update`` contract, lazy state and checkpoints.
+
+    A subclass names its hyper-parameters in ``_hyper_names`` (``lr`` first),
+    its state arrays in ``_state_names`` (the book's attribute names), and
+    implements :meth:`_apply` for one parameter.
+
+    Attributes:
+        lr: The learning rate (a Python float; may be changed between updates,
+            e.g. ``optimizer.lr /= 4``).
+        iter: The number of updates done so far.
+    """
+
+    _hyper_names: tuple[str, ...] = ("lr",)
+    _state_names: tuple[str, ...] = ()
+
+    def __init__(self, lr: float) -> None:
+        self.lr = _hyper("lr", lr, unit_interval=False)
+        self.iter = 0
+        for name in self._state_names:
+            setattr(self, name, None)
+
+    @staticmethod
+    def _check_hyper(name: str, value: Any) -> float:
+        return _hyper(name, value, unit_interval=name != "lr")
+
+    def update(self, params: Params, grads: Params) -> None:
+        """Update every ``params[k]`` in place from ``grads[k]``.
+
+        Args:
+            params: A list of arrays (vol. 2) or a dict ``{name: array}``
+                (vol. 1); each array ``(...)`` is modified in place.
+            grads: The gradients, a list or dict like ``params``: same length
+                or keys, same shapes and dtypes, same backend and device. Only
+                read.
+
+        Raises:
+            TypeError: ``params``/``grads`` are not both lists or both dicts,
+                or a parameter is not floating point.
+            ValueError: Their lengths, keys, shapes or dtypes differ, or the
+                optimizer's state was made for other parameters.
+            xpnn.BackendMismatchError: Arrays of one key live on different
+                backends or devices.
+
+        Nothing is modified when an error is raised.
+        """
+        keys = _keys(params, grads)
+        states = [getattr(self, name) for name in self._state_names]
+        namespaces = []
+        for key in keys:
+            p, g = params[key], grads[key]
+            xp = get_namespace(p, g)  # one backend and device, before comparing dtypes
+            _check_like("grads", g, p, key)
+            if not xp.isdtype(p.dtype, "real floating"):
+                raise TypeError(
+                    f"params[{key!r}] has dtype {p.dtype}; optimizers update "
+                    "floating-point parameters"
+                )
+            namespaces.append(xp)
+        for name, state in zip(self._state_names, states, strict=True):
+            if state is None:
+                continue
+            if not _keyed_like(state, params):
+                raise ValueError(
+                    f"{type(self).__name__}.{name} was created for other parameters "
+                    f"({_describe(state)}) than these ({_describe(params)}); "
+                    "use one optimizer per set of parameters"
+                )
+            for key in keys:
+                get_namespace(params[key], state[key])  # same backend and device
+                _check_like(f"{type(self).__name__}.{name}", state[key], params[key], key)
+        for i, name in enumerate(self._state_names):
+            if states[i] is None:  # the book's lazy `if self.v is None: ... zeros_like`
+                zeros = [xp.zeros_like(params[k]) for k, xp in zip(keys, namespaces, strict=True)]
+                if isinstance(params, Mapping):
+                    zeros = dict(zip(keys, zeros, strict=True))
+                states[i] = zeros
+                setattr(self, name, zeros)
+        self.iter += 1
+        for key, xp in zip(keys, namespaces, strict=True):
+            self._apply(xp, params[key], grads[key], *(state[key] for state in states))
+
+    def _apply(self, xp: Any, p: Any, g: Any, *state: Any) -> None:  # pragma: no cover
+        """Update one parameter ``p`` in place from ``g`` and its state arrays."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume: hyper-parameters, counter and state.
+
+        Returns:
+            ``{"optimizer": class name, "hyperparams": {name: float},
+            "iter": int, "state": {name: list or dict of arrays, or None}}``.
+            The arrays are copies (a snapshot: later updates do not change
+            them) on the parameters' backend and device; convert them for
+            storage yourself, e.g. with :func:`xpnn.to_numpy`.
+        """
+        return {
+            "optimizer": type(self).__name__,
+            "hyperparams": {name: getattr(self, name) for name in self._hyper_names},
+            "iter": self.iter,
+            "state": {name: _copy(getattr(self, name)) for name in self._state_names},
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned, to resume training.
+
+        The arrays are copied (the caller's arrays are not updated later); put
+        them on the parameters' backend and device first (e.g. with
+        :func:`xpnn.asarray`, keeping their dtype): the next :meth:`update`
+        checks that their keys, shapes, dtypes and device match the parameters.
+
+        Raises:
+            ValueError: ``state`` is of another optimizer, lacks or has
+                unknown entries, or has bad values.
+            TypeError: A hyper-parameter or ``iter`` is not a Python number,
+                or a state entry is not a list or dict of arrays.
+        """
+        kind = type(self).__name__
+        if not isinstance(state, Mapping):
+            raise TypeError(f"state must be a dict from state_dict(), got {type(state).__name__}")
+        expected = {"optimizer", "hyperparams", "iter", "state"}
+        if set(state) != expected:
+            raise ValueError(
+                f"state must have exactly the keys {sorted(expected)}, got {list(state)}"
+            )
+        if state["optimizer"] != kind:
+            raise ValueError(f"state is of optimizer {state['optimizer']!r}, not {kind!r}")
+        hyper = state["hyperparams"]
+        if not isinstance(hyper, Mapping) or set(hyper) != set(self._hyper_names):
+            raise ValueError(
+                f"{kind} hyperparams must have exactly the keys {list(self._hyper_names)}, "
+                f"got {hyper!r}"
+            )
+        hyper = {name: self._check_hyper(name, hyper[name]) for name in self._hyper_names}
+        count = state["iter"]
+        if isinstance(count, bool) or not isinstance(count, numbers.Integral):
+            raise TypeError(f"iter must be a Python int, got {type(count).__name__} {count!r}")
+        if count < 0:
+            raise ValueError(f"iter must be >= 0, got {count!r}")
+        arrays = state["state"]
+        if not isinstance(arrays, Mapping) or set(arrays) != set(self._state_names):
+            raise ValueError(
+                f"{kind} state must have exactly the entries {list(self._state_names)}, "
+                f"got {list(arrays) if isinstance(arrays, Mapping) else arrays!r}"
+            )
+        present = [arrays[name] for name in self._state_names if arrays[name] is not None]
+        for entry in present:
+            if not isinstance(entry, (Mapping, list, tuple)):
+                raise TypeError(
+                    f"{kind} state entries must be lists or dicts of arrays (or None), "
+                    f"got {type(entry).__name__}"
+                )
+        if present and any(_describe(e) != _describe(present[0]) for e in present[1:]):
+            raise ValueError(
+                f"{kind} state entries must all be keyed alike (or all None), got "
+                + ", ".join(f"{n}: {_describe(arrays[n])}" for n in self._state_names)
+            )
+        copies = {name: _copy(arrays[name]) for name in self._state_names}  # may raise
+        for name, value in hyper.items():
+            setattr(self, name, value)
+        self.iter = int(count)
+        for name, value in copies.items():
+            setattr(self, name, value)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._hyper_names)
+        return f"{type(self).__name__}({args})"
+
+
+def _describe(container: Any) -> str:
+    """'None', 'a list of 4' or 'a dict with keys [...]', for error messages."""
+    if container is None:
+        return "None"
+    if isinstance(container, Mapping):
+        return f"a dict with keys {sorted(map(str, container))}"
+    return f"a list of {len(container)}"
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent (vol. 1, 6.1.2).
+
+    Update, for every parameter ``p`` and its gradient ``g`` (any shape)::
+
+        p -= lr * g
+
+    Args:
+        lr: Learning rate, > 0.
+    """
+
+    def __init__(self, lr: float = 0.01) -> None:
+        super().__init__(lr)
+
+    def _apply(self, xp: Any, p: Any, g: Any) -> None:
+        p -= self.lr * g
+
+
+class Momentum(Optimizer):
+    """SGD with momentum (vol. 1, 6.1.4).
+
+    Update, with a velocity ``v`` of ``p``'s shape that starts at zero::
+
+        v = momentum * v - lr * g
+        p += v
+
+    Args:
+        lr: Learning rate, > 0.
+        momentum: Fraction of the velocity kept per step, in [0, 1).
+
+    Attributes:
+        v: The velocities, keyed like ``params`` (None before the first update).
+    """
+
+    _hyper_names = ("lr", "momentum")
+    _state_names = ("v",)
+
+    def __init__(self, lr: float = 0.01, momentum: float = 0.9) -> None:
+        super().__init__(lr)
+        self.momentum = self._check_hyper("momentum", momentum)
+
+    def _apply(self, xp: Any, p: Any, g: Any, v: Any) -> None:
+        v *= self.momentum
+        v -= self.lr * g
+        p += v
+
+
+class Nesterov(Optimizer):
+    """Nesterov's accelerated gradient, as the book writes it (vol. 1 code).
+
+    Update, with a velocity ``v`` of ``p``'s shape that starts at zero::
+
+        v = momentum * v - lr * g
+        p += momentum * momentum * v
+        p -= (1 + momentum) * lr * g
+
+    Args:
+        lr: Learning rate, > 0.
+        momentum: Fraction of the velocity kept per step, in [0, 1).
+
+    Attributes:
+        v: The velocities, keyed like ``params`` (None before the first update).
+    """
+
+    _hyper_names = ("lr", "momentum")
+    _state_names = ("v",)
+
+    def __init__(self, lr: float = 0.01, momentum: float = 0.9) -> None:
+        super().__init__(lr)
+        self.momentum = self._check_hyper("momentum", momentum)
+
+    def _apply(self, xp: Any, p: Any, g: Any, v: Any) -> None:
+        v *= self.momentum
+        v -= self.lr * g
+        p += self.momentum * self.momentum * v
+        p -= (1 + self.momentum) * self.lr * g
+
+
+class AdaGrad(Optimizer):
+    """AdaGrad (vol. 1, 6.1.5): a learning rate per element that decays.
+
+    Update, with a sum of squared gradients ``h`` of ``p``'s shape from zero::
+
+        h += g * g
+        p -= lr * g / (sqrt(h) + 1e-7)
+
+    Args:
+        lr: Learning rate, > 0.
+
+    Attributes:
+        h: The sums of squared gradients, keyed like ``params``.
+    """
+
+    _state_names = ("h",)
+
+    def __init__(self, lr: float = 0.01) -> None:
+        super().__init__(lr)
+
+    def _apply(self, xp: Any, p: Any, g: Any, h: Any) -> None:
+        h += g * g
+        _divide_step(xp, p, self.lr, g, h)
+
+
+class RMSprop(Optimizer):
+    """RMSprop: AdaGrad with an exponentially decaying sum (vol. 1 code).
+
+    Update, with a running mean of squared gradients ``h`` from zero::
+
+        h = decay_rate * h + (1 - decay_rate) * g * g
+        p -= lr * g / (sqrt(h) + 1e-7)
+
+    Args:
+        lr: Learning rate, > 0.
+        decay_rate: Fraction of ``h`` kept per step, in [0, 1).
+
+    Attributes:
+        h: The running means of squared gradients, keyed like ``params``.
+    """
+
+    _hyper_names = ("lr", "decay_rate")
+    _state_names = ("h",)
+
+    def __init__(self, lr: float = 0.01, decay_rate: float = 0.99) -> None:
+        super().__init__(lr)
+        self.decay_rate = self._check_hyper("decay_rate", decay_rate)
+
+    def _apply(self, xp: Any, p: Any, g: Any, h: Any) -> None:
+        h *= self.decay_rate
+        square = (1 - self.decay_rate) * g
+        square *= g
+        h += square
+        _divide_step(xp, p, self.lr, g, h)
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba), in the book's form (vol. 1 and vol. 2 code).
+
+    Update number ``t = iter`` (1, 2, ...), with moments ``m`` and ``v`` of
+    ``p``'s shape from zero; the bias correction is folded into ``lr_t``::
+
+        lr_t = lr * sqrt(1 - beta2**t) / (1 - beta1**t)
+        m += (1 - beta1) * (g - m)
+        v += (1 - beta2) * (g**2 - v)
+        p -= lr_t * m / (sqrt(v) + 1e-7)
+
+    Args:
+        lr: Learning rate, > 0.
+        beta1: Decay of the first moment ``m``, in [0, 1).
+        beta2: Decay of the second moment ``v``, in [0, 1).
+
+    Attributes:
+        m, v: The first and second moments, keyed like ``params``.
+    """
+
+    _hyper_names = ("lr", "beta1", "beta2")
+    _state_names = ("m", "v")
+
+    def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999) -> None:
+        super().__init__(lr)
+        self.beta1 = self._check_hyper("beta1", beta1)
+        self.beta2 = self._check_hyper("beta2", beta2)
+
+    def _apply(self, xp: Any, p: Any, g: Any, m: Any, v: Any) -> None:
+        t = self.iter
+        lr_t = self.lr * math.sqrt(1.0 - self.beta2**t) / (1.0 - self.beta1**t)
+        diff = g - m
+        diff *= 1 - self.beta1
+        m += diff
+        diff = g * g
+        diff -= v
+        diff *= 1 - self.beta2
+        v += diff
+        _divide_step(xp, p, lr_t, m, v)
