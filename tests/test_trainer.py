@@ -1,0 +1,275 @@
+"""The Trainer: the book's spiral result, both model styles, no hidden syncs."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+import xpnn
+import xpnn.trainer
+from xpnn.datasets.spiral import load_spiral
+from xpnn.optimizers import SGD
+from xpnn.trainer import clip_grads
+
+
+def host(a):
+    return xpnn.to_numpy(a)
+
+
+def test_spiral_reproduces_the_book(backend):
+    """Vol. 2 ch. 1: hidden 10, SGD lr 1.0, 300 epochs, batch 30."""
+    x, t = load_spiral()
+    net = xpnn.LayeredTwoLayerNet(2, 10, 3, seed=0)
+    trainer = xpnn.Trainer(net, SGD(lr=1.0))
+    trainer.fit(x, t, max_epoch=300, batch_size=30, eval_interval=10, progress=False, verbose=False)
+    assert len(trainer.loss_list) == 300  # 10 iterations an epoch, one record each
+    assert trainer.loss_list[0] > 1.0  # starts near log(3)
+    assert trainer.loss_list[-1] <= 0.2  # the book reaches about 0.11
+    assert float(host(net.accuracy(x, t))) >= 0.9  # the book: about 0.97
+
+
+def test_spiral_data_is_the_books(backend, xp):
+    x, t = load_spiral()
+    assert tuple(x.shape) == (300, 2) and tuple(t.shape) == (300, 3)
+    assert x.dtype == xp.float32 and t.dtype == xp.int64
+    # The book's algorithm, point by point, with its global-seed calls replaced
+    # by a private RandomState (same numbers).
+    rs = np.random.RandomState(1984)
+    expected = np.zeros((300, 2))
+    for j in range(3):
+        for i in range(100):
+            rate = i / 100
+            theta = j * 4.0 + 4.0 * rate + rs.randn() * 0.2
+            expected[100 * j + i] = [rate * np.sin(theta), rate * np.cos(theta)]
+    np.testing.assert_allclose(host(x), expected, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(host(t), np.repeat(np.eye(3, dtype=np.int64), 100, axis=0))
+
+
+def test_spiral_leaves_the_global_random_state_alone():
+    before = np.random.get_state()[1].copy()  # noqa: NPY002 - the global state is the point
+    load_spiral()
+    np.testing.assert_array_equal(np.random.get_state()[1], before)  # noqa: NPY002
+    with pytest.raises(ValueError, match="n_per_class"):
+        load_spiral(n_per_class=0)
+
+
+def _blobs(n=90, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(3), n // 3)
+    centers = np.array([[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 2.0]])
+    return centers[labels] + rng.normal(scale=0.4, size=(n, 3)), labels
+
+
+def test_chapter4_model_with_validation_curves(backend):
+    xh, th = _blobs()
+    x, t = xpnn.asarray(xh), xpnn.asarray(th)
+    xv, tv = (xpnn.asarray(a) for a in _blobs(30, seed=1))
+    net = xpnn.TwoLayerNet(3, 8, 3, weight_init_std=0.5, seed=0)
+    trainer = xpnn.Trainer(net, SGD(lr=0.5))
+    trainer.fit(
+        x,
+        t,
+        max_epoch=40,
+        batch_size=15,
+        eval_interval=3,
+        validation_data=(xv, tv),
+        progress=False,
+        verbose=False,
+    )
+    assert len(trainer.train_acc_list) == len(trainer.test_acc_list) == 40
+    assert len(trainer.loss_list) == 40 * 2
+    assert trainer.loss_list[-1] < 0.5 * trainer.loss_list[0]
+    assert trainer.test_acc_list[-1] >= 0.9 and trainer.train_acc_list[-1] >= 0.9
+    assert trainer.train_acc_list[-1] == pytest.approx(float(host(net.accuracy(x, t))))
+
+
+class _BareModel:
+    """A chapter-4-style model without a loss layer: loss() and gradient() only."""
+
+    def __init__(self):
+        self.inner = xpnn.TwoLayerNet(3, 4, 3, weight_init_std=0.5, seed=1)
+        self.params = self.inner.params
+        self.loss_calls = 0
+
+    def loss(self, x, t):
+        self.loss_calls += 1
+        return self.inner.loss(x, t)
+
+    def gradient(self, x, t):
+        return self.inner.gradient(x, t)
+
+    def predict(self, x):
+        return self.inner.predict(x)
+
+
+def test_model_without_accuracy_or_loss_layer(backend):
+    xh, th = _blobs()
+    x, t = xpnn.asarray(xh), xpnn.asarray(th)
+    model = _BareModel()
+    trainer = xpnn.Trainer(model, SGD(lr=0.5))
+    trainer.fit(
+        x,
+        t,
+        max_epoch=5,
+        batch_size=30,
+        eval_interval=3,
+        validation_data=(x, t),
+        progress=False,
+        verbose=False,
+    )
+    assert model.loss_calls == 5 * 3  # one loss() per iteration
+    assert trainer.train_acc_list[-1] == pytest.approx(float(host(model.inner.accuracy(x, t))))
+
+
+def _train_50_steps(spec, dtype):
+    with xpnn.use_backend(spec, dtype=dtype):
+        x, t = load_spiral()
+        net = xpnn.LayeredTwoLayerNet(2, 10, 3, seed=3)
+        xpnn.Trainer(net, SGD(lr=1.0)).fit(
+            x,
+            t,
+            max_epoch=5,
+            batch_size=30,
+            eval_interval=10,
+            seed=11,
+            progress=False,
+            verbose=False,
+        )
+    return [host(p) for p in net.params]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_same_seed_same_training_on_every_backend(backend, dtype):
+    """50 steps on this backend and on numpy end with the same parameters."""
+    got = _train_50_steps(backend.spec, dtype)
+    want = _train_50_steps("numpy", dtype)
+    tol = 1e-10 if dtype == "float64" else 1e-4
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+def test_shuffling_follows_the_seed(backend):
+    def run(seed):
+        x, t = load_spiral()
+        net = xpnn.LayeredTwoLayerNet(2, 5, 3, seed=0)
+        xpnn.Trainer(net, SGD(lr=1.0)).fit(
+            x, t, max_epoch=2, batch_size=30, seed=seed, progress=False, verbose=False
+        )
+        return host(net.params[0])
+
+    np.testing.assert_array_equal(run(5), run(5))
+    assert not np.array_equal(run(5), run(6))
+
+
+def test_loss_is_read_only_at_eval_intervals(backend, monkeypatch):
+    reads = []
+    real = xpnn.trainer.to_numpy
+    monkeypatch.setattr(xpnn.trainer, "to_numpy", lambda a: reads.append(1) or real(a))
+    x, t = load_spiral()
+    net = xpnn.LayeredTwoLayerNet(2, 5, 3, seed=0)
+    xpnn.Trainer(net, SGD(lr=1.0)).fit(
+        x, t, max_epoch=3, batch_size=30, eval_interval=5, progress=False, verbose=False
+    )
+    assert len(reads) == 3 * 2  # 10 iterations an epoch, a read every 5
+
+
+def test_book_progress_lines(backend, capsys):
+    x, t = load_spiral()
+    net = xpnn.LayeredTwoLayerNet(2, 5, 3, seed=0)
+    xpnn.Trainer(net, SGD(lr=1.0)).fit(
+        x, t, max_epoch=2, batch_size=30, eval_interval=10, progress=False
+    )
+    out, err = capsys.readouterr()
+    lines = out.strip().splitlines()
+    assert len(lines) == 2
+    assert re.fullmatch(r"\| epoch 1 \|  iter 10 / 10 \| time \d+\[s\] \| loss \d+\.\d\d", lines[0])
+    assert lines[1].startswith("| epoch 2 |")
+    assert err == ""
+
+
+def test_progress_bar_can_be_switched_on(capsys):
+    pytest.importorskip("tqdm")
+    x, t = load_spiral()
+    net = xpnn.LayeredTwoLayerNet(2, 5, 3, seed=0)
+    xpnn.Trainer(net, SGD(lr=1.0)).fit(x, t, max_epoch=1, batch_size=30, verbose=False)
+    assert "iter" in capsys.readouterr().err
+
+
+def test_clip_grads(backend, xp):
+    g = [xpnn.asarray([3.0, 0.0], dtype="float64"), xpnn.asarray([[0.0], [4.0]], dtype="float64")]
+    clip_grads(g, 1.0)  # global norm 5 -> 1
+    np.testing.assert_allclose(host(g[0]), [0.6, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(host(g[1]), [[0.0], [0.8]], rtol=1e-6)
+    small = {"a": xpnn.asarray([0.3, 0.4], dtype="float64")}
+    clip_grads(small, 1.0)  # norm 0.5: untouched
+    np.testing.assert_array_equal(host(small["a"]), [0.3, 0.4])
+    g32 = [xpnn.asarray([30.0, 40.0])]
+    clip_grads(g32, 5.0)
+    assert g32[0].dtype == xp.float32
+    np.testing.assert_allclose(host(g32[0]), [3.0, 4.0], rtol=1e-5)
+
+
+def test_fit_with_max_grad_clips(backend):
+    x, t = load_spiral()
+    net = xpnn.LayeredTwoLayerNet(2, 10, 3, seed=0)
+    trainer = xpnn.Trainer(net, SGD(lr=1.0))
+    trainer.fit(x, t, max_epoch=20, batch_size=30, max_grad=0.01, progress=False, verbose=False)
+    # With a tiny step size the loss barely moves from log(3).
+    assert trainer.loss_list[-1] > 1.0
+
+
+def test_nan_loss_stops_training_with_advice(backend):
+    xh = np.zeros((60, 2))
+    xh[5, 0] = np.nan
+    x, t = xpnn.asarray(xh), xpnn.asarray(np.zeros(60, dtype=np.int64))
+    trainer = xpnn.Trainer(xpnn.LayeredTwoLayerNet(2, 3, 3, seed=0), SGD(lr=0.1))
+    with pytest.raises(FloatingPointError, match=r"epoch 1.*smaller learning rate"):
+        trainer.fit(
+            x, t, max_epoch=3, batch_size=10, eval_interval=6, progress=False, verbose=False
+        )
+
+
+def test_fit_errors(backend):
+    x, t = load_spiral()
+    net = xpnn.LayeredTwoLayerNet(2, 3, 3, seed=0)
+    trainer = xpnn.Trainer(net, SGD())
+    with pytest.raises(ValueError, match="300 samples but t has 299"):
+        trainer.fit(x, t[:299, ...], progress=False)
+    with pytest.raises(ValueError, match="batch_size 301"):
+        trainer.fit(x, t, batch_size=301, progress=False)
+    with pytest.raises(ValueError, match="max_epoch"):
+        trainer.fit(x, t, max_epoch=0, progress=False)
+    with pytest.raises(ValueError, match="max_grad"):
+        trainer.fit(x, t, max_grad=-1.0, progress=False)
+    other = "numpy" if backend.name != "numpy" else "array_api_strict:device1"
+    with xpnn.use_backend(other):
+        xv, tv = load_spiral()
+    with pytest.raises(xpnn.BackendMismatchError):
+        trainer.fit(x, t, validation_data=(xv, tv), progress=False)
+    with pytest.raises(TypeError, match="not a model"):
+        xpnn.Trainer(object(), SGD())
+    with pytest.raises(TypeError, match="update"):
+        xpnn.Trainer(net, object())
+    with pytest.raises(ValueError, match="fit"):
+        trainer.plot("unused.png")
+
+
+def test_plot_writes_the_figure(tmp_path):
+    x, t = load_spiral()
+    net = xpnn.TwoLayerNet(2, 5, 3, seed=0)
+    trainer = xpnn.Trainer(net, SGD(lr=1.0))
+    trainer.fit(x, t, max_epoch=3, batch_size=30, eval_interval=5, progress=False, verbose=False)
+    assert trainer.plot(tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    trainer.fit(
+        x,
+        t,
+        max_epoch=2,
+        batch_size=30,
+        eval_interval=5,
+        validation_data=(x, t),
+        progress=False,
+        verbose=False,
+    )
+    assert trainer.plot(tmp_path / "both.svg").read_text().lstrip().startswith("<")
