@@ -6,11 +6,13 @@ raw elements. :func:`read_idx` parses one such file (gzip'd or not) into a host
 NumPy array and rejects every malformed file with an :class:`IDXFormatError`
 naming the file. :func:`load_mnist_dir` reads the four files of a directory
 and returns the book's ``load_mnist`` tuples, placed on the active backend.
+:func:`load_mnist` is the book's function: it finds the directory (a cache
+folder by default) and first downloads the files that are missing there.
 
 Reading is host-side I/O, so this module uses NumPy directly; the arrays reach
 the backend only through :func:`xpnn.backend.asarray`. Getting the files (a
-download) is kept apart from reading them: a downloader only has to put the
-:data:`FILES` into a directory.
+download, :mod:`xpnn.datasets.download`) is kept apart from reading them: a
+downloader only has to put the :data:`FILES` into a directory.
 """
 
 from __future__ import annotations
@@ -19,15 +21,28 @@ import gzip
 import math
 import os
 import struct
+import sys
 import zlib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
 from xpnn.backend import asarray, get_backend, resolve_dtype
+from xpnn.datasets import download as _download
 
-__all__ = ["FILES", "NUM_CLASSES", "IDXFormatError", "load_mnist_dir", "read_idx"]
+__all__ = [
+    "DATA_DIR_ENV",
+    "FILES",
+    "NUM_CLASSES",
+    "IDXFormatError",
+    "load_mnist",
+    "load_mnist_dir",
+    "mnist_data_dir",
+    "read_idx",
+    "user_cache_dir",
+]
 
 #: The standard MNIST file names, keyed as in the book's ``mnist.py``.
 FILES = {
@@ -39,6 +54,10 @@ FILES = {
 
 #: Digits 0..9.
 NUM_CLASSES = 10
+
+#: The environment variable naming the folder where xpnn keeps data sets
+#: (MNIST goes to its ``mnist`` subfolder); the user cache folder if unset.
+DATA_DIR_ENV = "XPNN_DATA_DIR"
 
 # IDX type codes -> big-endian NumPy dtypes (the format is big-endian).
 _IDX_DTYPES = {
@@ -294,3 +313,146 @@ def load_mnist_dir(
         )
 
     return split("train_img", "train_label"), split("test_img", "test_label")
+
+
+# --------------------------------------------------------------------------
+# The book's load_mnist: find the directory, download what is missing
+# --------------------------------------------------------------------------
+
+
+def user_cache_dir(platform: str | None = None, environ: Mapping[str, str] | None = None) -> Path:
+    """The folder where xpnn caches data by default, following each OS's convention.
+
+    ``$XDG_CACHE_HOME/xpnn`` (``~/.cache/xpnn`` when unset) on Linux and other
+    Unixes, ``~/Library/Caches/xpnn`` on macOS, ``%LOCALAPPDATA%\\xpnn\\Cache``
+    on Windows. Nothing is created.
+
+    Args:
+        platform: A :data:`sys.platform` value (the running one if omitted).
+        environ: The environment to read (:data:`os.environ` if omitted).
+
+    Returns:
+        The folder's path.
+    """
+    platform = sys.platform if platform is None else platform
+    environ = os.environ if environ is None else environ
+    if platform == "win32":
+        local = environ.get("LOCALAPPDATA")
+        return (Path(local) if local else Path.home() / "AppData" / "Local") / "xpnn" / "Cache"
+    if platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "xpnn"
+    # The XDG spec says to ignore a relative (or empty) XDG_CACHE_HOME.
+    xdg = environ.get("XDG_CACHE_HOME", "")
+    return (Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache") / "xpnn"
+
+
+def mnist_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The directory :func:`load_mnist` reads (and downloads into).
+
+    Args:
+        data_dir: The directory holding the four :data:`FILES` themselves.
+
+    Returns:
+        ``data_dir`` if given; else the ``mnist`` subfolder of
+        ``$XPNN_DATA_DIR``, or of :func:`user_cache_dir` when that variable
+        is unset or empty. ``~`` is expanded.
+    """
+    if data_dir is not None:
+        return Path(data_dir).expanduser()
+    root = os.environ.get(DATA_DIR_ENV, "")
+    return (Path(root).expanduser() if root else user_cache_dir()) / "mnist"
+
+
+def _how_to_get_the_files(directory: Path) -> str:
+    """The end of every "MNIST is not there" message."""
+    return (
+        f"MNIST needs these four files in {directory}: {', '.join(FILES.values())}. "
+        "You can put them there by hand (gzip'd or not, under these names), "
+        "point load_mnist(data_dir=...) at a folder that has them, or list "
+        f"mirrors you can reach in {_download.MIRRORS_ENV} (comma-separated base URLs)."
+    )
+
+
+def load_mnist(
+    normalize: bool = True,
+    flatten: bool = True,
+    one_hot_label: bool = False,
+    data_dir: str | os.PathLike[str] | None = None,
+    download: bool = True,
+    *,
+    dtype: Any = None,
+    mirrors: str | Sequence[str] | None = None,
+    progress: bool = True,
+) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
+    """Load MNIST, downloading the files that are not there yet (the book's ``load_mnist``).
+
+    The files are looked for in :func:`mnist_data_dir`: ``data_dir`` itself
+    if given, else ``$XPNN_DATA_DIR/mnist``, else the ``mnist`` folder of the
+    user cache (:func:`user_cache_dir`). Missing files are downloaded from
+    the first mirror that serves them with the official SHA-256
+    (:func:`xpnn.datasets.download.download`); files already there are used
+    as they are (not checked against the official hashes, so a sample such as
+    ``mnist5k`` can stand in), and the reader rejects a corrupt one. Then
+    the directory is read with :func:`load_mnist_dir`.
+
+    Args:
+        normalize: Scale pixels to floats in [0, 1]; else uint8 0..255.
+        flatten: Images as ``(N, 784)`` rows; else ``(N, 1, 28, 28)``.
+        one_hot_label: Labels as ``(N, 10)`` one-hot floats; else ``(N,)``
+            int64 class numbers.
+        data_dir: The directory of the four :data:`FILES` (see above).
+        download: Download missing files. If False, missing files raise
+            :class:`FileNotFoundError` without touching the network.
+        dtype: The float dtype of normalized images and one-hot labels
+            (``"float32"`` or ``"float64"``); the backend's default float
+            dtype if omitted.
+        mirrors: Base URLs to download from, in order (a sequence or one
+            comma-separated string); else ``$XPNN_MNIST_MIRRORS``, else
+            :data:`xpnn.datasets.download.MNIST_MIRRORS`.
+        progress: Show download progress bars on stderr.
+
+    Returns:
+        ``((x_train, t_train), (x_test, t_test))``, arrays of the active
+        backend, as :func:`load_mnist_dir` returns them. For the full MNIST
+        N is 60000 (train) and 10000 (test).
+
+    Raises:
+        FileNotFoundError: Files are missing and ``download`` is False; the
+            message names the directory, the missing and the four expected
+            files, and how to provide them.
+        xpnn.datasets.DownloadError: A missing file could not be downloaded
+            from any mirror (an :class:`OSError`); the message lists each URL
+            tried with its failure, the directory, the four files and how to
+            provide them. Files downloaded before it stay (they are complete
+            and verified).
+        IDXFormatError: A file is malformed (see :func:`load_mnist_dir`).
+        ValueError: ``dtype`` is not a float dtype, or a mirror URL is not
+            ``http://`` or ``https://``.
+        OSError: The directory cannot be created or written.
+    """
+    directory = mnist_data_dir(data_dir)
+    missing = _missing_files(directory)
+    if missing and not download:
+        raise FileNotFoundError(
+            f"MNIST files missing in {directory} and download=False: "
+            f"{', '.join(missing)}. " + _how_to_get_the_files(directory)
+        )
+    if missing:
+        bases = _download.resolve_mirrors(mirrors)
+        for name in missing:
+            try:
+                _download.download(
+                    name,
+                    directory,
+                    bases,
+                    _download.MNIST_SHA256[name],
+                    progress=progress,
+                    timeout=_download.DEFAULT_TIMEOUT,
+                    max_bytes=_download.MNIST_SIZES.get(name),
+                )
+            except _download.DownloadError as exc:
+                exc.hint = _how_to_get_the_files(directory)
+                raise
+    return load_mnist_dir(
+        directory, normalize=normalize, flatten=flatten, one_hot_label=one_hot_label, dtype=dtype
+    )
