@@ -116,22 +116,6 @@ class LayeredNet:
         return xp.sum(xp.astype(y == t, x.dtype)) / x.shape[0]
 
 
-def _two_layers(
-    input_size: int, hidden_size: int, output_size: int, weight_init_std: float, seed, dtype
-) -> list[Any]:
-    """Affine - Sigmoid - Affine with the book's initialisation, seeded."""
-    _check_sizes(input_size=input_size, hidden_size=hidden_size, output_size=output_size)
-    dtype = _float_dtype(dtype)
-    rng = default_rng(seed)
-    W1 = rng.normal(0.0, weight_init_std, (input_size, hidden_size), dtype=dtype)
-    W2 = rng.normal(0.0, weight_init_std, (hidden_size, output_size), dtype=dtype)
-    return [
-        Affine(W1, zeros(hidden_size, dtype=dtype)),
-        Sigmoid(),
-        Affine(W2, zeros(output_size, dtype=dtype)),
-    ]
-
-
 class LayeredTwoLayerNet(LayeredNet):
     """Vol. 2 ch. 1's ``TwoLayerNet``: Affine - Sigmoid - Affine + SoftmaxWithLoss.
 
@@ -160,12 +144,21 @@ class LayeredTwoLayerNet(LayeredNet):
         seed: int | None = None,
         dtype: Any = None,
     ):
-        layers = _two_layers(input_size, hidden_size, output_size, weight_init_std, seed, dtype)
+        _check_sizes(input_size=input_size, hidden_size=hidden_size, output_size=output_size)
+        dtype = _float_dtype(dtype)
+        rng = default_rng(seed)
+        W1 = rng.normal(0.0, weight_init_std, (input_size, hidden_size), dtype=dtype)
+        W2 = rng.normal(0.0, weight_init_std, (hidden_size, output_size), dtype=dtype)
+        layers = [
+            Affine(W1, zeros(hidden_size, dtype=dtype)),
+            Sigmoid(),
+            Affine(W2, zeros(output_size, dtype=dtype)),
+        ]
         super().__init__(layers, SoftmaxWithLoss(), input_size)
         self.output_size = output_size
 
 
-class TwoLayerNet(LayeredNet):
+class TwoLayerNet(LayeredTwoLayerNet):
     """The book's chapter-4 two-layer network: Affine - Sigmoid - Affine - Softmax.
 
     Args:
@@ -200,11 +193,12 @@ class TwoLayerNet(LayeredNet):
         seed: int | None = None,
         dtype: Any = None,
     ):
-        layers = _two_layers(input_size, hidden_size, output_size, weight_init_std, seed, dtype)
-        super().__init__(layers, SoftmaxWithLoss(), input_size)
+        super().__init__(
+            input_size, hidden_size, output_size, weight_init_std, seed=seed, dtype=dtype
+        )
+        # The same arrays as the layers hold, under the book's chapter-4 keys.
         self.params = dict(zip(self.KEYS, self.params, strict=True))
         self.grads = dict(zip(self.KEYS, self.grads, strict=True))
-        self.output_size = output_size
 
     def predict(self, x: Any) -> Any:
         """Class probabilities ``(N, output_size)`` (softmax output, as in ch. 4)."""

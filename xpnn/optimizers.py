@@ -371,7 +371,7 @@ class Momentum(Optimizer):
         p += v
 
 
-class Nesterov(Optimizer):
+class Nesterov(Momentum):
     """Nesterov's accelerated gradient, as the book writes it (vol. 1 code).
 
     Update, with a velocity ``v`` of ``p``'s shape that starts at zero::
@@ -387,13 +387,6 @@ class Nesterov(Optimizer):
     Attributes:
         v: The velocities, keyed like ``params`` (None before the first update).
     """
-
-    _hyper_names = ("lr", "momentum")
-    _state_names = ("v",)
-
-    def __init__(self, lr: float = 0.01, momentum: float = 0.9) -> None:
-        super().__init__(lr)
-        self.momentum = self._check_hyper("momentum", momentum)
 
     def _apply(self, xp: Any, p: Any, g: Any, v: Any) -> None:
         v *= self.momentum
