@@ -51,6 +51,7 @@ class SimpleNet:
 
     def __init__(self, seed: int | None = None, *, dtype: Any = None):
         self.W = default_rng(seed).standard_normal((2, 3), dtype=_float_dtype(dtype))
+        self.config: dict[str, Any] = {}  # what xpnn.io.save records to rebuild it
 
     def predict(self, x: Any) -> Any:
         """Scores ``x @ W``: ``(2,)`` -> ``(3,)`` or ``(N, 2)`` -> ``(N, 3)``."""
@@ -156,6 +157,12 @@ class LayeredTwoLayerNet(LayeredNet):
         ]
         super().__init__(layers, SoftmaxWithLoss(), input_size)
         self.output_size = output_size
+        # What xpnn.io.save records to rebuild the model.
+        self.config = {
+            "input_size": input_size,
+            "hidden_size": hidden_size,
+            "output_size": output_size,
+        }
 
 
 class TwoLayerNet(LayeredTwoLayerNet):
