@@ -214,8 +214,8 @@ class Trainer:
                     if verbose:
                         train_acc, test_acc = self.train_acc_list[-1], self.test_acc_list[-1]
                         say(
-                            f"| epoch {self.current_epoch} | train acc {train_acc:.4f}"
-                            f" | test acc {test_acc:.4f}"
+                            f"| epoch {self.current_epoch} | train acc, test acc | "
+                            f"{train_acc:.4f}, {test_acc:.4f}"
                         )
         finally:
             if bar is not None:
@@ -249,4 +249,13 @@ def _progress_bar(total: int, enabled: bool) -> Any:
         from tqdm.auto import tqdm
     except ImportError:  # progress bars are a nicety, not a requirement
         return None
-    return tqdm(total=total, unit="iter", file=sys.stderr, leave=False, dynamic_ncols=True)
+    # In a terminal or a notebook a live bar; in a log file or a pipe it would
+    # only add noise (tqdm's disable=None turns it off off a TTY).
+    interactive = "ipykernel" in sys.modules
+    return tqdm(
+        total=total,
+        unit="iter",
+        leave=False,
+        dynamic_ncols=True,
+        disable=False if interactive else None,
+    )

@@ -1,0 +1,166 @@
+"""The ``xpnn`` command: info, train, gradcheck, and its errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import xpnn
+from xpnn.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_info_lists_backends(capsys):
+    code, out, _ = run(capsys, "info")
+    assert code == 0
+    assert "numpy              yes" in out
+    assert "array_api_strict   yes" in out
+    assert "cupy:0" in out and "active backend: numpy:cpu" in out
+
+
+def test_info_json(capsys):
+    code, out, _ = run(capsys, "info", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["xpnn"] == xpnn.__version__
+    assert data["backends"]["numpy"] is None
+    assert set(data["backends"]) == {
+        "numpy",
+        "array_api_strict",
+        "torch:cpu",
+        "torch:cuda",
+        "cupy:0",
+    }
+
+
+def test_console_script_entry_point():
+    out = subprocess.run(
+        [sys.executable, "-m", "xpnn", "--version"], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == f"xpnn {xpnn.__version__}"
+
+
+def test_train_spiral_defaults_reach_the_books_result(capsys, tmp_path):
+    plot, saved = tmp_path / "spiral.png", tmp_path / "spiral.npz"
+    code, out, _ = run(capsys, "train", "--plot", str(plot), "--save", str(saved))
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("xpnn train: spiral (300 samples) on numpy:cpu, float32")
+    assert "| epoch 1 |  iter 10 / 10 |" in out
+    loss = float(out.split("final loss")[1].split()[0])
+    accuracy = float(out.split("train accuracy")[1].split()[0])
+    assert loss <= 0.2 and accuracy >= 0.9  # the book: about 0.11 and 0.97
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+    net = xpnn.io.load(saved)
+    assert isinstance(net, xpnn.LayeredTwoLayerNet)
+
+
+def test_train_quiet_prints_only_the_result(capsys):
+    code, out, err = run(capsys, "train", "--quiet", "--epochs", "20")
+    assert code == 0
+    assert out.count("\n") == 1 and out.startswith("final loss")
+    assert err == ""
+
+
+@pytest.mark.parametrize("optimizer", ["momentum", "adam"])
+def test_train_other_optimizers(capsys, optimizer):
+    lr = "0.1" if optimizer == "momentum" else "0.01"
+    code, out, _ = run(
+        capsys, "train", "--quiet", "--epochs", "100", "--optimizer", optimizer, "--lr", lr
+    )
+    assert code == 0
+    assert float(out.split("final loss")[1].split()[0]) < 0.9  # well below log(3)
+
+
+def test_train_mnist_reports_test_accuracy(capsys, mnist_dir, tmp_path):
+    code, out, _ = run(
+        capsys,
+        "train",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        str(mnist_dir),
+        "--iters",
+        "200",
+        "--batch-size",
+        "20",
+        "--lr",
+        "0.5",
+        "--plot",
+        str(tmp_path / "m.png"),
+    )
+    assert code == 0
+    assert "| epoch 1 | train acc, test acc |" in out
+    assert float(out.split("test accuracy")[1].split()[0]) >= 0.9
+    assert (tmp_path / "m.png").exists()
+
+
+def test_train_on_another_backend(capsys, backend):
+    code, out, _ = run(capsys, "train", "--quiet", "--epochs", "5", "--backend", backend.spec)
+    assert code == 0 and out.startswith("final loss")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--lr", "-1"], "--lr: must be a positive number"),
+        (["--epochs", "0"], "--epochs: must be positive"),
+        (["--batch-size", "x"], "not an integer"),
+        (["--dataset", "cifar"], "invalid choice"),
+        (["--epochs", "2", "--iters", "3"], "not allowed with"),
+    ],
+)
+def test_train_bad_options_are_one_line(capsys, argv, message):
+    with pytest.raises(SystemExit) as err:
+        main(["train", *argv])
+    assert err.value.code == 2
+    stderr = capsys.readouterr().err
+    assert message in stderr and stderr.count("\n") == 1
+
+
+def test_train_runtime_errors_are_one_line(capsys, monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    monkeypatch.setattr(xpnn.backend, "_cache", {})
+    code, _, err = run(capsys, "train", "--backend", "cupy")
+    assert code == 2 and "not installed" in err and err.count("\n") == 1
+    code, _, err = run(
+        capsys, "train", "--dataset", "mnist", "--data-dir", str(tmp_path), "--no-download"
+    )
+    assert code == 2 and "train-images-idx3-ubyte.gz" in err
+    code, _, err = run(capsys, "train", "--batch-size", "1000")
+    assert code == 2 and "larger than the data set" in err
+
+
+def test_gradcheck_passes(capsys, backend):
+    code, out, _ = run(capsys, "gradcheck", "--backend", backend.spec)
+    assert code == 0
+    rows = [line.split() for line in out.splitlines() if line.split()[:1] in (["W1"], ["b2"])]
+    assert len(rows) == 2
+    assert all(float(row[-1]) <= 1e-6 for row in rows)
+    assert "OK" in out
+
+
+def test_gradcheck_fails_beyond_tolerance(capsys, monkeypatch):
+    # A broken backprop (gradient scaled by 1.01) must be caught.
+    real = xpnn.TwoLayerNet.gradient
+
+    def broken(self, x, t):
+        grads = real(self, x, t)
+        for g in grads.values():
+            g *= 1.01
+        return grads
+
+    monkeypatch.setattr(xpnn.TwoLayerNet, "gradient", broken)
+    code, out, _ = run(capsys, "gradcheck")
+    assert code == 1 and "FAILED" in out
+    assert np.isclose(
+        float(out.split("largest relative difference")[1].split()[0]), 0.0099, rtol=0.05
+    )
