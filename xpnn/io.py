@@ -22,7 +22,14 @@ import numpy as np
 
 from xpnn.backend import _dtype_name, asarray, backend_of, to_numpy
 
-__all__ = ["ModelFileError", "load", "load_params", "save"]
+__all__ = [
+    "ModelFileError",
+    "load",
+    "load_params",
+    "read_checkpoint",
+    "save",
+    "write_checkpoint",
+]
 
 _META = "__xpnn__"
 FORMAT = 1
@@ -75,7 +82,16 @@ def save(model: Any, path: str | os.PathLike[str]) -> Path:
         "dtype": _dtype_name(next(iter(arrays.values())).dtype),
         "params": {key: list(a.shape) for key, a in arrays.items()},
     }
-    arrays[_META] = np.array(json.dumps(meta))
+    return _write_npz(path, arrays, meta)
+
+
+def _write_npz(path: str | os.PathLike[str], arrays: dict[str, np.ndarray], meta: dict) -> Path:
+    """Write arrays and JSON metadata atomically: a temp file, then a rename.
+
+    Whatever interrupts the write (an error, Ctrl-C, a full disk), ``path``
+    keeps its previous content and no partial file is left beside it.
+    """
+    arrays = {**arrays, _META: np.array(json.dumps(meta))}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
@@ -176,3 +192,122 @@ def load_params(model: Any, arrays: dict[str, Any], *, source: str = "arrays") -
             raise ModelFileError(f"{source}: {key} has dtype {arrays[key].dtype}, not float")
         # In place, so the layers that hold these arrays see the new values.
         p[...] = asarray(arrays[key], dtype=p.dtype, backend=backend_of(p))
+
+
+# --------------------------------------------------------------------------
+# Training checkpoints (written by Trainer.fit)
+# --------------------------------------------------------------------------
+
+
+def _flatten_state(state: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Optimizer state {name: list/dict of arrays or None} -> host arrays + layout."""
+    arrays: dict[str, np.ndarray] = {}
+    layout: dict[str, Any] = {}
+    for name, entry in state.items():
+        if entry is None:
+            layout[name] = None
+        elif isinstance(entry, dict):
+            layout[name] = ["dict", list(entry)]
+            arrays.update({f"opt/{name}/{k}": to_numpy(v) for k, v in entry.items()})
+        else:
+            layout[name] = ["list", len(entry)]
+            arrays.update({f"opt/{name}/{i}": to_numpy(v) for i, v in enumerate(entry)})
+    return arrays, layout
+
+
+def _unflatten_state(
+    layout: dict[str, Any], arrays: dict[str, np.ndarray], like: Any, source: str
+) -> dict[str, Any]:
+    """Rebuild optimizer state arrays next to parameter ``like`` (its backend)."""
+    backend = backend_of(like)
+
+    def get(name: str, key: Any) -> Any:
+        try:
+            host = arrays[f"opt/{name}/{key}"]
+        except KeyError:
+            raise ModelFileError(f"{source}: optimizer state opt/{name}/{key} is missing") from None
+        return asarray(host, dtype=_dtype_name(host.dtype), backend=backend)
+
+    state: dict[str, Any] = {}
+    for name, spec in layout.items():
+        if spec is None:
+            state[name] = None
+        elif spec[0] == "dict":
+            state[name] = {k: get(name, k) for k in spec[1]}
+        else:
+            state[name] = [get(name, i) for i in range(spec[1])]
+    return state
+
+
+def write_checkpoint(
+    path: str | os.PathLike[str],
+    model: Any,
+    optimizer: Any,
+    progress: dict[str, Any],
+    extra_arrays: dict[str, Any] | None = None,
+) -> Path:
+    """Write everything needed to resume training, atomically.
+
+    Args:
+        path: The checkpoint file (``.npz``).
+        model: The model; its parameters are saved by name.
+        optimizer: An optimizer with ``state_dict()``.
+        progress: JSON-serialisable training position (epoch, iteration,
+            RNG state, recorded curves, ...), stored as given.
+        extra_arrays: Further arrays to store (e.g. a running loss sum).
+    """
+    from xpnn import __version__
+
+    arrays = {f"model/{k}": to_numpy(p) for k, p in _named_params(model).items()}
+    opt_state = optimizer.state_dict()
+    opt_arrays, layout = _flatten_state(opt_state["state"])
+    arrays.update(opt_arrays)
+    arrays.update({f"extra/{k}": to_numpy(v) for k, v in (extra_arrays or {}).items()})
+    meta = {
+        "format": FORMAT,
+        "kind": "checkpoint",
+        "xpnn": __version__,
+        "model": type(model).__name__,
+        "optimizer": {k: opt_state[k] for k in ("optimizer", "hyperparams", "iter")},
+        "optimizer_layout": layout,
+        "progress": progress,
+    }
+    return _write_npz(path, arrays, meta)
+
+
+def read_checkpoint(
+    path: str | os.PathLike[str], model: Any, optimizer: Any
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Restore a model's parameters and an optimizer's state from a checkpoint.
+
+    The model and optimizer must be of the classes and sizes that wrote it.
+
+    Returns:
+        ``(progress, extra_arrays)`` as given to :func:`write_checkpoint`
+        (the extra arrays as host NumPy arrays).
+
+    Raises:
+        ModelFileError: Not a checkpoint, or of another model or optimizer
+            (the message says which), or parameters that do not fit.
+    """
+    path = Path(path)
+    meta, arrays = _read(path)
+    if meta.get("kind") != "checkpoint":
+        raise ModelFileError(f"{path}: not a training checkpoint (a saved model? use xpnn.io.load)")
+    if meta.get("model") != type(model).__name__:
+        raise ModelFileError(
+            f"{path}: checkpoint of a {meta.get('model')}, cannot resume a {type(model).__name__}"
+        )
+    opt_meta = meta["optimizer"]
+    if opt_meta.get("optimizer") != type(optimizer).__name__:
+        raise ModelFileError(
+            f"{path}: checkpoint of optimizer {opt_meta.get('optimizer')}, "
+            f"not {type(optimizer).__name__}"
+        )
+    params = {k[len("model/") :]: v for k, v in arrays.items() if k.startswith("model/")}
+    load_params(model, params, source=str(path))
+    like = next(iter(_named_params(model).values()))
+    state = _unflatten_state(meta["optimizer_layout"], arrays, like, str(path))
+    optimizer.load_state_dict({**opt_meta, "state": state})
+    extra = {k[len("extra/") :]: v for k, v in arrays.items() if k.startswith("extra/")}
+    return meta["progress"], extra

@@ -22,6 +22,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -124,13 +125,18 @@ class Trainer:
         seed: int | None = 0,
         progress: bool = True,
         verbose: bool = True,
+        checkpoint: str | os.PathLike[str] | None = None,
+        checkpoint_every: int | None = None,
+        resume: str | os.PathLike[str] | None = None,
+        on_nan: str = "raise",
     ) -> Trainer:
         """Train for ``max_epoch`` epochs of ``len(x) // batch_size`` iterations.
 
         Args:
-            x: Inputs ``(N, features)`` on the model's backend.
+            x: Inputs ``(N, features)``, floating point, on the model's backend.
             t: Labels: one-hot ``(N, classes)`` or integers ``(N,)``.
-            max_epoch: Epochs.
+            max_epoch: Epochs (with ``resume``: the epochs of the whole run,
+                so the resumed call takes the interrupted call's arguments).
             batch_size: Samples per iteration (the last partial batch of an
                 epoch is dropped, as in the book).
             max_grad: Clip the global gradient norm to this, if given.
@@ -140,25 +146,37 @@ class Trainer:
             validation_data: ``(x_test, t_test)``; when given, train and test
                 accuracy are recorded after each epoch (the chapter-4 curves).
             seed: Seed of the shuffling (the same on every backend).
-            progress: Show a progress bar (tqdm) over the iterations.
+            progress: Show a progress bar (tqdm) over the iterations, in a
+                terminal or a notebook.
             verbose: Print the book's ``| epoch 1 | iter 1 / 10 | time 0[s] |
                 loss 1.10`` lines.
+            checkpoint: Write a checkpoint here (atomically: a crash or Ctrl-C
+                never leaves a broken file) after every epoch, and every
+                ``checkpoint_every`` iterations of an epoch if given.
+            checkpoint_every: See ``checkpoint``.
+            resume: Continue the run saved in this checkpoint: parameters,
+                optimizer state, shuffling state, position and curves. The
+                resumed run ends exactly as an uninterrupted one would.
+            on_nan: What a NaN or infinite loss does, checked at each eval
+                interval: ``"raise"`` (FloatingPointError), ``"warn"``
+                (RuntimeWarning, training goes on) or ``"ignore"``.
 
         Returns:
             The trainer itself (its lists hold the curves).
 
         Raises:
-            ValueError: Bad sizes or arguments.
+            ValueError: Bad sizes, labels or arguments (the message names
+                the shapes and dtypes).
             FloatingPointError: The loss became NaN or infinite.
+            xpnn.io.ModelFileError: ``resume`` does not fit this run.
         """
-        xp = get_namespace(x, t)
-        data_size = x.shape[0]
-        if t.shape[0] != data_size:
-            raise ValueError(f"x has {data_size} samples but t has {t.shape[0]}")
+        xp = get_namespace(x, t, *_values(self.model.params)[:1])
+        data_size = self._check_data(xp, x, t, "x", "t")
         for name, value in (
             ("max_epoch", max_epoch),
             ("batch_size", batch_size),
             ("eval_interval", eval_interval),
+            ("checkpoint_every", checkpoint_every or 1),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -166,9 +184,12 @@ class Trainer:
             raise ValueError(f"batch_size {batch_size} is larger than the data ({data_size})")
         if max_grad is not None and not max_grad > 0:
             raise ValueError(f"max_grad must be positive, got {max_grad!r}")
+        if on_nan not in ("raise", "warn", "ignore"):
+            raise ValueError(f"on_nan must be 'raise', 'warn' or 'ignore', got {on_nan!r}")
         if validation_data is not None:
             x_val, t_val = validation_data
             get_namespace(x, x_val, t_val)  # same backend and device as the training data
+            self._check_data(xp, x_val, t_val, "x_test", "t_test")
 
         max_iters = data_size // batch_size
         # At least one record an epoch (the book records none when the
@@ -177,18 +198,25 @@ class Trainer:
         self.eval_interval = eval_interval
         # The shuffling follows the data: permutations go to x's backend and device.
         rng = default_rng(seed, backend=backend_of(x))
-        bar = _progress_bar(max_epoch * max_iters, progress)
+        run = {"data_size": data_size, "batch_size": batch_size, "max_epoch": max_epoch}
+        start_epoch, start_iter = 0, 0
+        total_loss: Any = 0
+        loss_count = 0
+        if resume is not None:
+            start_epoch, start_iter, total_loss, loss_count = self._resume(resume, rng, run, x)
+        self._last_checkpoint: str | None = None
+        bar = _progress_bar(max_epoch * max_iters, progress, start_epoch * max_iters + start_iter)
         say = bar.write if bar is not None else print
-        total_loss, loss_count = 0, 0
         start = time.perf_counter()
+        epoch, iters = start_epoch, start_iter
         try:
-            for _ in range(max_epoch):
+            for epoch in range(start_epoch, max_epoch):
+                epoch_rng = rng.get_state()  # replays this epoch's order on resume
                 order = rng.permutation(data_size)  # one host-to-device copy per epoch
-                for iters in range(max_iters):
+                first = start_iter if epoch == start_epoch else 0
+                for iters in range(first, max_iters):
                     idx = order[iters * batch_size : (iters + 1) * batch_size]
-                    batch_x = xp.take(x, idx, axis=0)
-                    batch_t = xp.take(t, idx, axis=0)
-                    loss, grads = self._step(batch_x, batch_t)
+                    loss, grads = self._step(xp.take(x, idx, axis=0), xp.take(t, idx, axis=0))
                     if max_grad is not None:
                         clip_grads(grads, max_grad)
                     self.optimizer.update(self.model.params, grads)
@@ -198,7 +226,7 @@ class Trainer:
                         bar.update(1)
                     if (iters + 1) % eval_interval == 0:
                         avg = float(to_numpy(total_loss)) / loss_count
-                        self._check_finite(avg, iters)
+                        self._check_finite(avg, iters, on_nan)
                         self.loss_list.append(avg)
                         if verbose:
                             say(
@@ -207,6 +235,15 @@ class Trainer:
                                 f"| loss {avg:.2f}"
                             )
                         total_loss, loss_count = 0, 0
+                    if (
+                        checkpoint is not None
+                        and checkpoint_every is not None
+                        and (iters + 1) % checkpoint_every == 0
+                        and iters + 1 < max_iters  # the epoch-end checkpoint follows
+                    ):
+                        position = (epoch, iters + 1, epoch_rng)
+                        self._save(checkpoint, run, position, total_loss, loss_count)
+                iters = max_iters
                 self.current_epoch += 1
                 if validation_data is not None:
                     self.train_acc_list.append(self._accuracy(x, t))
@@ -217,17 +254,123 @@ class Trainer:
                             f"| epoch {self.current_epoch} | train acc, test acc | "
                             f"{train_acc:.4f}, {test_acc:.4f}"
                         )
+                if checkpoint is not None:
+                    position = (epoch + 1, 0, rng.get_state())
+                    self._save(checkpoint, run, position, total_loss, loss_count)
+        except KeyboardInterrupt:
+            where = (
+                f"the last complete checkpoint is {self._last_checkpoint}; continue with "
+                "fit(..., resume=<that file>)"
+                if self._last_checkpoint
+                else "no checkpoint was written yet (pass checkpoint=PATH to fit to keep one)"
+            )
+            print(
+                f"xpnn: training interrupted in epoch {epoch + 1}, iteration {iters}; {where}",
+                file=sys.stderr,
+            )
+            raise
         finally:
             if bar is not None:
                 bar.close()
         return self
 
-    def _check_finite(self, avg: float, iters: int) -> None:
-        if not math.isfinite(avg):
-            raise FloatingPointError(
-                f"the training loss became {avg} in epoch {self.current_epoch + 1}, by iteration "
-                f"{iters + 1}: try a smaller learning rate or gradient clipping (max_grad)"
+    def _check_data(self, xp: Any, x: Any, t: Any, xname: str, tname: str) -> int:
+        """Check shapes, dtypes and label range of a data set; returns its size.
+
+        Reading the label range is one small host read, once per fit.
+        """
+        if x.ndim != 2:
+            raise ValueError(f"{xname} must be 2-D (samples, features), got shape {tuple(x.shape)}")
+        if not xp.isdtype(x.dtype, "real floating"):
+            raise TypeError(
+                f"{xname} must be floating point, got {x.dtype}; convert it with "
+                "xpnn.asarray(x) (floats become the backend's float dtype)"
             )
+        features = getattr(self.model, "input_size", None)
+        if features is not None and x.shape[1] != features:
+            raise ValueError(
+                f"{xname} has {x.shape[1]} features (shape {tuple(x.shape)}) but "
+                f"{type(self.model).__name__} expects {features}"
+            )
+        n = x.shape[0]
+        if t.ndim not in (1, 2) or t.shape[0] != n:
+            raise ValueError(
+                f"{xname} has {n} samples (shape {tuple(x.shape)}) but {tname} has shape "
+                f"{tuple(t.shape)}; labels must be ({n},) integers or ({n}, classes) one-hot"
+            )
+        classes = getattr(self.model, "output_size", None)
+        if t.ndim == 2 and classes is not None and t.shape[1] != classes:
+            raise ValueError(
+                f"{tname} is one-hot with {t.shape[1]} classes (shape {tuple(t.shape)}) but "
+                f"{type(self.model).__name__} has {classes} outputs"
+            )
+        if t.ndim == 1:
+            if not xp.isdtype(t.dtype, "integral"):
+                raise TypeError(f"{tname} of shape ({n},) must hold integer labels, got {t.dtype}")
+            low, high = (int(v) for v in to_numpy(xp.stack([xp.min(t), xp.max(t)])))
+            if low < 0 or (classes is not None and high >= classes):
+                raise ValueError(
+                    f"{tname} holds labels from {low} to {high}, outside 0..{(classes or 0) - 1} "
+                    f"for {type(self.model).__name__} with {classes} outputs"
+                )
+        return n
+
+    def _save(
+        self, path: Any, run: dict[str, Any], position: tuple, total_loss: Any, loss_count: int
+    ) -> None:
+        from xpnn.io import write_checkpoint
+
+        epoch, next_iter, rng_state = position
+        progress = {
+            **run,
+            "epoch": epoch,
+            "next_iter": next_iter,
+            "rng": rng_state,
+            "loss_count": loss_count,
+            "current_epoch": self.current_epoch,
+            "loss_list": self.loss_list,
+            "train_acc_list": self.train_acc_list,
+            "test_acc_list": self.test_acc_list,
+        }
+        extra = {"total_loss": total_loss if loss_count else _zero_like_loss()}
+        self._last_checkpoint = str(
+            write_checkpoint(path, self.model, self.optimizer, progress, extra)
+        )
+
+    def _resume(self, path: Any, rng: Any, run: dict[str, Any], x: Any) -> tuple:
+        from xpnn.backend import asarray
+        from xpnn.io import ModelFileError, read_checkpoint
+
+        progress, extra = read_checkpoint(path, self.model, self.optimizer)
+        for key, value in run.items():
+            if progress.get(key) != value:
+                raise ModelFileError(
+                    f"{path}: the checkpoint was written with {key}={progress.get(key)}, "
+                    f"this fit has {key}={value}; resume with the arguments of the original run"
+                )
+        rng.set_state(progress["rng"])
+        self.current_epoch = progress["current_epoch"]
+        self.loss_list = list(progress["loss_list"])
+        self.train_acc_list = list(progress["train_acc_list"])
+        self.test_acc_list = list(progress["test_acc_list"])
+        loss_count = progress["loss_count"]
+        total = extra["total_loss"]
+        total_loss = (
+            asarray(total, dtype=str(total.dtype), backend=backend_of(x)) if loss_count else 0
+        )
+        return progress["epoch"], progress["next_iter"], total_loss, loss_count
+
+    def _check_finite(self, avg: float, iters: int, on_nan: str) -> None:
+        if math.isfinite(avg) or on_nan == "ignore":
+            return
+        message = (
+            f"the training loss became {avg} in epoch {self.current_epoch + 1}, by iteration "
+            f"{iters + 1}: try a smaller learning rate or gradient clipping (max_grad)"
+        )
+        if on_nan == "warn":
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
+            return
+        raise FloatingPointError(message)
 
     def plot(self, path: str | os.PathLike[str], ylim: Iterable[float] | None = None) -> Path:
         """Write the loss curve (and the accuracy curves, if recorded) to ``path``."""
@@ -241,7 +384,13 @@ class Trainer:
         return plot_loss(self.loss_list, path, xlabel=xlabel)
 
 
-def _progress_bar(total: int, enabled: bool) -> Any:
+def _zero_like_loss() -> Any:
+    import numpy as np  # host-side bookkeeping for the checkpoint file only
+
+    return np.zeros((), dtype=np.float64)
+
+
+def _progress_bar(total: int, enabled: bool, initial: int = 0) -> Any:
     """A tqdm bar (notebook-aware), or None when disabled or tqdm is missing."""
     if not enabled:
         return None
@@ -254,6 +403,7 @@ def _progress_bar(total: int, enabled: bool) -> Any:
     interactive = "ipykernel" in sys.modules
     return tqdm(
         total=total,
+        initial=initial,
         unit="iter",
         leave=False,
         dynamic_ncols=True,
