@@ -208,3 +208,21 @@ def test_softmax_with_loss_backward(backend):
     np.testing.assert_allclose(dx, expected, rtol=1e-12)
     assert float(host(loss)) > 0
     assert layer.loss is loss
+
+
+def test_model_entry_points_name_what_is_wrong(backend):
+    net = xpnn.TwoLayerNet(4, 3, 2, seed=0)
+    x = xpnn.asarray(np.zeros((5, 4)))
+    with pytest.raises(
+        ValueError, match=r"labels of shape \(3,\) do not fit scores of shape \(5, 2\)"
+    ):
+        net.loss(x, xpnn.asarray(np.zeros(3, dtype=np.int64)))
+    with pytest.raises(ValueError, match=r"\(5, 3\) do not fit"):
+        net.gradient(x, xpnn.asarray(np.zeros((5, 3))))
+    with pytest.raises(TypeError, match="floating-point inputs, got int64"):
+        net.predict(xpnn.asarray(np.zeros((5, 4), dtype=np.int64)))
+    other = "numpy" if backend.name != "numpy" else "array_api_strict:device1"
+    with xpnn.use_backend(other):
+        x_other = xpnn.asarray(np.zeros((5, 4)))
+    with pytest.raises(xpnn.BackendMismatchError):
+        net.accuracy(x_other, xpnn.asarray(np.zeros(5, dtype=np.int64)))

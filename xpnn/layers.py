@@ -168,6 +168,11 @@ class SoftmaxWithLoss(Layer):
 
     def forward(self, x: Any, t: Any) -> Any:
         xp = get_namespace(x, t)
+        if t.ndim not in (1, 2) or t.shape[0] != x.shape[0] or (t.ndim == 2 and t.shape != x.shape):
+            raise ValueError(
+                f"labels of shape {tuple(t.shape)} do not fit scores of shape {tuple(x.shape)}: "
+                f"give ({x.shape[0]},) integer labels or ({x.shape[0]}, {x.shape[-1]}) one-hot"
+            )
         if t.shape != x.shape:
             t = one_hot(t, x.shape[-1], x.dtype)
         self.t = xp.astype(t, x.dtype)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from xpnn.backend import get_backend, get_namespace, resolve_dtype, zeros
+from xpnn.backend import _dtype_name, get_backend, get_namespace, resolve_dtype, zeros
 from xpnn.functions import cross_entropy_error, softmax
 from xpnn.gradient import numerical_gradient
 from xpnn.layers import Affine, Sigmoid, SoftmaxWithLoss, backward
@@ -86,12 +86,29 @@ class LayeredNet:
         self.grads: Any = [g for layer in layers for g in layer.grads]
 
     def scores(self, x: Any) -> Any:
-        """Scores (before softmax) ``(N, classes)`` for inputs ``(N, features)``."""
+        """Scores (before softmax) ``(N, classes)`` for inputs ``(N, features)``.
+
+        Raises:
+            ValueError: ``x`` has the wrong number of features.
+            TypeError: ``x`` is not floating point.
+            xpnn.BackendMismatchError: ``x`` is on another backend or device
+                than the parameters.
+        """
+        xp = get_namespace(x, *self.params_list()[:1])
+        if not xp.isdtype(x.dtype, "real floating"):
+            raise TypeError(
+                f"{type(self).__name__} needs floating-point inputs, got {_dtype_name(x.dtype)}; "
+                "convert with xpnn.asarray(x)"
+            )
         if self.input_size is not None:
             _check_input(x, self.input_size, type(self).__name__)
         for layer in self.layers:
             x = layer.forward(x)
         return x
+
+    def params_list(self) -> list[Any]:
+        """The parameters as a list, whether ``params`` is a list or a dict."""
+        return list(self.params.values()) if isinstance(self.params, dict) else list(self.params)
 
     def predict(self, x: Any) -> Any:
         """Scores ``(N, classes)`` (vol. 2 predicts scores, not probabilities)."""

@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from xpnn.backend import backend_of, get_namespace, to_numpy
+from xpnn.backend import _dtype_name, backend_of, get_namespace, to_numpy
 from xpnn.random import default_rng
 
 __all__ = ["Trainer", "clip_grads"]
@@ -283,7 +283,7 @@ class Trainer:
             raise ValueError(f"{xname} must be 2-D (samples, features), got shape {tuple(x.shape)}")
         if not xp.isdtype(x.dtype, "real floating"):
             raise TypeError(
-                f"{xname} must be floating point, got {x.dtype}; convert it with "
+                f"{xname} must be floating point, got {_dtype_name(x.dtype)}; convert it with "
                 "xpnn.asarray(x) (floats become the backend's float dtype)"
             )
         features = getattr(self.model, "input_size", None)
@@ -306,7 +306,9 @@ class Trainer:
             )
         if t.ndim == 1:
             if not xp.isdtype(t.dtype, "integral"):
-                raise TypeError(f"{tname} of shape ({n},) must hold integer labels, got {t.dtype}")
+                raise TypeError(
+                    f"{tname} of shape ({n},) must hold integer labels, got {_dtype_name(t.dtype)}"
+                )
             low, high = (int(v) for v in to_numpy(xp.stack([xp.min(t), xp.max(t)])))
             if low < 0 or (classes is not None and high >= classes):
                 raise ValueError(
