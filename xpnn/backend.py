@@ -446,6 +446,11 @@ def get_namespace(*arrays: Any) -> Any:
     found = [a for a in arrays if a is not None and not isinstance(a, _SCALARS)]
     if not found:
         raise TypeError("get_namespace() needs at least one array argument")
+    # The hot path of every math call on the CPU: NumPy arrays only (one device).
+    if all(type(a) is np.ndarray for a in found):
+        from array_api_compat import numpy as compat_numpy
+
+        return compat_numpy
     try:
         xp = array_api_compat.array_namespace(*found)
     except TypeError as exc:
@@ -465,6 +470,103 @@ def get_namespace(*arrays: Any) -> Any:
                 "move them to one device first with xpnn.asarray()"
             )
     return xp
+
+
+class Ops:
+    """Element-wise and matrix operations that can write into given outputs.
+
+    NumPy and CuPy functions take ``out=``: layers pass preallocated buffers
+    and a training step allocates nothing. Other namespaces (PyTorch,
+    array-api-strict) have no ``out=`` in the Array API: there ``buffer()``
+    returns None and every operation returns a new array. Either way the same
+    operations run in the same order, so the results are bitwise the same.
+
+    Get one with :func:`ops` from an array: ``k = ops(x)``.
+    """
+
+    def __init__(self, xp: Any, native: Any):
+        self.xp = xp
+        self.native = native  # numpy or cupy, or None
+
+    def buffer(self, cache: dict, name: str, shape: tuple[int, ...], dtype: Any, like: Any) -> Any:
+        """A reusable output array kept in ``cache[name]`` (None without ``out=``)."""
+        if self.native is None:
+            return None
+        buf = cache.get(name)
+        if buf is not None and buf.shape == shape and buf.dtype == dtype:
+            if self.native is np or device_of(buf) == device_of(like):  # numpy: one device
+                return buf
+        buf = cache[name] = self.xp.empty(shape, dtype=dtype, device=device_of(like))
+        return buf
+
+    def _binary(self, name: str, a: Any, b: Any, out: Any) -> Any:
+        if out is not None and self.native is not None:
+            return getattr(self.native, name)(a, b, out=out)
+        return _OPERATORS[name](a, b)
+
+    def add(self, a: Any, b: Any, out: Any = None) -> Any:
+        return self._binary("add", a, b, out)
+
+    def subtract(self, a: Any, b: Any, out: Any = None) -> Any:
+        return self._binary("subtract", a, b, out)
+
+    def multiply(self, a: Any, b: Any, out: Any = None) -> Any:
+        return self._binary("multiply", a, b, out)
+
+    def divide(self, a: Any, b: Any, out: Any = None) -> Any:
+        return self._binary("divide", a, b, out)
+
+    def matmul(self, a: Any, b: Any, out: Any = None) -> Any:
+        return self._binary("matmul", a, b, out)
+
+    def _unary(self, name: str, a: Any, out: Any) -> Any:
+        if out is not None and self.native is not None:
+            return getattr(self.native, name)(a, out=out)
+        return getattr(self.xp, name)(a)
+
+    def exp(self, a: Any, out: Any = None) -> Any:
+        return self._unary("exp", a, out)
+
+    def tanh(self, a: Any, out: Any = None) -> Any:
+        return self._unary("tanh", a, out)
+
+    def sum(self, a: Any, axis: int, out: Any = None) -> Any:
+        if out is not None and self.native is not None:
+            return self.native.sum(a, axis=axis, out=out)
+        return self.xp.sum(a, axis=axis)
+
+    def take(self, a: Any, indices: Any, axis: int, out: Any = None) -> Any:
+        if out is not None and self.native is not None:
+            return self.native.take(a, indices, axis=axis, out=out)
+        return self.xp.take(a, indices, axis=axis)
+
+
+_OPERATORS = {
+    "add": lambda a, b: a + b,
+    "subtract": lambda a, b: a - b,
+    "multiply": lambda a, b: a * b,
+    "divide": lambda a, b: a / b,
+    "matmul": lambda a, b: a @ b,
+}
+_ops_cache: dict[int, Ops] = {}
+
+
+def ops(*arrays: Any) -> Ops:
+    """The :class:`Ops` for the namespace of ``arrays`` (see get_namespace)."""
+    xp = get_namespace(*arrays)
+    k = _ops_cache.get(id(xp))
+    if k is None:
+        import array_api_compat
+
+        native = None
+        if array_api_compat.is_numpy_namespace(xp):
+            native = np
+        elif array_api_compat.is_cupy_namespace(xp):
+            import cupy
+
+            native = cupy
+        k = _ops_cache[id(xp)] = Ops(xp, native)
+    return k
 
 
 def backend_of(x: Any) -> Backend:

@@ -2,12 +2,16 @@
 
 Each layer keeps its parameters in ``params`` and their gradients in
 ``grads``: two lists of arrays of the same shapes. As in the book, gradients
-are written *in place* into ``grads`` (``g[...] = value``), so an optimizer
-or a model can hold on to those arrays; and parameters are the very arrays
-the model's ``params`` hold, so update them in place too
-(``p -= lr * g``), not by rebinding.
+are written *in place* into ``grads``, so an optimizer or a model can hold on
+to those arrays; and parameters are the very arrays the model's ``params``
+hold, so update them in place too (``p -= lr * g``), not by rebinding.
 
-Every layer takes its namespace from its inputs and runs on any backend.
+Every layer takes its namespace from its inputs and runs on any backend. On
+NumPy and CuPy the layers write their outputs into buffers they keep (``out=``)
+so that a training step allocates nothing; an output is therefore valid until
+the layer's next call (copy it to keep it). Elsewhere each call returns new
+arrays. Both paths do the same operations in the same order.
+
 Shapes: ``x`` is ``(N, D)``, ``W`` is ``(D, H)``, ``b`` is ``(H,)``.
 """
 
@@ -16,8 +20,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from xpnn.backend import device_of, get_namespace
-from xpnn.functions import sigmoid, softmax, softmax_cross_entropy
+from xpnn.backend import device_of, get_namespace, ops
+from xpnn.functions import sigmoid, softmax
 
 __all__ = [
     "Affine",
@@ -38,16 +42,27 @@ class Layer:
     def __init__(self) -> None:
         self.params: list[Any] = []
         self.grads: list[Any] = []
+        self._buffers: dict[str, Any] = {}
 
     def forward(self, x: Any) -> Any:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def backward(self, dout: Any) -> Any:  # pragma: no cover - interface
+    def backward(self, dout: Any, *, input_grad: bool = True) -> Any:  # pragma: no cover
+        """Gradient w.r.t. the input (skipped, returning None, if not ``input_grad``)."""
         raise NotImplementedError
+
+    def _buffer(self, k: Any, name: str, shape: tuple[int, ...], dtype: Any, like: Any) -> Any:
+        return k.buffer(self._buffers, name, shape, dtype, like)
 
     def __repr__(self) -> str:
         shapes = ", ".join(str(tuple(p.shape)) for p in self.params)
         return f"{type(self).__name__}({shapes})"
+
+
+def _into(dst: Any, value: Any) -> None:
+    """Make ``dst`` hold ``value`` (already there when it was computed with out=dst)."""
+    if value is not dst:
+        dst[...] = value
 
 
 def _zeros_like_all(arrays: Sequence[Any]) -> list[Any]:
@@ -58,6 +73,7 @@ class MatMul(Layer):
     """out = x @ W."""
 
     def __init__(self, W: Any):
+        super().__init__()
         self.params = [W]
         self.grads = _zeros_like_all(self.params)
         self.x: Any = None
@@ -65,48 +81,73 @@ class MatMul(Layer):
     def forward(self, x: Any) -> Any:
         (W,) = self.params
         self.x = x
-        return x @ W
+        k = ops(x, W)
+        out = self._buffer(k, "out", (x.shape[0], W.shape[1]), W.dtype, x)
+        return k.matmul(x, W, out=out)
 
-    def backward(self, dout: Any) -> Any:
+    def backward(self, dout: Any, *, input_grad: bool = True) -> Any:
         (W,) = self.params
-        self.grads[0][...] = self.x.T @ dout
-        return dout @ W.T
+        k = ops(dout, W)
+        _into(self.grads[0], k.matmul(self.x.T, dout, out=self.grads[0]))
+        if not input_grad:
+            return None
+        return k.matmul(dout, W.T, out=self._buffer(k, "dx", tuple(self.x.shape), W.dtype, dout))
 
 
-class Affine(Layer):
+class Affine(MatMul):
     """out = x @ W + b."""
 
     def __init__(self, W: Any, b: Any):
+        super().__init__(W)
         self.params = [W, b]
         self.grads = _zeros_like_all(self.params)
-        self.x: Any = None
 
     def forward(self, x: Any) -> Any:
         W, b = self.params
         self.x = x
-        return x @ W + b
+        k = ops(x, W)
+        out = self._buffer(k, "out", (x.shape[0], W.shape[1]), W.dtype, x)
+        return k.add(k.matmul(x, W, out=out), b, out=out)
 
-    def backward(self, dout: Any) -> Any:
-        xp = get_namespace(dout)
+    def backward(self, dout: Any, *, input_grad: bool = True) -> Any:
         W, _ = self.params
-        self.grads[0][...] = self.x.T @ dout
-        self.grads[1][...] = xp.sum(dout, axis=0)
-        return dout @ W.T
+        k = ops(dout, W)
+        _into(self.grads[0], k.matmul(self.x.T, dout, out=self.grads[0]))
+        _into(self.grads[1], k.sum(dout, axis=0, out=self.grads[1]))
+        if not input_grad:  # the first layer: nobody needs dL/dx, skip a matrix product
+            return None
+        return k.matmul(dout, W.T, out=self._buffer(k, "dx", tuple(self.x.shape), W.dtype, dout))
 
 
 class Sigmoid(Layer):
-    """out = 1 / (1 + exp(-x)); backward uses the saved output."""
+    """out = 1 / (1 + exp(-x)); backward uses the saved output.
+
+    Computed as 0.5 * tanh(0.5 * x) + 0.5 (the same as
+    :func:`xpnn.functions.sigmoid`): no overflow, and four in-place passes.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.out: Any = None
 
     def forward(self, x: Any) -> Any:
-        self.out = sigmoid(x)
+        k = ops(x)
+        out = self._buffer(k, "out", tuple(x.shape), x.dtype, x)
+        if out is None:
+            self.out = sigmoid(x)
+            return self.out
+        k.multiply(x, 0.5, out=out)
+        k.tanh(out, out=out)
+        k.multiply(out, 0.5, out=out)
+        self.out = k.add(out, 0.5, out=out)
         return self.out
 
-    def backward(self, dout: Any) -> Any:
-        return dout * (1 - self.out) * self.out
+    def backward(self, dout: Any, *, input_grad: bool = True) -> Any:
+        k = ops(dout, self.out)
+        dx = self._buffer(k, "dx", tuple(dout.shape), dout.dtype, dout)
+        dx = k.subtract(1.0, self.out, out=dx)  # (1 - y) * y * dout
+        dx = k.multiply(dx, self.out, out=dx)
+        return k.multiply(dx, dout, out=dx)
 
 
 class Relu(Layer):
@@ -121,7 +162,7 @@ class Relu(Layer):
         self.mask = x > 0
         return xp.where(self.mask, x, xp.zeros_like(x))
 
-    def backward(self, dout: Any) -> Any:
+    def backward(self, dout: Any, *, input_grad: bool = True) -> Any:
         xp = get_namespace(dout)
         return xp.where(self.mask, dout, xp.zeros_like(dout))
 
@@ -137,7 +178,7 @@ class Softmax(Layer):
         self.out = softmax(x)
         return self.out
 
-    def backward(self, dout: Any) -> Any:
+    def backward(self, dout: Any, *, input_grad: bool = True) -> Any:
         xp = get_namespace(dout)
         dx = self.out * dout
         return dx - self.out * xp.sum(dx, axis=-1, keepdims=True)
@@ -158,6 +199,10 @@ class SoftmaxWithLoss(Layer):
     kept in ``loss``, as the book does, so a training loop can record it
     without a second forward pass); ``backward(dout=1)`` returns
     ``(softmax(x) - t) * dout / N``.
+
+    One pass gives both: with ``s = x - max(x)``, the loss of a row is
+    ``log(sum(exp(s))) - s[label]`` (log-sum-exp, finite for any scores) and
+    ``softmax(x) = exp(s) / sum(exp(s))``.
     """
 
     def __init__(self) -> None:
@@ -168,33 +213,63 @@ class SoftmaxWithLoss(Layer):
 
     def forward(self, x: Any, t: Any) -> Any:
         xp = get_namespace(x, t)
-        if t.ndim not in (1, 2) or t.shape[0] != x.shape[0] or (t.ndim == 2 and t.shape != x.shape):
+        n, c = x.shape
+        if t.ndim not in (1, 2) or t.shape[0] != n or (t.ndim == 2 and t.shape != x.shape):
             raise ValueError(
                 f"labels of shape {tuple(t.shape)} do not fit scores of shape {tuple(x.shape)}: "
-                f"give ({x.shape[0]},) integer labels or ({x.shape[0]}, {x.shape[-1]}) one-hot"
+                f"give ({n},) integer labels or ({n}, {c}) one-hot"
             )
-        if t.shape != x.shape:
-            t = one_hot(t, x.shape[-1], x.dtype)
-        self.t = xp.astype(t, x.dtype)
-        self.y = softmax(x)
-        self.loss = softmax_cross_entropy(x, self.t)
+        k = ops(x, t)
+        shifted = self._buffer(k, "shifted", (n, c), x.dtype, x)
+        shifted = k.subtract(x, xp.max(x, axis=1, keepdims=True), out=shifted)
+        y = self._buffer(k, "y", (n, c), x.dtype, x)
+        y = k.exp(shifted, out=y)
+        total = xp.sum(y, axis=1, keepdims=True)
+        self.y = k.divide(y, total, out=y)
+        log_total = xp.log(total)[:, 0]
+        if t.ndim == 1:
+            if not xp.isdtype(t.dtype, "integral"):
+                raise TypeError(f"integer labels must have an integer dtype, got {t.dtype}")
+            picked = xp.take_along_axis(shifted, xp.reshape(t, (-1, 1)), axis=1)[:, 0]
+            self.t = t
+            self.loss = xp.sum(log_total - picked) / n
+        else:  # one-hot (or soft) targets
+            self.t = xp.astype(t, x.dtype)
+            log_p = shifted - xp.reshape(log_total, (-1, 1))
+            self.loss = -xp.sum(self.t * log_p) / n
         return self.loss
 
-    def backward(self, dout: Any = 1) -> Any:
-        n = self.y.shape[0]
-        return (self.y - self.t) * (dout / n)
+    def backward(self, dout: Any = 1, *, input_grad: bool = True) -> Any:
+        n, c = self.y.shape
+        t = self.t if self.t.ndim == 2 else one_hot(self.t, c, self.y.dtype)
+        k = ops(self.y, t)
+        dx = self._buffer(k, "dx", (n, c), self.y.dtype, self.y)
+        dx = k.subtract(self.y, t, out=dx)
+        return k.multiply(dx, dout / n, out=dx)
 
 
-def backward(layers: Sequence[Layer], loss_layer: SoftmaxWithLoss, dout: Any = 1) -> Any:
+def backward(
+    layers: Sequence[Layer], loss_layer: SoftmaxWithLoss, dout: Any = 1, *, input_grad: bool = True
+) -> Any:
     """Backpropagate from the loss through ``layers`` (after a forward pass).
 
     The one backprop implementation of xpnn: every model's ``backward`` and
     ``gradient`` call it. Gradients land in each layer's ``grads``.
 
+    Args:
+        layers: The network's layers, input to output.
+        loss_layer: The loss layer the forward pass ended in.
+        dout: Upstream gradient of the loss (1 for the loss itself).
+        input_grad: Also compute the gradient w.r.t. the network's input.
+            Training does not need it, and for the first Affine layer it is
+            a whole matrix product.
+
     Returns:
-        The gradient of the loss with respect to the network's input.
+        The gradient of the loss with respect to the network's input (None
+        when ``input_grad`` is False).
     """
     dout = loss_layer.backward(dout)
-    for layer in reversed(layers):
-        dout = layer.backward(dout)
+    last = len(layers) - 1
+    for i, layer in enumerate(reversed(layers)):
+        dout = layer.backward(dout, input_grad=input_grad or i < last)
     return dout

@@ -86,7 +86,12 @@ class LayeredNet:
         self.grads: Any = [g for layer in layers for g in layer.grads]
 
     def scores(self, x: Any) -> Any:
-        """Scores (before softmax) ``(N, classes)`` for inputs ``(N, features)``.
+        """Scores (before softmax) ``(N, classes)`` for inputs ``(N, features)``."""
+        # A copy: the last layer's output is its reusable buffer on NumPy/CuPy.
+        return get_namespace(x).asarray(self._run(x), copy=True)
+
+    def _run(self, x: Any) -> Any:
+        """The layers' forward pass (the output may be a layer's buffer).
 
         Raises:
             ValueError: ``x`` has the wrong number of features.
@@ -119,16 +124,20 @@ class LayeredNet:
 
         ``t`` is one-hot ``(N, classes)`` or integer labels ``(N,)``.
         """
-        return self.loss_layer.forward(self.scores(x), t)
+        return self.loss_layer.forward(self._run(x), t)
 
-    def backward(self, dout: Any = 1) -> Any:
-        """Backpropagate after :meth:`forward`; fills ``grads`` in place."""
-        return backward(self.layers, self.loss_layer, dout)
+    def backward(self, dout: Any = 1, *, input_grad: bool = True) -> Any:
+        """Backpropagate after :meth:`forward`; fills ``grads`` in place.
+
+        Returns the gradient w.r.t. the input (valid until the next call), or
+        None with ``input_grad=False``, which training uses to skip it.
+        """
+        return backward(self.layers, self.loss_layer, dout, input_grad=input_grad)
 
     def accuracy(self, x: Any, t: Any) -> Any:
         """Fraction of correctly classified samples (a 0-d array)."""
         xp = get_namespace(x, t)
-        y = xp.argmax(self.scores(x), axis=1)
+        y = xp.argmax(self._run(x), axis=1)
         if t.ndim != 1:
             t = xp.argmax(t, axis=1)
         return xp.sum(xp.astype(y == t, x.dtype)) / x.shape[0]
@@ -226,7 +235,7 @@ class TwoLayerNet(LayeredTwoLayerNet):
 
     def predict(self, x: Any) -> Any:
         """Class probabilities ``(N, output_size)`` (softmax output, as in ch. 4)."""
-        return softmax(self.scores(x))
+        return softmax(self._run(x))
 
     def loss(self, x: Any, t: Any) -> Any:
         """Mean cross-entropy of softmax(scores) against ``t`` (a 0-d array).
@@ -249,5 +258,5 @@ class TwoLayerNet(LayeredTwoLayerNet):
         left in ``loss_layer.loss``.
         """
         self.forward(x, t)
-        self.backward()
+        self.backward(input_grad=False)
         return self.grads

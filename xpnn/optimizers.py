@@ -40,7 +40,7 @@ import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from xpnn.backend import get_namespace
+from xpnn.backend import get_namespace, ops
 
 __all__ = [
     "SGD",
@@ -144,6 +144,13 @@ def _divide_step(xp: Any, p: Any, lr: float, numer: Any, square: Any) -> None:
     p -= step
 
 
+def _signature(params: Params, grads: Params, keys: list[Any], states: list[Any]) -> list[Any]:
+    """Identity, shape and dtype of everything an update reads (cheap to compare)."""
+    sig: list[Any] = [(id(params[k]), id(grads[k]), params[k].shape, grads[k].shape) for k in keys]
+    sig += [(id(p), params[k].dtype, grads[k].dtype) for k in keys for p in [params[k]]]
+    return sig + [id(state) for state in states]
+
+
 class Optimizer:
     """Base class: the shared ``update`` contract, lazy state and checkpoints.
 
@@ -163,6 +170,8 @@ class Optimizer:
     def __init__(self, lr: float) -> None:
         self.lr = _hyper("lr", lr, unit_interval=False)
         self.iter = 0
+        self._checked: list[Any] | None = None  # what the last update validated
+        self._namespaces: list[Any] = []
         for name in self._state_names:
             setattr(self, name, None)
 
@@ -192,6 +201,14 @@ class Optimizer:
         """
         keys = _keys(params, grads)
         states = [getattr(self, name) for name in self._state_names]
+        # The same arrays as last time (the usual case: a training loop updates
+        # the same parameters in place) were checked then; skip the checks.
+        signature = _signature(params, grads, keys, states)
+        if signature == self._checked:
+            self.iter += 1
+            for key, xp in zip(keys, self._namespaces, strict=True):
+                self._apply(xp, params[key], grads[key], *(state[key] for state in states))
+            return
         namespaces = []
         for key in keys:
             p, g = params[key], grads[key]
@@ -225,6 +242,8 @@ class Optimizer:
         self.iter += 1
         for key, xp in zip(keys, namespaces, strict=True):
             self._apply(xp, params[key], grads[key], *(state[key] for state in states))
+        self._checked = _signature(params, grads, keys, states)
+        self._namespaces = namespaces
 
     def _apply(self, xp: Any, p: Any, g: Any, *state: Any) -> None:  # pragma: no cover
         """Update one parameter ``p`` in place from ``g`` and its state arrays."""
@@ -337,9 +356,13 @@ class SGD(Optimizer):
 
     def __init__(self, lr: float = 0.01) -> None:
         super().__init__(lr)
+        self._scratch: dict[str, Any] = {}  # lr * g buffers (NumPy/CuPy), one per parameter
 
     def _apply(self, xp: Any, p: Any, g: Any) -> None:
-        p -= self.lr * g
+        k = ops(p)
+        # p -= lr * g, with lr * g written into a buffer kept for the next step.
+        tmp = k.buffer(self._scratch, str(id(p)), tuple(p.shape), p.dtype, p)
+        p -= k.multiply(g, self.lr, out=tmp)
 
 
 class Momentum(Optimizer):

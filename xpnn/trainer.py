@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from xpnn.backend import _dtype_name, backend_of, get_namespace, to_numpy
+from xpnn.models import LayeredNet
 from xpnn.random import default_rng
 
 __all__ = ["Trainer", "clip_grads"]
@@ -96,7 +97,10 @@ class Trainer:
         model = self.model
         if self._layered:
             loss = model.forward(x, t)
-            model.backward()
+            if isinstance(model, LayeredNet):
+                model.backward(input_grad=False)  # training needs no dL/dx
+            else:
+                model.backward()
             return loss, model.grads
         grads = model.gradient(x, t)
         # Chapter-4 models that keep the batch loss spare a second forward pass.
