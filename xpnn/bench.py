@@ -1,0 +1,451 @@
+"""Benchmarks: xpnn against the textbook code and PyTorch eager, side by side.
+
+``xpnn bench`` (and ``nox -s bench``) runs each case with all its candidates
+in one process, interleaved (repeat r runs every candidate once before repeat
+r + 1 starts), and reports the median time per unit with min and max, and the
+ratios to the references. Targets are ratios, never absolute times.
+
+Cases:
+
+* ``step``: one training step of TwoLayerNet(784, 50, 10), batch 100, SGD,
+  mini-batch sampled from a 60,000 x 784 float32 data set. Candidates: xpnn's
+  bare step, xpnn's ``Trainer.fit`` loop per iteration, the textbook step
+  (float64, ``np.dot``, softmax then cross-entropy, a second forward pass to
+  log the loss, as the book's train_neuralnet.py), and PyTorch eager
+  (nn.Linear/Sigmoid, CrossEntropyLoss, SGD) when torch is installed.
+* ``numgrad``: ``TwoLayerNet.numerical_gradient`` on a batch of 100 against
+  the textbook one-element-at-a-time loop (timed on a sample of elements and
+  scaled to all of them; the sampled elements are also compared).
+* ``scaling``: time per sample for batch sizes 32 ... 8192 and hidden sizes
+  50 ... 1000.
+* ``memory``: peak resident memory of a training run on a 60,000 x 784
+  float32 data set, in a fresh subprocess.
+* ``gpu``: on a CUDA machine, CuPy against PyTorch CUDA eager at batch 100,
+  1024 and 8192, and NumPy against CuPy.
+
+Host-side NumPy appears here on purpose: the textbook reference is NumPy code.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+import xpnn
+
+__all__ = ["main", "run"]
+
+N_DATA, D_IN, HIDDEN, CLASSES, BATCH, LR = 60_000, 784, 50, 10, 100, 0.1
+
+
+# ------------------------------------------------------------------ timing
+
+
+def _measure(
+    candidates: dict[str, Callable[[], None]],
+    repeats: int,
+    inner: int,
+    sync: Callable[[], None] | None = None,
+) -> dict[str, dict[str, float]]:
+    """Median/min/max seconds per call of each candidate, interleaved."""
+    for fn in candidates.values():  # warm up: caches, buffers, lazy imports
+        for _ in range(max(3, inner // 5)):
+            fn()
+    if sync:
+        sync()
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(repeats):
+        for name, fn in candidates.items():
+            start = time.perf_counter()
+            for _ in range(inner):
+                fn()
+            if sync:
+                sync()
+            times[name].append((time.perf_counter() - start) / inner)
+    return {
+        name: {"median": statistics.median(ts), "min": min(ts), "max": max(ts)}
+        for name, ts in times.items()
+    }
+
+
+def _data(n: int = N_DATA, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.random((n, D_IN), dtype=np.float32), rng.integers(0, CLASSES, n)
+
+
+# ------------------------------------------------------- textbook reference
+
+
+class TextbookNet:
+    """The book's chapter-4/5 two-layer net as the book writes it (float64)."""
+
+    def __init__(self, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        self.params = {
+            "W1": 0.01 * rng.standard_normal((D_IN, HIDDEN)),
+            "b1": np.zeros(HIDDEN),
+            "W2": 0.01 * rng.standard_normal((HIDDEN, CLASSES)),
+            "b2": np.zeros(CLASSES),
+        }
+
+    @staticmethod
+    def _softmax(a):
+        a = a - np.max(a, axis=1, keepdims=True)
+        e = np.exp(a)
+        return e / np.sum(e, axis=1, keepdims=True)
+
+    def predict(self, x):
+        z1 = 1 / (1 + np.exp(-(np.dot(x, self.params["W1"]) + self.params["b1"])))
+        return self._softmax(np.dot(z1, self.params["W2"]) + self.params["b2"])
+
+    def loss(self, x, t):
+        y = self.predict(x)
+        return -np.sum(np.log(y[np.arange(y.shape[0]), t] + 1e-7)) / y.shape[0]
+
+    def gradient(self, x, t):
+        W1, b1, W2, b2 = (self.params[k] for k in ("W1", "b1", "W2", "b2"))
+        n = x.shape[0]
+        a1 = np.dot(x, W1) + b1
+        z1 = 1 / (1 + np.exp(-a1))
+        y = self._softmax(np.dot(z1, W2) + b2)
+        dy = y.copy()
+        dy[np.arange(n), t] -= 1
+        dy /= n
+        dz1 = np.dot(dy, W2.T)
+        da1 = (1 - z1) * z1 * dz1
+        return {
+            "W1": np.dot(x.T, da1),
+            "b1": np.sum(da1, axis=0),
+            "W2": np.dot(z1.T, dy),
+            "b2": np.sum(dy, axis=0),
+        }
+
+    def numerical_gradient(self, x, t, key, indices, h=1e-4):
+        """The book's loop, for the given flat indices of one parameter."""
+        p = self.params[key]
+        out = []
+        for i in indices:
+            idx = np.unravel_index(i, p.shape)
+            tmp = p[idx]
+            p[idx] = tmp + h
+            f1 = self.loss(x, t)
+            p[idx] = tmp - h
+            f2 = self.loss(x, t)
+            p[idx] = tmp
+            out.append((f1 - f2) / (2 * h))
+        return np.array(out)
+
+
+# ------------------------------------------------------------------- cases
+
+
+def bench_step(repeats: int = 15, inner: int = 50) -> dict[str, Any]:
+    """One SGD step of 784-50-10 at batch 100, sampled from 60,000 x 784."""
+    x_host, t_host = _data()
+    results: dict[str, Any] = {"unit": "ms/step"}
+    candidates: dict[str, Callable[[], None]] = {}
+    with xpnn.use_backend("numpy"):
+        x, t = xpnn.asarray(x_host), xpnn.asarray(t_host)
+        net = xpnn.TwoLayerNet(D_IN, HIDDEN, CLASSES, seed=0)
+        opt = xpnn.SGD(lr=LR)
+        rng = xpnn.default_rng(1)
+        xp = xpnn.get_namespace(x)
+
+        def xpnn_step():
+            idx = rng.choice(N_DATA, BATCH)
+            grads = net.gradient(xp.take(x, idx, axis=0), xp.take(t, idx, axis=0))
+            opt.update(net.params, grads)
+
+        candidates["xpnn"] = xpnn_step
+        fit_net = xpnn.TwoLayerNet(D_IN, HIDDEN, CLASSES, seed=0)
+        trainer = xpnn.Trainer(fit_net, xpnn.SGD(lr=LR))
+        iters = inner
+
+        def xpnn_fit():  # `inner` iterations through Trainer.fit, per call
+            trainer.fit(
+                x[: iters * BATCH, ...],
+                t[: iters * BATCH],
+                max_epoch=1,
+                batch_size=BATCH,
+                eval_interval=iters,
+                progress=False,
+                verbose=False,
+            )
+
+    book = TextbookNet()
+    x64 = x_host.astype(np.float64)
+    book_rng = np.random.default_rng(2)
+
+    def textbook_step():
+        batch_mask = book_rng.choice(N_DATA, BATCH)
+        xb, tb = x64[batch_mask], t_host[batch_mask]
+        grads = book.gradient(xb, tb)
+        for key in ("W1", "b1", "W2", "b2"):
+            book.params[key] -= LR * grads[key]
+        book.loss(xb, tb)  # the book logs the loss with a second forward pass
+
+    candidates["textbook (float64)"] = textbook_step
+    torch_step = _torch_step("cpu", x_host, t_host)
+    if torch_step is not None:
+        candidates["PyTorch eager"] = torch_step
+    timed = _measure(candidates, repeats, inner)
+    # Trainer.fit: `inner` iterations per call, so per-iteration = time / inner.
+    fit_time = _measure({"fit": xpnn_fit}, repeats, 1)["fit"]
+    timed["xpnn Trainer.fit"] = {k: v / iters for k, v in fit_time.items()}
+    base = timed["xpnn"]["median"]
+    for name, r in timed.items():
+        results[name] = {k: v * 1e3 for k, v in r.items()}
+        results[name]["xpnn speed-up"] = r["median"] / base
+    results["targets"] = {
+        "PyTorch eager / xpnn >= 2": (
+            timed["PyTorch eager"]["median"] / base if "PyTorch eager" in timed else None
+        ),
+        "textbook / xpnn >= 3": timed["textbook (float64)"]["median"] / base,
+        "Trainer.fit / bare step <= 1.1": timed["xpnn Trainer.fit"]["median"] / base,
+    }
+    return results
+
+
+def _torch_step(
+    device: str, x_host: np.ndarray, t_host: np.ndarray, batch: int = BATCH, hidden: int = HIDDEN
+) -> Callable[[], None] | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    dev = torch.device(device)
+    tx = torch.from_numpy(x_host).to(dev)
+    tt = torch.from_numpy(t_host).to(dev)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(D_IN, hidden), torch.nn.Sigmoid(), torch.nn.Linear(hidden, CLASSES)
+    ).to(dev)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    opt = torch.optim.SGD(model.parameters(), lr=LR)
+    n = tx.shape[0]
+
+    def step():
+        idx = torch.randint(0, n, (batch,), device=dev)
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(tx[idx]), tt[idx])
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def bench_numgrad(sample: int = 400) -> dict[str, Any]:
+    """TwoLayerNet.numerical_gradient vs the textbook loop (float64, batch 100)."""
+    x_host, t_host = _data(BATCH, seed=3)
+    x_host = x_host.astype(np.float64)
+    book = TextbookNet(seed=4)
+    with xpnn.use_backend("numpy", dtype="float64"):
+        net = xpnn.TwoLayerNet(D_IN, HIDDEN, CLASSES, seed=4)
+        for key in net.KEYS:  # the same weights as the textbook net
+            net.params[key][...] = book.params[key]
+        x, t = xpnn.asarray(x_host), xpnn.asarray(t_host)
+        start = time.perf_counter()
+        fast = net.numerical_gradient(x, t)
+        fast_time = time.perf_counter() - start
+    total = sum(p.size for p in book.params.values())
+    rng = np.random.default_rng(5)
+    diffs, elapsed, counted = [], 0.0, 0
+    for key, p in book.params.items():
+        k = max(1, round(sample * p.size / total))
+        indices = rng.choice(p.size, size=min(k, p.size), replace=False)
+        start = time.perf_counter()
+        slow = book.numerical_gradient(x_host, t_host, key, indices)
+        elapsed += time.perf_counter() - start
+        counted += len(indices)
+        diffs.append(np.max(np.abs(slow - xpnn.to_numpy(fast[key]).ravel()[indices])))
+    textbook_time = elapsed / counted * total
+    return {
+        "unit": "s per gradient (784-50-10, batch 100)",
+        "xpnn": fast_time,
+        "textbook loop (estimated from a sample)": textbook_time,
+        "sampled elements": counted,
+        "max abs difference on the sample": float(max(diffs)),
+        "targets": {"textbook / xpnn >= 100": textbook_time / fast_time},
+    }
+
+
+def bench_scaling(
+    batches=(32, 128, 512, 2048, 8192), hiddens=(50, 200, 1000), repeats: int = 5
+) -> dict[str, Any]:
+    """Microseconds per sample of a training step for batch x hidden sizes."""
+    x_host, t_host = _data(16_384, seed=6)
+    table: dict[str, dict[str, float]] = {}
+    with xpnn.use_backend("numpy"):
+        x, t = xpnn.asarray(x_host), xpnn.asarray(t_host)
+        for hidden in hiddens:
+            row = {}
+            for batch in batches:
+                net = xpnn.TwoLayerNet(D_IN, hidden, CLASSES, seed=0)
+                opt = xpnn.SGD(lr=LR)
+                xb, tb = x[:batch, ...], t[:batch]
+
+                def step(net=net, opt=opt, xb=xb, tb=tb):
+                    opt.update(net.params, net.gradient(xb, tb))
+
+                inner = max(2, 2000 // batch)
+                r = _measure({"s": step}, repeats, inner)["s"]
+                row[str(batch)] = r["median"] / batch * 1e6
+            table[f"hidden {hidden}"] = row
+    return {"unit": "us per sample", "table": table}
+
+
+_MEMORY_SCRIPT = r"""
+import resource, sys, numpy as np, xpnn
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+rng = np.random.default_rng(0)
+x = xpnn.asarray(rng.random((60000, 784), dtype=np.float32))
+t = xpnn.asarray(rng.integers(0, 10, 60000))
+net = xpnn.TwoLayerNet(784, 50, 10, seed=0)
+xpnn.Trainer(net, xpnn.SGD(lr=0.1)).fit(x, t, max_epoch=1, batch_size=100,
+    eval_interval=100, progress=False, verbose=False)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(base * 1024, peak * 1024, x.nbytes)
+"""
+
+
+def bench_memory() -> dict[str, Any]:
+    """Peak RSS of one epoch of training on 60,000 x 784 float32, in a subprocess."""
+    out = subprocess.run(
+        [sys.executable, "-c", _MEMORY_SCRIPT], capture_output=True, text=True, check=True
+    )
+    base, peak, data = (int(v) for v in out.stdout.split())
+    return {
+        "unit": "MB",
+        "interpreter and imports": base / 1e6,
+        "data set": data / 1e6,
+        "peak": peak / 1e6,
+        "peak - baseline": (peak - base) / 1e6,
+        "targets": {"(peak - baseline) / data set < 2": (peak - base) / data},
+    }
+
+
+def bench_gpu(repeats: int = 10) -> dict[str, Any] | None:
+    """CuPy vs PyTorch CUDA eager and vs NumPy, per batch size (None without CuPy)."""
+    if "cupy:0" not in xpnn.available_backends():
+        return None
+    import cupy
+
+    x_host, t_host = _data()
+    results: dict[str, Any] = {"unit": "ms/step"}
+    for batch in (100, 1024, 8192):
+        candidates = {}
+        for spec in ("numpy", "cupy"):
+            with xpnn.use_backend(spec):
+                x, t = xpnn.asarray(x_host), xpnn.asarray(t_host)
+                net = xpnn.TwoLayerNet(D_IN, HIDDEN, CLASSES, seed=0)
+                opt = xpnn.SGD(lr=LR)
+                rng = xpnn.default_rng(1)
+                xp = xpnn.get_namespace(x)
+                # 16 index sets drawn ahead, cycled: the step itself is measured.
+                pool = itertools.cycle([rng.integers(0, N_DATA, batch) for _ in range(16)])
+
+                def step(net=net, opt=opt, xp=xp, x=x, t=t, pool=pool):
+                    idx = next(pool)
+                    grads = net.gradient(xp.take(x, idx, axis=0), xp.take(t, idx, axis=0))
+                    opt.update(net.params, grads)
+
+                candidates[f"xpnn {spec}"] = step
+        torch_step = _torch_step("cuda", x_host, t_host, batch=batch)
+        if torch_step is not None:
+            candidates["PyTorch CUDA eager"] = torch_step
+
+        def sync():
+            cupy.cuda.runtime.deviceSynchronize()
+
+        timed = _measure(candidates, repeats, 50, sync=sync)
+        base = timed["xpnn cupy"]["median"]
+        results[f"batch {batch}"] = {
+            name: {**{k: v * 1e3 for k, v in r.items()}, "cupy speed-up": r["median"] / base}
+            for name, r in timed.items()
+        }
+    return results
+
+
+# ------------------------------------------------------------------ report
+
+CASES = {
+    "step": bench_step,
+    "numgrad": bench_numgrad,
+    "scaling": bench_scaling,
+    "memory": bench_memory,
+    "gpu": bench_gpu,
+}
+
+
+def run(cases: list[str] | None = None) -> dict[str, Any]:
+    """Run the named cases (all by default); returns the results as a dict."""
+    report: dict[str, Any] = {
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "python": platform.python_version(),
+            "packages": xpnn.info()["packages"],
+        }
+    }
+    for name in cases or list(CASES):
+        result = CASES[name]()
+        if result is not None:
+            report[name] = result
+    return report
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The report as a plain-text table."""
+    lines = [f"machine: {report['machine']['platform']}, Python {report['machine']['python']}"]
+    for case, result in report.items():
+        if case == "machine":
+            continue
+        lines += ["", f"== {case} ({result.get('unit', '')})"]
+        for name, value in result.items():
+            if name in ("unit", "targets"):
+                continue
+            if isinstance(value, dict) and "median" in value:
+                ratio = {k: v for k, v in value.items() if "speed-up" in k}
+                extra = "".join(f"  {k} {v:.2f}x" for k, v in ratio.items())
+                lines.append(
+                    f"  {name:<40} median {value['median']:.4g}  min {value['min']:.4g}"
+                    f"  max {value['max']:.4g}{extra}"
+                )
+            elif isinstance(value, dict):
+                lines.append(f"  {name}:")
+                for k, v in value.items():
+                    if isinstance(v, dict):
+                        cells = "  ".join(f"{kk}: {vv:.3g}" for kk, vv in v.items())
+                        lines.append(f"    {k:<22} {cells}")
+                    else:
+                        lines.append(f"    {k:<22} {v:.3g}")
+            else:
+                lines.append(
+                    f"  {name:<40} {value:.4g}"
+                    if isinstance(value, float)
+                    else f"  {name:<40} {value}"
+                )
+        for target, value in (result.get("targets") or {}).items():
+            shown = "n/a (torch not installed)" if value is None else f"{value:.2f}"
+            lines.append(f"  target {target}: {shown}")
+    return "\n".join(lines)
+
+
+def main(cases: list[str] | None = None, json_path: str | None = "bench.json") -> int:
+    """Run, print the table, write the JSON; returns 0."""
+    report = run(cases)
+    print(format_report(report))
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(report, f, indent=2)
+        print(f"\nJSON written to {json_path}")
+    return 0
