@@ -23,18 +23,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from xpnn.backend import to_numpy
+from xpnn.backend import Backend, asarray, backend_of, get_namespace, to_numpy
 
 __all__ = [
     "plot_accuracy",
+    "plot_decision_boundary",
     "plot_descent_path",
     "plot_gradient_field",
     "plot_loss",
     "plot_tangent",
+    "plot_tangents",
     "plot_training",
 ]
 
@@ -376,4 +379,180 @@ def plot_training(
     loss_ax, acc_ax = fig.subplots(1, 2)
     _draw_loss(loss_ax, loss, "iteration")
     _draw_accuracy(acc_ax, train, test)
+    return _save(fig, out)
+
+
+def plot_tangents(
+    f: Callable[[Any], Any],
+    x0s: Any,
+    path: str | os.PathLike[str],
+    x_range: tuple[float, float] = (0.0, 20.0),
+    h: float = 1e-4,
+) -> Path:
+    """Draw ``f`` with its tangent at each of ``x0s``, one panel per point.
+
+    The book's figure 4-7 (tangents of ``function_1`` at 5 and 10, side by
+    side). Slopes are central differences on host float64 values, as in
+    :func:`plot_tangent`.
+
+    Args:
+        f: A function of one variable, called with a ``(n,)`` float64 host
+            array and returning ``(n,)`` values (host or any backend).
+        x0s: Where the tangents touch: a sequence of numbers (or 0-d arrays)
+            or a 1-D array of any backend.
+        path: Output file (``.png``, ``.svg`` or ``.pdf``).
+        x_range: ``(low, high)`` of the x axes.
+        h: The central-difference step.
+
+    Returns:
+        ``Path(path)``.
+
+    Raises:
+        ValueError: Bad extension, range, ``x0s`` (empty, not 1-D, not
+            finite) or ``h``, or ``f`` returned the wrong shape.
+    """
+    out = _output_path(path)
+    low, high = _interval(x_range, "x_range")
+    points = _series(x0s, "x0s")
+    h = float(h)
+    if not (np.all(np.isfinite(points)) and math.isfinite(h) and h > 0):
+        raise ValueError(f"x0s must be finite and h finite and > 0, got x0s={points!r}, h={h!r}")
+    x = np.linspace(low, high, 201)
+    y = _call(f, x, x.shape, "f")
+
+    fig = Figure(figsize=(5 * points.size, 4), layout="constrained")
+    for ax, x0 in zip(fig.subplots(1, points.size, squeeze=False)[0], points, strict=True):
+        slope, intercept = _tangent_line(f, float(x0), h)
+        ax.plot(x, y, label="f(x)")
+        ax.plot(x, slope * x + intercept, linestyle="--", label=f"tangent at x={x0:g}")
+        ax.plot([x0], [slope * x0 + intercept], "o")
+        ax.set_title(f"slope {slope:.4g} at x={x0:g}")
+        ax.set_xlabel("x")
+        ax.set_ylabel("f(x)")
+        ax.legend(loc="upper left")
+    return _save(fig, out)
+
+
+#: Markers of the classes in :func:`plot_decision_boundary` (the book's o, x, ^ first).
+_CLASS_MARKERS = ("o", "x", "^", "s", "D", "v", "P", "*")
+
+# The book's grid (spacing 0.001 over the spiral) has about 5 million points;
+# far more is almost surely a wrong ``h`` and would exhaust host memory.
+_MAX_BOUNDARY_POINTS = 25_000_000
+
+
+def _class_labels(t: Any, n: int) -> np.ndarray:
+    """One-hot ``(n, C)`` or integer ``(n,)`` labels of any backend as host ints ``(n,)``."""
+    labels = to_numpy(t)
+    if labels.ndim == 2:
+        labels = labels.argmax(axis=1)
+    if labels.shape != (n,):
+        raise ValueError(f"t must be one-hot (N, C) or labels (N,) with N={n}, got {labels.shape}")
+    if labels.dtype.kind not in "iub" and not np.array_equal(labels, np.round(labels)):
+        raise ValueError("t must hold integer class labels")
+    return labels.astype(np.int64)
+
+
+def plot_decision_boundary(
+    predict: Callable[[Any], Any],
+    x: Any,
+    t: Any,
+    path: str | os.PathLike[str],
+    h: float = 0.01,
+    *,
+    margin: float = 0.1,
+    chunk_size: int = 65536,
+    backend: Backend | None = None,
+) -> Path:
+    """Colour the plane by the class a model predicts, and draw the data on it.
+
+    The book's spiral figure (vol. 2, figure 1-33): the argmax of the scores
+    over a grid of spacing ``h`` reaching ``margin`` beyond the data, filled
+    by class, with the points marked o, x, ^ by their true class.
+
+    The model runs where its data lives: the grid is made on the host and
+    sent with :func:`xpnn.asarray` in chunks of ``chunk_size`` points (a
+    fine grid would not fit a GPU at once), and only each chunk's predicted
+    classes come back with :func:`xpnn.to_numpy`, not the scores.
+
+    Args:
+        predict: Maps an ``(M, 2)`` array on the model's backend to scores
+            ``(M, C)`` there (e.g. ``model.predict``).
+        x: The ``(N, 2)`` data points. If ``backend`` is omitted, ``x`` must
+            be an array of the model's backend: the grid goes to its backend
+            and device in its dtype.
+        t: Their classes: one-hot ``(N, C)`` or integers ``(N,)``, any backend.
+        path: Output file (``.png``, ``.svg`` or ``.pdf``).
+        h: Grid spacing (the book: 0.001).
+        margin: How far the grid reaches beyond the data on each side (the
+            book: 0.1).
+        chunk_size: Grid points per ``predict`` call.
+        backend: Where to send the grid (in its default float dtype), when
+            ``x`` is not on the model's backend.
+
+    Returns:
+        ``Path(path)``.
+
+    Raises:
+        ValueError: Bad extension, ``h``, ``margin`` or ``chunk_size``, a grid
+            over 25 million points, ``x``/``t`` of the wrong shape, or
+            ``predict`` returned the wrong shape.
+        TypeError: ``backend`` is omitted and ``x`` is not an array.
+    """
+    out = _output_path(path)
+    points = _points(x, "x")
+    labels = _class_labels(t, points.shape[0])
+    h, margin = float(h), float(margin)
+    if not (math.isfinite(h) and h > 0 and math.isfinite(margin) and margin >= 0):
+        raise ValueError(f"need h > 0 and margin >= 0, both finite; got h={h!r}, margin={margin!r}")
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size <= 0:
+        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    low, high = points.min(axis=0) - margin, points.max(axis=0) + margin
+    xs, ys = np.arange(low[0], high[0], h), np.arange(low[1], high[1], h)
+    if xs.size * ys.size > _MAX_BOUNDARY_POINTS:
+        raise ValueError(
+            f"h={h} gives a grid of {xs.size} x {ys.size} points, more than "
+            f"{_MAX_BOUNDARY_POINTS}: choose a larger h"
+        )
+    gx, gy, grid = _mesh(xs, ys)
+    target = backend if backend is not None else backend_of(x)
+    dtype = None if backend is not None else x.dtype
+
+    predicted = []
+    num_classes = 0
+    for start in range(0, grid.shape[0], chunk_size):
+        chunk = grid[start : start + chunk_size]
+        scores = predict(asarray(chunk, dtype=dtype, backend=target))
+        if scores.ndim != 2 or scores.shape[0] != chunk.shape[0]:
+            raise ValueError(
+                f"predict must return scores (M, C) for input of shape {chunk.shape}, "
+                f"got {tuple(scores.shape)}"
+            )
+        num_classes = scores.shape[1]
+        xp = get_namespace(scores)
+        predicted.append(to_numpy(xp.argmax(scores, axis=1)))  # M ints, not M x C floats
+    z = np.concatenate(predicted).reshape(gx.shape)
+    num_classes = max(num_classes, int(labels.max()) + 1)
+
+    colors = [colormaps["tab10"](i % 10) for i in range(num_classes)]
+    fig = Figure(figsize=(6, 6), layout="constrained")
+    ax = fig.add_subplot()
+    # One filled level per class: boundaries at half-integers between class numbers.
+    ax.contourf(gx, gy, z, levels=np.arange(num_classes + 1) - 0.5, colors=colors, alpha=0.3)
+    for cls in range(num_classes):
+        mine = points[labels == cls]
+        ax.scatter(
+            mine[:, 0],
+            mine[:, 1],
+            s=40,
+            marker=_CLASS_MARKERS[cls % len(_CLASS_MARKERS)],
+            color=colors[cls],
+            label=f"class {cls}",
+        )
+    ax.set_xlim(low[0], high[0])
+    ax.set_ylim(low[1], high[1])
+    ax.set_aspect("equal")
+    ax.set_xlabel("x0")
+    ax.set_ylabel("x1")
+    ax.legend(loc="upper right", framealpha=0.9)
     return _save(fig, out)
