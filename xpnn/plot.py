@@ -196,24 +196,7 @@ def plot_tangent(
         ValueError: Bad extension, range, ``x0`` or ``h``, or ``f`` returned
             the wrong shape.
     """
-    out = _output_path(path)
-    low, high = _interval(x_range, "x_range")
-    x0, h = float(to_numpy(x0)), float(h)
-    if not (math.isfinite(x0) and math.isfinite(h) and h > 0):
-        raise ValueError(f"x0 must be finite and h finite and > 0, got x0={x0!r}, h={h!r}")
-    x = np.linspace(low, high, 201)
-    y = _call(f, x, x.shape, "f")
-    slope, intercept = _tangent_line(f, x0, h)
-
-    fig = Figure()
-    ax = fig.add_subplot()
-    ax.plot(x, y, label="f(x)")
-    ax.plot(x, slope * x + intercept, linestyle="--", label=f"tangent at x={x0:g}")
-    ax.plot([x0], [slope * x0 + intercept], "o")
-    ax.set_xlabel("x")
-    ax.set_ylabel("f(x)")
-    ax.legend()
-    return _save(fig, out)
+    return plot_tangents(f, [float(to_numpy(x0))], path, x_range, h)
 
 
 def plot_gradient_field(
@@ -355,7 +338,11 @@ def plot_accuracy(train_acc: Any, test_acc: Any, path: str | os.PathLike[str]) -
 
 
 def plot_training(
-    loss_list: Any, train_acc: Any, test_acc: Any, path: str | os.PathLike[str]
+    loss_list: Any,
+    train_acc: Any,
+    test_acc: Any,
+    path: str | os.PathLike[str],
+    xlabel: str = "iteration",
 ) -> Path:
     """Draw the loss curve and the accuracy curves side by side.
 
@@ -364,6 +351,7 @@ def plot_training(
         train_acc: ``(n,)`` training accuracies, one per epoch.
         test_acc: ``(n,)`` test accuracies at the same epochs.
         path: Output file (``.png``, ``.svg`` or ``.pdf``).
+        xlabel: Label of the loss curve's x axis.
 
     Returns:
         ``Path(path)``.
@@ -377,7 +365,7 @@ def plot_training(
     train, test = _accuracies(train_acc, test_acc)
     fig = Figure(figsize=(11, 4), layout="constrained")
     loss_ax, acc_ax = fig.subplots(1, 2)
-    _draw_loss(loss_ax, loss, "iteration")
+    _draw_loss(loss_ax, loss, xlabel)
     _draw_accuracy(acc_ax, train, test)
     return _save(fig, out)
 
@@ -416,7 +404,9 @@ def plot_tangents(
     points = _series(x0s, "x0s")
     h = float(h)
     if not (np.all(np.isfinite(points)) and math.isfinite(h) and h > 0):
-        raise ValueError(f"x0s must be finite and h finite and > 0, got x0s={points!r}, h={h!r}")
+        raise ValueError(
+            f"x0 (each of x0s) must be finite and h finite and > 0, got {points!r}, h={h!r}"
+        )
     x = np.linspace(low, high, 201)
     y = _call(f, x, x.shape, "f")
 

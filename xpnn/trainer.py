@@ -23,7 +23,6 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -378,7 +377,7 @@ class Trainer:
             return
         raise FloatingPointError(message)
 
-    def plot(self, path: str | os.PathLike[str], ylim: Iterable[float] | None = None) -> Path:
+    def plot(self, path: str | os.PathLike[str]) -> Path:
         """Write the loss curve (and the accuracy curves, if recorded) to ``path``."""
         from xpnn.plot import plot_loss, plot_training
 
@@ -386,7 +385,9 @@ class Trainer:
             raise ValueError("nothing to plot: call fit() first (with enough iterations)")
         xlabel = f"iterations (x{self.eval_interval})"
         if self.train_acc_list:
-            return plot_training(self.loss_list, self.train_acc_list, self.test_acc_list, path)
+            return plot_training(
+                self.loss_list, self.train_acc_list, self.test_acc_list, path, xlabel=xlabel
+            )
         return plot_loss(self.loss_list, path, xlabel=xlabel)
 
 
