@@ -42,3 +42,28 @@ def lint(session: nox.Session) -> None:
     session.install("ruff>=0.6")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(default=False)
+def docs(session: nox.Session) -> None:
+    """Build the documentation site into site/ with mkdocs, warnings as errors."""
+    session.install("-e", ".[docs]")
+    session.run(
+        "mkdocs",
+        "build",
+        "--strict",
+        "--site-dir",
+        "site",
+        *session.posargs,
+        env={"NO_MKDOCS_2_WARNING": "1"},  # mkdocs-material's banner about MkDocs 2.0
+    )
+
+
+@nox.session(default=False)
+def notebooks(session: nox.Session) -> None:
+    """Execute every notebook in docs/notebooks top to bottom; fail on any error."""
+    session.install("-e", ".[notebooks]")
+    # The kernel is this virtualenv's Python, never a kernel installed elsewhere.
+    session.run("python", "-m", "ipykernel", "install", "--sys-prefix", "--name", "python3")
+    out = session.create_tmp()
+    session.run("python", "docs/run_notebooks.py", "--out", out, *session.posargs)

@@ -154,7 +154,7 @@ def _draw_loss(ax: Axes, loss: np.ndarray, xlabel: str) -> None:
 
 
 def _draw_accuracy(ax: Axes, train: np.ndarray, test: np.ndarray) -> None:
-    epochs = np.arange(train.size)
+    epochs = np.arange(1, train.size + 1)  # recorded after each epoch: 1, 2, ...
     ax.plot(epochs, train, label="train acc")
     ax.plot(epochs, test, label="test acc", linestyle="--")
     ax.set_xlabel("epochs")

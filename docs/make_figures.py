@@ -1,0 +1,120 @@
+"""Draw the figures of the documentation into docs/figures/ with xpnn itself.
+
+Run from the repository root (any backend gives the same figures, up to
+float32 rounding)::
+
+    python docs/make_figures.py
+    python docs/make_figures.py --backend torch --mnist-dir ../shared/datasets/mnist5k
+
+The MNIST figure needs the four MNIST IDX files (the full set or a sample such
+as mnist5k); without them it is skipped. Everything is seeded, so a rerun
+draws the same pictures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import xpnn
+from xpnn.datasets import load_mnist, load_spiral
+from xpnn.gradient import gradient_descent, numerical_gradient
+from xpnn.optimizers import SGD
+from xpnn.plot import (
+    plot_decision_boundary,
+    plot_descent_path,
+    plot_gradient_field,
+    plot_tangents,
+)
+
+HERE = Path(__file__).resolve().parent
+# The sample shipped beside the repository, if there is one.
+MNIST_CANDIDATES = (HERE.parents[1] / "shared" / "datasets" / "mnist5k",)
+
+
+def function_1(x):
+    """The book's 0.01 x^2 + 0.1 x (section 4.3.2)."""
+    return 0.01 * x**2 + 0.1 * x
+
+
+def function_2(x):
+    """The book's x0^2 + x1^2 (section 4.3.3), for one point x = (x0, x1)."""
+    return x[0] ** 2 + x[1] ** 2
+
+
+def grad_function_2(points):
+    """Numerical gradients of function_2 at each row of an (N, 2) host array."""
+    x = xpnn.asarray(points, dtype="float64")
+    xp = xpnn.get_namespace(x)
+    # numerical_gradient perturbs one row in place and restores it.
+    return xp.stack([numerical_gradient(function_2, x[i, ...]) for i in range(x.shape[0])])
+
+
+def chapter4(out: Path) -> list[Path]:
+    """Numerical differentiation, the gradient field and gradient descent."""
+    written = [plot_tangents(function_1, [5.0, 10.0], out / "gradient_1d.png")]
+    written.append(plot_gradient_field(grad_function_2, out / "gradient_2d.png"))
+    init_x = xpnn.asarray([-3.0, 4.0], dtype="float64")
+    _, path = gradient_descent(function_2, init_x, lr=0.1, step_num=20, return_path=True)
+    contour = lambda p: p[:, 0] ** 2 + p[:, 1] ** 2  # noqa: E731 - host (N, 2) -> (N,)
+    written.append(plot_descent_path(path, out / "gradient_method.png", f=contour))
+    return written
+
+
+def spiral(out: Path) -> list[Path]:
+    """Vol. 2 ch. 1: the two-layer net trained on the spiral, and what it learned."""
+    x, t = load_spiral()
+    model = xpnn.LayeredTwoLayerNet(2, 10, 3, seed=0)
+    trainer = xpnn.Trainer(model, SGD(lr=1.0))
+    trainer.fit(x, t, max_epoch=300, batch_size=30, eval_interval=10, progress=False, verbose=False)
+    return [
+        trainer.plot(out / "spiral_loss.png"),
+        plot_decision_boundary(model.predict, x, t, out / "spiral_boundary.png"),
+    ]
+
+
+def mnist(out: Path, data_dir: Path) -> list[Path]:
+    """Ch. 4.5: TwoLayerNet on MNIST, mini-batch SGD, loss and accuracy curves."""
+    (x_train, t_train), (x_test, t_test) = load_mnist(data_dir=data_dir, download=False)
+    net = xpnn.TwoLayerNet(784, 50, 10, seed=0)
+    trainer = xpnn.Trainer(net, SGD(lr=0.1))
+    trainer.fit(
+        x_train,
+        t_train,
+        max_epoch=30,
+        batch_size=100,
+        eval_interval=1,
+        validation_data=(x_test, t_test),
+        progress=False,
+        verbose=False,
+    )
+    print(
+        f"mnist: {x_train.shape[0]} training images, final train/test accuracy "
+        f"{trainer.train_acc_list[-1]:.3f} / {trainer.test_acc_list[-1]:.3f}"
+    )
+    return [trainer.plot(out / "mnist_curves.png")]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", default="numpy", help="numpy (default), torch, cupy, ...")
+    parser.add_argument("--out", type=Path, default=HERE / "figures", help="output folder")
+    parser.add_argument("--mnist-dir", type=Path, help="folder with the four MNIST IDX files")
+    args = parser.parse_args(argv)
+
+    xpnn.set_backend(args.backend)
+    written = chapter4(args.out) + spiral(args.out)
+    candidates = (args.mnist_dir,) if args.mnist_dir else MNIST_CANDIDATES
+    data_dir = next((d for d in candidates if d.is_dir()), None)
+    if data_dir is None:
+        print("mnist: no local MNIST copy found; mnist_curves.png skipped", file=sys.stderr)
+    else:
+        written += mnist(args.out, data_dir)
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
