@@ -99,3 +99,11 @@ def mnist_dir(tmp_path):
         write_idx(tmp_path / FILES[img], images)
         write_idx(tmp_path / FILES[lab], labels)
     return tmp_path
+
+
+@pytest.fixture
+def cupy_backend(request: pytest.FixtureRequest):
+    """CuPy on GPU 0, active for the test (skipped, or failed if required, without it)."""
+    b = open_or_skip(request, "cupy:0")
+    with xpnn.use_backend(b.spec):
+        yield b

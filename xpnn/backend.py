@@ -446,11 +446,19 @@ def get_namespace(*arrays: Any) -> Any:
     found = [a for a in arrays if a is not None and not isinstance(a, _SCALARS)]
     if not found:
         raise TypeError("get_namespace() needs at least one array argument")
-    # The hot path of every math call on the CPU: NumPy arrays only (one device).
-    if all(type(a) is np.ndarray for a in found):
-        from array_api_compat import numpy as compat_numpy
+    # The hot paths of every math call: arrays of one library, checked cheaply.
+    kind = type(found[0])
+    if all(type(a) is kind for a in found):
+        if kind is np.ndarray:  # NumPy has one device
+            from array_api_compat import numpy as compat_numpy
 
-        return compat_numpy
+            return compat_numpy
+        if kind.__module__ == "cupy" and kind.__name__ == "ndarray":
+            device = found[0].device
+            if all(a.device == device for a in found):
+                from array_api_compat import cupy as compat_cupy
+
+                return compat_cupy
     try:
         xp = array_api_compat.array_namespace(*found)
     except TypeError as exc:
@@ -494,7 +502,8 @@ class Ops:
             return None
         buf = cache.get(name)
         if buf is not None and buf.shape == shape and buf.dtype == dtype:
-            if self.native is np or device_of(buf) == device_of(like):  # numpy: one device
+            # NumPy has one device; a CuPy array names its GPU in .device.
+            if self.native is np or buf.device == like.device:
                 return buf
         buf = cache[name] = self.xp.empty(shape, dtype=dtype, device=device_of(like))
         return buf
