@@ -67,3 +67,10 @@ def notebooks(session: nox.Session) -> None:
     session.run("python", "-m", "ipykernel", "install", "--sys-prefix", "--name", "python3")
     out = session.create_tmp()
     session.run("python", "docs/run_notebooks.py", "--out", out, *session.posargs)
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Run the benchmarks against the textbook code and PyTorch; write bench.json."""
+    session.install("-e", ".[torch]")
+    session.run("xpnn", "bench", *session.posargs)

@@ -222,6 +222,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from xpnn.bench import main as bench_main
+
+    return bench_main(args.cases or None, json_path=args.json)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``xpnn`` command."""
     from xpnn import __version__
@@ -279,6 +285,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--tol", type=_positive_float, default=1e-6, help="largest allowed relative difference"
     )
     g.set_defaults(func=_cmd_gradcheck)
+
+    from xpnn.bench import CASES
+
+    b = sub.add_parser("bench", help="benchmarks against the textbook code and PyTorch")
+    b.add_argument(
+        "cases",
+        nargs="*",
+        choices=list(CASES),
+        metavar="CASE",
+        help=f"cases to run (default: all): {', '.join(CASES)}",
+    )
+    b.add_argument(
+        "--json",
+        default="bench.json",
+        metavar="FILE",
+        help="where to write the results (default: bench.json)",
+    )
+    b.set_defaults(func=_cmd_bench)
     return parser
 
 
