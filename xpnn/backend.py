@@ -496,7 +496,7 @@ class Ops:
         self.xp = xp
         self.native = native  # numpy or cupy, or None
 
-    def buffer(self, cache: dict, name: str, shape: tuple[int, ...], dtype: Any, like: Any) -> Any:
+    def buffer(self, cache: dict, name: Any, shape: tuple[int, ...], dtype: Any, like: Any) -> Any:
         """A reusable output array kept in ``cache[name]`` (None without ``out=``)."""
         if self.native is None:
             return None

@@ -65,6 +65,9 @@ def _measure(
     times: dict[str, list[float]] = {name: [] for name in candidates}
     for _ in range(repeats):
         for name, fn in candidates.items():
+            # Let the previous library's worker threads (OpenBLAS, OpenMP) stop
+            # spinning, so they do not steal the cores from this candidate.
+            time.sleep(0.05)
             start = time.perf_counter()
             for _ in range(inner):
                 fn()

@@ -226,25 +226,23 @@ class SoftmaxWithLoss(Layer):
         y = k.exp(shifted, out=y)
         total = xp.sum(y, axis=1, keepdims=True)
         self.y = k.divide(y, total, out=y)
-        log_total = xp.log(total)[:, 0]
         if t.ndim == 1:
             if not xp.isdtype(t.dtype, "integral"):
                 raise TypeError(f"integer labels must have an integer dtype, got {t.dtype}")
-            picked = xp.take_along_axis(shifted, xp.reshape(t, (-1, 1)), axis=1)[:, 0]
-            self.t = t
-            self.loss = xp.sum(log_total - picked) / n
+            t = one_hot(t, c, x.dtype)  # backward needs it too
         else:  # one-hot (or soft) targets
-            self.t = xp.astype(t, x.dtype)
-            log_p = shifted - xp.reshape(log_total, (-1, 1))
-            self.loss = -xp.sum(self.t * log_p) / n
+            t = xp.astype(t, x.dtype)
+        self.t = t
+        # mean over rows of log(sum(exp(s))) - sum(t * s): for one-hot t the
+        # second term is s[label]; t's rows sum to 1.
+        self.loss = (xp.sum(xp.log(total)) - xp.sum(k.multiply(t, shifted, out=shifted))) / n
         return self.loss
 
     def backward(self, dout: Any = 1, *, input_grad: bool = True) -> Any:
         n, c = self.y.shape
-        t = self.t if self.t.ndim == 2 else one_hot(self.t, c, self.y.dtype)
-        k = ops(self.y, t)
+        k = ops(self.y, self.t)
         dx = self._buffer(k, "dx", (n, c), self.y.dtype, self.y)
-        dx = k.subtract(self.y, t, out=dx)
+        dx = k.subtract(self.y, self.t, out=dx)
         return k.multiply(dx, dout / n, out=dx)
 
 

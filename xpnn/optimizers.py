@@ -356,13 +356,18 @@ class SGD(Optimizer):
 
     def __init__(self, lr: float = 0.01) -> None:
         super().__init__(lr)
-        self._scratch: dict[str, Any] = {}  # lr * g buffers (NumPy/CuPy), one per parameter
+        self._scratch: dict[int, Any] = {}  # lr * g buffers (NumPy/CuPy), one per parameter
 
     def _apply(self, xp: Any, p: Any, g: Any) -> None:
-        k = ops(p)
-        # p -= lr * g, with lr * g written into a buffer kept for the next step.
-        tmp = k.buffer(self._scratch, str(id(p)), tuple(p.shape), p.dtype, p)
-        p -= k.multiply(g, self.lr, out=tmp)
+        # p -= lr * g, with lr * g written into a buffer kept for the next step
+        # (a parameter-sized temporary each step is what makes NumPy slow here).
+        tmp = self._scratch.get(id(p))
+        if tmp is None or tmp.shape != p.shape or tmp.dtype != p.dtype:
+            tmp = ops(p).buffer(self._scratch, id(p), tuple(p.shape), p.dtype, p)
+        if tmp is None:  # no out= in this namespace
+            p -= self.lr * g
+        else:
+            p -= ops(p).multiply(g, self.lr, out=tmp)
 
 
 class Momentum(Optimizer):
