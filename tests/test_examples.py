@@ -85,6 +85,7 @@ SMOKE_TESTED = {
     "gradient_simplenet": "test_gradient_simplenet_book_weights",
     "train_spiral": "test_train_spiral_prints_progress_and_figures",
     "train_gpu": "test_train_gpu_prints_the_table",
+    "train_numerical": "test_train_numerical_trains_and_reports",
 }
 
 
@@ -245,3 +246,32 @@ def test_train_gpu_without_cupy_says_why_and_does_not_fall_back(monkeypatch, cap
     assert "'cupy:0' is unavailable" in captured.err
     assert "not installed" in captured.err and "To fix:" in captured.err
     assert "numpy" not in captured.out  # nothing was trained instead
+
+
+def test_train_numerical_trains_and_reports(mnist_dir, capsys):
+    """examples/train_numerical.py on the tiny MNIST look-alike of conftest."""
+    example = load_example("train_numerical")
+    argv = ["--data-dir", str(mnist_dir), "--iters", "100", "--batch-size", "20", "--lr", "0.5"]
+    assert example.main([*argv, "--backend", "numpy", "--hidden", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "epoch   0 | train acc, test acc |" in out
+    assert "float64" in out and "numerical gradients" in out
+    assert "textbook loop (estimate):" in out
+    final = float(out.split("final test accuracy")[1].split()[0])
+    assert final >= 0.5  # ten well-separated prototypes; chance is 0.1
+    with pytest.raises(SystemExit):
+        example.main(["--data-dir", str(mnist_dir), "--iters", "0"])
+
+
+def test_train_numerical_same_curve_on_every_backend(backend, mnist_dir):
+    example = load_example("train_numerical")
+    args = example.parse_args(
+        ["--data-dir", str(mnist_dir), "--iters", "12", "--batch-size", "10", "--hidden", "6"]
+    )
+    with xpnn.use_backend(backend.spec, dtype="float64"):
+        curves = example.train(args)
+    with xpnn.use_backend("numpy", dtype="float64"):
+        reference = example.train(args)
+    assert curves["train_acc"] == reference["train_acc"]
+    assert curves["test_acc"] == reference["test_acc"]
+    np.testing.assert_allclose(curves["loss"], reference["loss"], rtol=1e-9)
