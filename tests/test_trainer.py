@@ -197,8 +197,9 @@ def test_progress_bar_only_where_someone_watches(capsys, monkeypatch):
 
     def fit(**kwargs):
         net = xpnn.LayeredTwoLayerNet(2, 5, 3, seed=0)
-        xpnn.Trainer(net, SGD(lr=1.0)).fit(x, t, max_epoch=1, batch_size=30, verbose=False,
-                                           **kwargs)
+        xpnn.Trainer(net, SGD(lr=1.0)).fit(
+            x, t, max_epoch=1, batch_size=30, verbose=False, **kwargs
+        )
         return capsys.readouterr().err
 
     assert fit() == ""  # stderr is no terminal under pytest: a bar would be noise in a log
