@@ -654,8 +654,10 @@ def to_numpy(a: Any) -> np.ndarray:
     """Copy an array of any backend to host memory as a NumPy array.
 
     This is the explicit device-to-host transfer (it waits for the device).
-    The result never shares memory with a backend array. Host data (NumPy
-    arrays, Python scalars, lists) come back as NumPy arrays, not copied.
+    The result of a device array (CuPy, PyTorch, array-api-strict) never
+    shares memory with it. NumPy arrays, the numpy backend's included, come
+    back as they are, like ``numpy.asarray``: copy one before changing it.
+    Python scalars and lists become NumPy arrays.
     """
     lib = _library(a)
     if lib == "cupy":

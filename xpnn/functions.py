@@ -127,6 +127,8 @@ def _as_batch(y: Any, t: Any, xp: Any) -> tuple[Any, Any]:
 
 def _pick(xp: Any, a: Any, t: Any) -> Any:
     """``a[i, t[i]]`` for each row i: (N, C), (N,) -> (N,), portably."""
+    if t.dtype != xp.int64:  # PyTorch's take_along_dim takes int64 indices only
+        t = xp.astype(t, xp.int64)
     return xp.take_along_axis(a, xp.reshape(t, (-1, 1)), axis=1)[:, 0]
 
 
@@ -172,6 +174,10 @@ def softmax_cross_entropy(scores: Any, t: Any) -> Any:
     log_p = shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
     n = scores.shape[0]
     if t.shape == scores.shape and xp.isdtype(t.dtype, "real floating"):
-        return -xp.sum(xp.astype(t, log_p.dtype) * log_p) / n
+        t = xp.astype(t, log_p.dtype)
+        # Where t is 0 the term is 0, even if log_p is -inf there (scores
+        # spanning more than the float range): 0 * -inf would be NaN.
+        terms = xp.where(t != 0, t * log_p, xp.zeros_like(log_p))
+        return -xp.sum(terms) / n
     _, t = _as_batch(scores, t, xp)
     return -xp.sum(_pick(xp, log_p, t)) / n
