@@ -346,3 +346,25 @@ def test_device_objects_and_specs_select_the_same_backend(backend):
     """A backend's own device object and its spec string both reopen it."""
     assert xpnn.set_backend(backend.name, backend.device).spec == backend.spec
     assert xpnn.set_backend(backend.spec).spec == backend.spec
+
+
+def test_ops_with_and_without_out_give_the_same_bits(backend):
+    """Buffered (out=) and allocating paths run the same operations."""
+    rng = np.random.default_rng(0)
+    a = xpnn.asarray(rng.normal(size=(5, 4)))
+    w = xpnn.asarray(rng.normal(size=(4, 3)))
+    k = B.ops(a, w)
+    plain = B.Ops(k.xp, None)
+    cache: dict = {}
+
+    def run(o):
+        out = o.buffer(cache, "out", (5, 3), a.dtype, a)
+        y = o.matmul(a, w, out=out)
+        y = o.tanh(o.multiply(y, 0.5, out=out), out=out)
+        y = o.divide(o.add(y, 1.0, out=out), 3.0, out=out)
+        return xpnn.to_numpy(o.sum(o.exp(y, out=out), axis=0, out=None)).copy()
+
+    np.testing.assert_array_equal(run(k), run(plain))
+    assert plain.buffer(cache, "x", (2,), a.dtype, a) is None
+    if k.native is not None:  # numpy/cupy: the buffer is kept and reused
+        assert k.buffer(cache, "out", (5, 3), a.dtype, a) is cache["out"]

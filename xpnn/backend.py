@@ -44,6 +44,7 @@ __all__ = [
     "Backend",
     "BackendMismatchError",
     "BackendUnavailableError",
+    "Ops",
     "asarray",
     "backend_of",
     "device_of",
@@ -52,6 +53,7 @@ __all__ = [
     "get_backend",
     "get_namespace",
     "info",
+    "ops",
     "resolve_dtype",
     "set_backend",
     "to_numpy",
@@ -543,11 +545,6 @@ class Ops:
         if out is not None and self.native is not None:
             return self.native.sum(a, axis=axis, out=out)
         return self.xp.sum(a, axis=axis)
-
-    def take(self, a: Any, indices: Any, axis: int, out: Any = None) -> Any:
-        if out is not None and self.native is not None:
-            return self.native.take(a, indices, axis=axis, out=out)
-        return self.xp.take(a, indices, axis=axis)
 
 
 _OPERATORS = {
