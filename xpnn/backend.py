@@ -546,6 +546,65 @@ class Ops:
             return self.native.sum(a, axis=axis, out=out)
         return self.xp.sum(a, axis=axis)
 
+    # Fused element-wise steps. On CuPy each is one kernel (a GPU step is
+    # bound by kernel launches); elsewhere the same formula in separate passes.
+
+    def sigmoid(self, x: Any, out: Any = None) -> Any:
+        """0.5 * tanh(0.5 * x) + 0.5 (the logistic function, overflow-free)."""
+        kernel = self._kernel("sigmoid")
+        if kernel is not None and out is not None:
+            return kernel(x, out)
+        y = self.tanh(self.multiply(x, 0.5, out=out), out=out)
+        return self.add(self.multiply(y, 0.5, out=out), 0.5, out=out)
+
+    def sigmoid_backward(self, y: Any, dout: Any, out: Any = None) -> Any:
+        """(1 - y) * y * dout, the sigmoid's backward pass from its output y."""
+        kernel = self._kernel("sigmoid_backward")
+        if kernel is not None and out is not None:
+            return kernel(y, dout, out)
+        dx = self.subtract(1.0, y, out=out)
+        return self.multiply(self.multiply(dx, y, out=dx), dout, out=dx)
+
+    def scaled_difference(self, a: Any, b: Any, scale: float, out: Any = None) -> Any:
+        """(a - b) * scale."""
+        kernel = self._kernel("scaled_difference")
+        if kernel is not None and out is not None and isinstance(scale, (int, float)):
+            return kernel(a, b, a.dtype.type(scale), out)
+        return self.multiply(self.subtract(a, b, out=out), scale, out=out)
+
+    def subtract_scaled(self, p: Any, g: Any, lr: float, scratch: Any = None) -> Any:
+        """p -= lr * g in place (lr * g goes into ``scratch`` when given)."""
+        kernel = self._kernel("subtract_scaled")
+        if kernel is not None:
+            return kernel(g, p.dtype.type(lr), p)
+        p -= self.multiply(g, lr, out=scratch)
+        return p
+
+    def _kernel(self, name: str) -> Any:
+        if self.native is None or self.native is np:
+            return None
+        return _cupy_kernel(name)
+
+
+_CUPY_KERNELS: dict[str, Any] = {}
+_KERNEL_SOURCES = {
+    "sigmoid": ("T x", "T y", "y = (T)0.5 * tanh((T)0.5 * x) + (T)0.5"),
+    "sigmoid_backward": ("T y, T dout", "T dx", "dx = ((T)1 - y) * y * dout"),
+    "scaled_difference": ("T a, T b, T scale", "T out", "out = (a - b) * scale"),
+    "subtract_scaled": ("T g, T lr", "T p", "p -= lr * g"),
+}
+
+
+def _cupy_kernel(name: str) -> Any:
+    """A CuPy ElementwiseKernel of :class:`Ops`, compiled on first use."""
+    kernel = _CUPY_KERNELS.get(name)
+    if kernel is None:
+        import cupy
+
+        params, outputs, body = _KERNEL_SOURCES[name]
+        kernel = _CUPY_KERNELS[name] = cupy.ElementwiseKernel(params, outputs, body, f"xpnn_{name}")
+    return kernel
+
 
 _OPERATORS = {
     "add": lambda a, b: a + b,

@@ -133,21 +133,13 @@ class Sigmoid(Layer):
     def forward(self, x: Any) -> Any:
         k = ops(x)
         out = self._buffer(k, "out", tuple(x.shape), x.dtype, x)
-        if out is None:
-            self.out = sigmoid(x)
-            return self.out
-        k.multiply(x, 0.5, out=out)
-        k.tanh(out, out=out)
-        k.multiply(out, 0.5, out=out)
-        self.out = k.add(out, 0.5, out=out)
+        self.out = sigmoid(x) if out is None else k.sigmoid(x, out=out)
         return self.out
 
     def backward(self, dout: Any, *, input_grad: bool = True) -> Any:
         k = ops(dout, self.out)
         dx = self._buffer(k, "dx", tuple(dout.shape), dout.dtype, dout)
-        dx = k.subtract(1.0, self.out, out=dx)  # (1 - y) * y * dout
-        dx = k.multiply(dx, self.out, out=dx)
-        return k.multiply(dx, dout, out=dx)
+        return k.sigmoid_backward(self.out, dout, out=dx)
 
 
 class Relu(Layer):
@@ -229,7 +221,18 @@ class SoftmaxWithLoss(Layer):
         if t.ndim == 1:
             if not xp.isdtype(t.dtype, "integral"):
                 raise TypeError(f"integer labels must have an integer dtype, got {t.dtype}")
-            t = one_hot(t, c, x.dtype)  # backward needs it too
+            # One-hot (backward needs it too), against class numbers kept
+            # from the last call: on a GPU every array op is a kernel launch.
+            classes = self._buffers.get("classes")
+            if (
+                classes is None
+                or classes.shape != (c,)
+                or classes.dtype != t.dtype
+                or (device_of(classes) != device_of(t))
+            ):
+                classes = xp.arange(c, dtype=t.dtype, device=device_of(t))
+                self._buffers["classes"] = classes
+            t = xp.astype(xp.reshape(t, (-1, 1)) == classes, x.dtype)
         else:  # one-hot (or soft) targets
             t = xp.astype(t, x.dtype)
         self.t = t
@@ -242,8 +245,7 @@ class SoftmaxWithLoss(Layer):
         n, c = self.y.shape
         k = ops(self.y, self.t)
         dx = self._buffer(k, "dx", (n, c), self.y.dtype, self.y)
-        dx = k.subtract(self.y, self.t, out=dx)
-        return k.multiply(dx, dout / n, out=dx)
+        return k.scaled_difference(self.y, self.t, dout / n, out=dx)
 
 
 def backward(

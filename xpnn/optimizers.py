@@ -361,13 +361,11 @@ class SGD(Optimizer):
     def _apply(self, xp: Any, p: Any, g: Any) -> None:
         # p -= lr * g, with lr * g written into a buffer kept for the next step
         # (a parameter-sized temporary each step is what makes NumPy slow here).
+        k = ops(p)
         tmp = self._scratch.get(id(p))
         if tmp is None or tmp.shape != p.shape or tmp.dtype != p.dtype:
-            tmp = ops(p).buffer(self._scratch, id(p), tuple(p.shape), p.dtype, p)
-        if tmp is None:  # no out= in this namespace
-            p -= self.lr * g
-        else:
-            p -= ops(p).multiply(g, self.lr, out=tmp)
+            tmp = k.buffer(self._scratch, id(p), tuple(p.shape), p.dtype, p)
+        k.subtract_scaled(p, g, self.lr, scratch=tmp)
 
 
 class Momentum(Optimizer):
