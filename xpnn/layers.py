@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from xpnn.backend import device_of, get_namespace, ops
-from xpnn.functions import sigmoid, softmax
+from xpnn.functions import softmax
 
 __all__ = [
     "Affine",
@@ -133,7 +133,7 @@ class Sigmoid(Layer):
     def forward(self, x: Any) -> Any:
         k = ops(x)
         out = self._buffer(k, "out", tuple(x.shape), x.dtype, x)
-        self.out = sigmoid(x) if out is None else k.sigmoid(x, out=out)
+        self.out = k.sigmoid(x, out=out)
         return self.out
 
     def backward(self, dout: Any, *, input_grad: bool = True) -> Any:
@@ -176,10 +176,15 @@ class Softmax(Layer):
         return dx - self.out * xp.sum(dx, axis=-1, keepdims=True)
 
 
-def one_hot(t: Any, num_classes: int, dtype: Any) -> Any:
-    """Integer labels ``(N,)`` -> one-hot ``(N, num_classes)`` in ``dtype``."""
+def one_hot(t: Any, num_classes: int, dtype: Any, *, classes: Any = None) -> Any:
+    """Integer labels ``(N,)`` -> one-hot ``(N, num_classes)`` in ``dtype``.
+
+    ``classes``, if given, is ``arange(num_classes)`` in ``t``'s dtype and on
+    its device, kept by the caller to spare making it on every call.
+    """
     xp = get_namespace(t)
-    classes = xp.arange(num_classes, dtype=t.dtype, device=device_of(t))
+    if classes is None:
+        classes = xp.arange(num_classes, dtype=t.dtype, device=device_of(t))
     return xp.astype(xp.reshape(t, (-1, 1)) == classes, dtype)
 
 
@@ -232,7 +237,7 @@ class SoftmaxWithLoss(Layer):
             ):
                 classes = xp.arange(c, dtype=t.dtype, device=device_of(t))
                 self._buffers["classes"] = classes
-            t = xp.astype(xp.reshape(t, (-1, 1)) == classes, x.dtype)
+            t = one_hot(t, c, x.dtype, classes=classes)
         else:  # one-hot (or soft) targets
             t = xp.astype(t, x.dtype)
         self.t = t

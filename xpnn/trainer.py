@@ -337,7 +337,7 @@ class Trainer:
             "train_acc_list": self.train_acc_list,
             "test_acc_list": self.test_acc_list,
         }
-        extra = {"total_loss": total_loss if loss_count else _zero_like_loss()}
+        extra = {"total_loss": total_loss if loss_count else 0.0}
         self._last_checkpoint = str(
             write_checkpoint(path, self.model, self.optimizer, progress, extra)
         )
@@ -389,12 +389,6 @@ class Trainer:
                 self.loss_list, self.train_acc_list, self.test_acc_list, path, xlabel=xlabel
             )
         return plot_loss(self.loss_list, path, xlabel=xlabel)
-
-
-def _zero_like_loss() -> Any:
-    import numpy as np  # host-side bookkeeping for the checkpoint file only
-
-    return np.zeros((), dtype=np.float64)
 
 
 def _progress_bar(total: int, enabled: bool, initial: int = 0) -> Any:
