@@ -430,6 +430,14 @@ def _reset_for_tests(env_spec: str | None = None) -> None:
 # --------------------------------------------------------------------------
 
 _SCALARS = (bool, int, float, complex)
+_COMPAT: dict[str, Any] = {}  # "numpy"/"cupy" -> array_api_compat's wrapper namespace
+
+
+def _compat(name: str) -> Any:
+    xp = _COMPAT.get(name)
+    if xp is None:
+        xp = _COMPAT[name] = importlib.import_module(f"array_api_compat.{name}")
+    return xp
 
 
 def get_namespace(*arrays: Any) -> Any:
@@ -443,8 +451,6 @@ def get_namespace(*arrays: Any) -> Any:
             live on different devices.
         TypeError: No argument is an array.
     """
-    import array_api_compat
-
     found = [a for a in arrays if a is not None and not isinstance(a, _SCALARS)]
     if not found:
         raise TypeError("get_namespace() needs at least one array argument")
@@ -452,15 +458,13 @@ def get_namespace(*arrays: Any) -> Any:
     kind = type(found[0])
     if all(type(a) is kind for a in found):
         if kind is np.ndarray:  # NumPy has one device
-            from array_api_compat import numpy as compat_numpy
-
-            return compat_numpy
+            return _compat("numpy")
         if kind.__module__ == "cupy" and kind.__name__ == "ndarray":
             device = found[0].device
             if all(a.device == device for a in found):
-                from array_api_compat import cupy as compat_cupy
+                return _compat("cupy")
+    import array_api_compat
 
-                return compat_cupy
     try:
         xp = array_api_compat.array_namespace(*found)
     except TypeError as exc:
@@ -497,6 +501,8 @@ class Ops:
     def __init__(self, xp: Any, native: Any):
         self.xp = xp
         self.native = native  # numpy or cupy, or None
+        # NumPy only: n -> arange(n), the row numbers of pick(); -c -> arange(c).
+        self._rows: dict[int, Any] = {}
 
     def buffer(self, cache: dict, name: Any, shape: tuple[int, ...], dtype: Any, like: Any) -> Any:
         """A reusable output array kept in ``cache[name]`` (None without ``out=``)."""
@@ -541,10 +547,20 @@ class Ops:
     def tanh(self, a: Any, out: Any = None) -> Any:
         return self._unary("tanh", a, out)
 
-    def sum(self, a: Any, axis: int, out: Any = None) -> Any:
+    # NumPy's sum and max are add.reduce and maximum.reduce behind a wrapper
+    # that costs more than the reduction of a (100, 10) array; call them directly.
+
+    def sum(self, a: Any, axis: int | None, out: Any = None, keepdims: bool = False) -> Any:
+        if self.native is np:
+            return np.add.reduce(a, axis=axis, out=out, keepdims=keepdims)
         if out is not None and self.native is not None:
-            return self.native.sum(a, axis=axis, out=out)
-        return self.xp.sum(a, axis=axis)
+            return self.native.sum(a, axis=axis, out=out, keepdims=keepdims)
+        return self.xp.sum(a, axis=axis, keepdims=keepdims)
+
+    def max(self, a: Any, axis: int | None, keepdims: bool = False) -> Any:
+        if self.native is np:
+            return np.maximum.reduce(a, axis=axis, keepdims=keepdims)
+        return self.xp.max(a, axis=axis, keepdims=keepdims)
 
     # Fused element-wise steps. On CuPy each is one kernel (a GPU step is
     # bound by kernel launches); elsewhere the same formula in separate passes.
@@ -580,6 +596,76 @@ class Ops:
         p -= self.multiply(g, lr, out=scratch)
         return p
 
+    def pick(self, a: Any, t: Any) -> Any:
+        """``a[i, t[i]]`` for every row i: ``(N, C)`` and integer ``(N,)`` -> ``(N,)``.
+
+        A label outside ``0..C-1`` raises IndexError (on a GPU, where that
+        cannot be checked without a sync, see :meth:`softmax_cross_entropy`).
+        """
+        if self.native is np:  # fancy indexing: a third of take_along_axis's time
+            n = a.shape[0]
+            rows = self._rows.get(n)
+            if rows is None:
+                rows = self._rows[n] = np.arange(n)
+            return a[rows, t]
+        xp = self.xp
+        if t.dtype != xp.int64:  # PyTorch's take_along_dim takes int64 indices only
+            t = xp.astype(t, xp.int64)
+        return xp.take_along_axis(a, xp.reshape(t, (-1, 1)), axis=1)[:, 0]
+
+    def softmax_cross_entropy(
+        self, x: Any, t: Any, y: Any = None, shifted: Any = None
+    ) -> tuple[Any, Any]:
+        """Softmax of scores and their mean cross-entropy against integer labels.
+
+        With ``s = x - max(x)`` per row: ``softmax(x) = exp(s) / sum(exp(s))``
+        and the loss of a row is ``log(sum(exp(s))) - s[label]``
+        (log-sum-exp: finite for any finite scores).
+
+        Args:
+            x: Scores ``(N, C)``, float.
+            t: Labels ``(N,)`` in ``0..C-1``, integer.
+            y: Output buffer for the softmax ``(N, C)``, or None.
+            shifted: Work buffer ``(N, C)`` for ``s``, or None.
+
+        Returns:
+            ``(softmax(x), mean loss)``: ``(N, C)`` and a 0-d array, in x's dtype.
+            On CuPy both come from one kernel, where a label out of range
+            makes its row's loss NaN (checking it on the host would be a sync).
+        """
+        xp = self.xp
+        n = x.shape[0]
+        kernel = self._kernel("softmax_cross_entropy")
+        if kernel is not None and y is not None and x.dtype in (np.float32, np.float64):
+            return kernel(x, t, y)
+        s = self.subtract(x, self.max(x, axis=1, keepdims=True), out=shifted)
+        e = self.exp(s, out=y)
+        total = self.sum(e, axis=1, keepdims=True)
+        y = self.divide(e, total, out=e)
+        loss = self.sum(xp.log(total[:, 0]) - self.pick(s, t), axis=None) / n
+        return y, loss
+
+    def label_difference(self, y: Any, t: Any, scale: Any, out: Any = None) -> Any:
+        """``(y - one_hot(t)) * scale``: softmax-with-loss's backward for integer labels.
+
+        ``y`` is ``(N, C)``, ``t`` integer ``(N,)``; the one-hot is not built
+        on CuPy (one kernel) and is a boolean comparison on NumPy.
+        """
+        kernel = self._kernel("label_difference")
+        if kernel is not None and out is not None and isinstance(scale, (int, float)):
+            return kernel(y, t, y.shape[1], y.dtype.type(scale), out)
+        xp = self.xp
+        c = y.shape[1]
+        if self.native is np:
+            classes = self._rows.get(-c)  # kept beside the row numbers, keyed -C
+            if classes is None:
+                classes = self._rows[-c] = np.arange(c)
+            hot = np.equal(t.reshape(-1, 1), classes)
+        else:  # the Array API does not mix bool and float
+            classes = xp.arange(c, dtype=t.dtype, device=device_of(t))
+            hot = xp.astype(xp.reshape(t, (-1, 1)) == classes, y.dtype)
+        return self.multiply(self.subtract(y, hot, out=out), scale, out=out)
+
     def _kernel(self, name: str) -> Any:
         if self.native is None or self.native is np:
             return None
@@ -595,14 +681,82 @@ _KERNEL_SOURCES = {
 }
 
 
+_KERNEL_SOURCES["label_difference"] = (
+    "T y, raw S t, int32 c, T scale",
+    "T dx",
+    "dx = (y - (t[i / c] == i % c ? (T)1 : (T)0)) * scale",
+)
+
+# One thread per row: the max, the exponentials, their sum, the softmax and
+# the row's loss, where separate array operations would be a dozen launches.
+_SOFTMAX_XENT_SOURCE = r"""
+template <typename T>
+__device__ void softmax_xent(const T* x, const long long* t, T* y, T* row_loss, int n, int c) {
+    int i = blockDim.x * blockIdx.x + threadIdx.x;
+    if (i >= n) return;
+    const T* xi = x + (long long)i * c;
+    T* yi = y + (long long)i * c;
+    T m = xi[0];
+    for (int j = 1; j < c; ++j) m = xi[j] > m ? xi[j] : m;
+    T total = 0;
+    for (int j = 0; j < c; ++j) { yi[j] = exp(xi[j] - m); total += yi[j]; }
+    for (int j = 0; j < c; ++j) yi[j] /= total;
+    long long label = t[i];
+    row_loss[i] = (label < 0 || label >= c) ? (T)nan("") : log(total) - (xi[label] - m);
+}
+extern "C" __global__ void softmax_xent_float(
+        const float* x, const long long* t, float* y, float* r, int n, int c) {
+    softmax_xent<float>(x, t, y, r, n, c);
+}
+extern "C" __global__ void softmax_xent_double(
+        const double* x, const long long* t, double* y, double* r, int n, int c) {
+    softmax_xent<double>(x, t, y, r, n, c);
+}
+"""
+
+
+class _CupySoftmaxXent:
+    """The fused CuPy softmax-with-loss forward of :meth:`Ops.softmax_cross_entropy`."""
+
+    def __init__(self) -> None:
+        import cupy
+
+        self.cupy = cupy
+        self.module = cupy.RawModule(code=_SOFTMAX_XENT_SOURCE)
+        self.rows: dict[tuple[int, Any], Any] = {}  # per-row losses, kept per size
+
+    def __call__(self, x: Any, t: Any, y: Any) -> tuple[Any, Any]:
+        cp = self.cupy
+        n, c = x.shape
+        x = cp.ascontiguousarray(x)
+        if t.dtype != cp.int64:
+            t = t.astype(cp.int64)
+        t = cp.ascontiguousarray(t)
+        key = (n, x.dtype, x.device.id)
+        rows = self.rows.get(key)
+        if rows is None:
+            rows = self.rows[key] = cp.empty(n, dtype=x.dtype)
+        name = "softmax_xent_float" if x.dtype == cp.float32 else "softmax_xent_double"
+        threads = 128
+        blocks = (n + threads - 1) // threads
+        self.module.get_function(name)(
+            (blocks,), (threads,), (x, t, y, rows, cp.int32(n), cp.int32(c))
+        )
+        return y, cp.mean(rows)
+
+
 def _cupy_kernel(name: str) -> Any:
-    """A CuPy ElementwiseKernel of :class:`Ops`, compiled on first use."""
+    """A CuPy kernel of :class:`Ops`, compiled on first use."""
     kernel = _CUPY_KERNELS.get(name)
     if kernel is None:
         import cupy
 
-        params, outputs, body = _KERNEL_SOURCES[name]
-        kernel = _CUPY_KERNELS[name] = cupy.ElementwiseKernel(params, outputs, body, f"xpnn_{name}")
+        if name == "softmax_cross_entropy":
+            kernel = _CupySoftmaxXent()
+        else:
+            params, outputs, body = _KERNEL_SOURCES[name]
+            kernel = cupy.ElementwiseKernel(params, outputs, body, f"xpnn_{name}")
+        _CUPY_KERNELS[name] = kernel
     return kernel
 
 
@@ -653,10 +807,30 @@ def device_of(x: Any) -> Any:
     return array_api_compat.device(x)
 
 
+_DTYPE_NAMES: dict[tuple[type, Any], str] = {}  # dtype -> name (str() of a dtype is slow)
+_RESOLVED: dict[tuple[int, type, Any], Any] = {}  # (id(xp), dtype) -> dtype object of xp
+
+
 def _dtype_name(dtype: Any) -> str:
     """The canonical name ('float32', 'int64', ...) of a dtype of any backend."""
     if isinstance(dtype, str):
         return dtype
+    # Keyed with the type first: dtypes of two libraries may hash alike, and
+    # array_api_strict warns when its dtypes are compared with NumPy's.
+    key = (type(dtype), dtype)
+    try:
+        return _DTYPE_NAMES[key]
+    except (KeyError, TypeError):  # not seen yet, or unhashable
+        pass
+    name = _dtype_name_uncached(dtype)
+    try:
+        _DTYPE_NAMES[key] = name
+    except TypeError:
+        pass
+    return name
+
+
+def _dtype_name_uncached(dtype: Any) -> str:
     text = str(dtype)  # torch.float32, array_api_strict.float32, float32
     if text.startswith(("torch.", "array_api_strict.")):
         return text.rsplit(".", 1)[1]
@@ -677,12 +851,21 @@ def resolve_dtype(xp: Any, dtype: Any) -> Any:
     Raises:
         ValueError: ``xp`` has no such dtype (the message lists those it has).
     """
+    key = (id(xp), type(dtype), dtype)  # the type first: see _dtype_name
+    try:
+        return _RESOLVED[key]
+    except (KeyError, TypeError):  # not seen yet, or unhashable
+        pass
     dtypes = xp.__array_namespace_info__().dtypes()
     name = _dtype_name(dtype)
     if name == "bool_":
         name = "bool"
     if name not in dtypes:
         raise ValueError(f"unknown dtype {dtype!r}; valid dtypes: {', '.join(dtypes)}")
+    try:
+        _RESOLVED[key] = dtypes[name]
+    except TypeError:
+        pass
     return dtypes[name]
 
 
@@ -693,6 +876,8 @@ def resolve_dtype(xp: Any, dtype: Any) -> Any:
 
 def _library(a: Any) -> str | None:
     """Which backend library an array belongs to, or None for host data."""
+    if type(a) is np.ndarray:  # the hot path
+        return "numpy"
     import array_api_compat as c
 
     if c.is_numpy_array(a):

@@ -176,15 +176,10 @@ class Softmax(Layer):
         return dx - self.out * xp.sum(dx, axis=-1, keepdims=True)
 
 
-def one_hot(t: Any, num_classes: int, dtype: Any, *, classes: Any = None) -> Any:
-    """Integer labels ``(N,)`` -> one-hot ``(N, num_classes)`` in ``dtype``.
-
-    ``classes``, if given, is ``arange(num_classes)`` in ``t``'s dtype and on
-    its device, kept by the caller to spare making it on every call.
-    """
+def one_hot(t: Any, num_classes: int, dtype: Any) -> Any:
+    """Integer labels ``(N,)`` -> one-hot ``(N, num_classes)`` in ``dtype``."""
     xp = get_namespace(t)
-    if classes is None:
-        classes = xp.arange(num_classes, dtype=t.dtype, device=device_of(t))
+    classes = xp.arange(num_classes, dtype=t.dtype, device=device_of(t))
     return xp.astype(xp.reshape(t, (-1, 1)) == classes, dtype)
 
 
@@ -217,39 +212,31 @@ class SoftmaxWithLoss(Layer):
                 f"give ({n},) integer labels or ({n}, {c}) one-hot"
             )
         k = ops(x, t)
-        shifted = self._buffer(k, "shifted", (n, c), x.dtype, x)
-        shifted = k.subtract(x, xp.max(x, axis=1, keepdims=True), out=shifted)
         y = self._buffer(k, "y", (n, c), x.dtype, x)
-        y = k.exp(shifted, out=y)
-        total = xp.sum(y, axis=1, keepdims=True)
-        self.y = k.divide(y, total, out=y)
+        shifted = self._buffer(k, "shifted", (n, c), x.dtype, x)
         if t.ndim == 1:
             if not xp.isdtype(t.dtype, "integral"):
                 raise TypeError(f"integer labels must have an integer dtype, got {t.dtype}")
-            # One-hot (backward needs it too), against class numbers kept
-            # from the last call: on a GPU every array op is a kernel launch.
-            classes = self._buffers.get("classes")
-            if (
-                classes is None
-                or classes.shape != (c,)
-                or classes.dtype != t.dtype
-                or (device_of(classes) != device_of(t))
-            ):
-                classes = xp.arange(c, dtype=t.dtype, device=device_of(t))
-                self._buffers["classes"] = classes
-            t = one_hot(t, c, x.dtype, classes=classes)
-        else:  # one-hot (or soft) targets
-            t = xp.astype(t, x.dtype)
-        self.t = t
-        # mean over rows of log(sum(exp(s))) - sum(t * s): for one-hot t the
-        # second term is s[label]; t's rows sum to 1.
-        self.loss = (xp.sum(xp.log(total)) - xp.sum(k.multiply(t, shifted, out=shifted))) / n
+            # Labels stay labels: backward subtracts 1 at them, no one-hot is built.
+            self.y, self.loss = k.softmax_cross_entropy(x, t, y, shifted)
+            self.t = t
+            return self.loss
+        # One-hot (or soft) targets: rows of t sum to 1, so the loss of a row
+        # is log(sum(exp(s))) - sum(t * s).
+        shifted = k.subtract(x, xp.max(x, axis=1, keepdims=True), out=shifted)
+        y = k.exp(shifted, out=y)
+        total = xp.sum(y, axis=1, keepdims=True)
+        self.y = k.divide(y, total, out=y)
+        self.t = xp.astype(t, x.dtype)
+        self.loss = (xp.sum(xp.log(total)) - xp.sum(k.multiply(self.t, shifted, out=shifted))) / n
         return self.loss
 
     def backward(self, dout: Any = 1, *, input_grad: bool = True) -> Any:
         n, c = self.y.shape
         k = ops(self.y, self.t)
         dx = self._buffer(k, "dx", (n, c), self.y.dtype, self.y)
+        if self.t.ndim == 1:
+            return k.label_difference(self.y, self.t, dout / n, out=dx)
         return k.scaled_difference(self.y, self.t, dout / n, out=dx)
 
 

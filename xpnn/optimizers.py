@@ -171,6 +171,7 @@ class Optimizer:
         self.lr = _hyper("lr", lr, unit_interval=False)
         self.iter = 0
         self._checked: list[Any] | None = None  # what the last update validated
+        self._checked_objects: Any = None
         self._namespaces: list[Any] = []
         for name in self._state_names:
             setattr(self, name, None)
@@ -243,6 +244,9 @@ class Optimizer:
         for key, xp in zip(keys, namespaces, strict=True):
             self._apply(xp, params[key], grads[key], *(state[key] for state in states))
         self._checked = _signature(params, grads, keys, states)
+        # The signature holds ids: keep those objects alive, or new arrays could
+        # reuse an id and pass for the ones checked.
+        self._checked_objects = ([params[k] for k in keys], [grads[k] for k in keys], states)
         self._namespaces = namespaces
 
     def _apply(self, xp: Any, p: Any, g: Any, *state: Any) -> None:  # pragma: no cover

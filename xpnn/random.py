@@ -142,7 +142,10 @@ class Generator:
             )
         if a <= 0:
             raise ValueError(f"population size must be positive, got {a}")
-        return self._put(np.asarray(self._rng.choice(a, size, replace=replace)), dtype)
+        if replace:
+            # What numpy's choice(a, size) draws, without its argument handling.
+            return self._put(np.asarray(self._rng.integers(0, a, size)), dtype)
+        return self._put(np.asarray(self._rng.choice(a, size, replace=False)), dtype)
 
     def permutation(self, n: int, dtype: Any = "int64") -> Any:
         """A random permutation of ``range(n)``."""
