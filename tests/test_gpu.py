@@ -54,3 +54,69 @@ def test_trainer_reads_the_device_only_at_eval_intervals(cupy_backend, monkeypat
             x, t, max_epoch=3, batch_size=30, eval_interval=10, progress=False, verbose=False
         )
     assert len(trainer.loss_list) == 1 + 3
+
+
+def _blobs(n=1000, seed=0):
+    rng = np.random.default_rng(seed)
+    t = rng.integers(0, 10, n)
+    x = rng.normal(0, 1, (n, 784)) + 0.5 * t[:, None] * (np.arange(784) % 10 == t[:, None])
+    return xpnn.asarray(x), xpnn.asarray(t)
+
+
+@pytest.mark.parametrize(
+    "make_opt", [lambda: xpnn.SGD(lr=0.1), lambda: xpnn.Momentum(lr=0.05)], ids=["SGD", "Momentum"]
+)
+@pytest.mark.parametrize("max_grad", [None, 0.5])
+def test_cuda_graph_training_equals_eager_training(cupy_backend, make_opt, max_grad):
+    x, t = _blobs()
+    runs = []
+    for graph in (False, True):
+        net = xpnn.TwoLayerNet(784, 50, 10, seed=0)
+        opt = make_opt()
+        trainer = xpnn.Trainer(net, opt)
+        trainer.fit(
+            x,
+            t,
+            max_epoch=3,
+            batch_size=100,
+            eval_interval=5,
+            max_grad=max_grad,
+            progress=False,
+            verbose=False,
+            cuda_graph=graph,
+        )
+        runs.append(
+            (trainer.loss_list, {k: xpnn.to_numpy(v) for k, v in net.params.items()}, opt.iter)
+        )
+    (loss_e, params_e, iter_e), (loss_g, params_g, iter_g) = runs
+    assert iter_g == iter_e == 30
+    np.testing.assert_allclose(loss_g, loss_e, rtol=1e-6)
+    assert loss_g[-1] < loss_g[0]  # it trained
+    for k in params_e:
+        np.testing.assert_allclose(params_g[k], params_e[k], rtol=1e-5, atol=1e-7, err_msg=k)
+
+
+def test_cuda_graph_replays_without_host_synchronisation(cupy_backend):
+    import cupyx
+
+    from xpnn.trainer import _GraphStep
+
+    x, t = _blobs()
+    trainer = xpnn.Trainer(xpnn.TwoLayerNet(784, 50, 10, seed=0), xpnn.SGD(lr=0.1))
+    step = _GraphStep(trainer, x, t, 100, None)
+    order = xpnn.default_rng(1).permutation(1000)
+    total = step(order[:100])  # eager warm-up
+    with cupyx.allow_synchronize(False):  # recording and replays wait for nothing
+        for i in range(1, 10):
+            total = total + step(order[i * 100 : (i + 1) * 100])
+    assert step.graph is not None
+    assert np.isfinite(float(xpnn.to_numpy(total)))
+
+
+def test_cuda_graph_refuses_adam(cupy_backend):
+    x, t = _blobs(200)
+    trainer = xpnn.Trainer(xpnn.TwoLayerNet(784, 50, 10, seed=0), xpnn.Adam())
+    with pytest.raises(ValueError, match="Adam"):
+        trainer.fit(
+            x, t, max_epoch=1, batch_size=100, progress=False, verbose=False, cuda_graph=True
+        )

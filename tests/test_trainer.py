@@ -284,3 +284,17 @@ def test_plot_writes_the_figure(tmp_path):
         verbose=False,
     )
     assert trainer.plot(tmp_path / "both.svg").read_text().lstrip().startswith("<")
+
+
+def test_cuda_graph_needs_cupy_data(backend):
+    if backend.name == "cupy":
+        pytest.skip("CuPy runs CUDA graphs: tests/test_gpu.py")
+    x, t = load_spiral()
+    trainer = xpnn.Trainer(xpnn.LayeredTwoLayerNet(2, 10, 3, seed=0), xpnn.SGD(lr=1.0))
+    before = [np.array(xpnn.to_numpy(p)) for p in trainer.model.params]
+    with pytest.raises(ValueError, match="cuda_graph=True needs the data on CuPy"):
+        trainer.fit(
+            x, t, max_epoch=1, batch_size=30, progress=False, verbose=False, cuda_graph=True
+        )
+    for p, b in zip(trainer.model.params, before, strict=True):  # nothing was trained
+        np.testing.assert_array_equal(xpnn.to_numpy(p), b)

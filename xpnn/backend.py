@@ -34,7 +34,7 @@ import importlib
 import os
 import platform
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -44,12 +44,14 @@ __all__ = [
     "Backend",
     "BackendMismatchError",
     "BackendUnavailableError",
+    "CudaGraph",
     "Ops",
     "asarray",
     "backend_of",
     "device_of",
     "available_backends",
     "backend_status",
+    "capture_cuda_graph",
     "get_backend",
     "get_namespace",
     "info",
@@ -451,6 +453,8 @@ def get_namespace(*arrays: Any) -> Any:
             live on different devices.
         TypeError: No argument is an array.
     """
+    if len(arrays) == 1 and type(arrays[0]) is np.ndarray:  # the hottest path
+        return _compat("numpy")
     found = [a for a in arrays if a is not None and not isinstance(a, _SCALARS)]
     if not found:
         raise TypeError("get_namespace() needs at least one array argument")
@@ -503,6 +507,7 @@ class Ops:
         self.native = native  # numpy or cupy, or None
         # NumPy only: n -> arange(n), the row numbers of pick(); -c -> arange(c).
         self._rows: dict[int, Any] = {}
+        self._isdtype: dict[tuple[type, Any, str], bool] = {}
 
     def buffer(self, cache: dict, name: Any, shape: tuple[int, ...], dtype: Any, like: Any) -> Any:
         """A reusable output array kept in ``cache[name]`` (None without ``out=``)."""
@@ -516,36 +521,53 @@ class Ops:
         buf = cache[name] = self.xp.empty(shape, dtype=dtype, device=device_of(like))
         return buf
 
-    def _binary(self, name: str, a: Any, b: Any, out: Any) -> Any:
-        if out is not None and self.native is not None:
-            return getattr(self.native, name)(a, b, out=out)
-        return _OPERATORS[name](a, b)
+    def isdtype(self, dtype: Any, kind: str) -> bool:
+        """``xp.isdtype(dtype, kind)``, remembered (it is slow for what it does)."""
+        key = (type(dtype), dtype, kind)  # the type first: see _dtype_name
+        try:
+            return self._isdtype[key]
+        except (KeyError, TypeError):
+            pass
+        answer = self._isdtype[key] = self.xp.isdtype(dtype, kind)
+        return answer
+
+    # Each operation writes into ``out`` where the library can, else returns a
+    # new array (spelled out per operation: this is the hot path of a step).
 
     def add(self, a: Any, b: Any, out: Any = None) -> Any:
-        return self._binary("add", a, b, out)
+        if out is not None and self.native is not None:
+            return self.native.add(a, b, out=out)
+        return a + b
 
     def subtract(self, a: Any, b: Any, out: Any = None) -> Any:
-        return self._binary("subtract", a, b, out)
+        if out is not None and self.native is not None:
+            return self.native.subtract(a, b, out=out)
+        return a - b
 
     def multiply(self, a: Any, b: Any, out: Any = None) -> Any:
-        return self._binary("multiply", a, b, out)
+        if out is not None and self.native is not None:
+            return self.native.multiply(a, b, out=out)
+        return a * b
 
     def divide(self, a: Any, b: Any, out: Any = None) -> Any:
-        return self._binary("divide", a, b, out)
+        if out is not None and self.native is not None:
+            return self.native.divide(a, b, out=out)
+        return a / b
 
     def matmul(self, a: Any, b: Any, out: Any = None) -> Any:
-        return self._binary("matmul", a, b, out)
-
-    def _unary(self, name: str, a: Any, out: Any) -> Any:
         if out is not None and self.native is not None:
-            return getattr(self.native, name)(a, out=out)
-        return getattr(self.xp, name)(a)
+            return self.native.matmul(a, b, out=out)
+        return a @ b
 
     def exp(self, a: Any, out: Any = None) -> Any:
-        return self._unary("exp", a, out)
+        if out is not None and self.native is not None:
+            return self.native.exp(a, out=out)
+        return self.xp.exp(a)
 
     def tanh(self, a: Any, out: Any = None) -> Any:
-        return self._unary("tanh", a, out)
+        if out is not None and self.native is not None:
+            return self.native.tanh(a, out=out)
+        return self.xp.tanh(a)
 
     # NumPy's sum and max are add.reduce and maximum.reduce behind a wrapper
     # that costs more than the reduction of a (100, 10) array; call them directly.
@@ -666,6 +688,20 @@ class Ops:
             hot = xp.astype(xp.reshape(t, (-1, 1)) == classes, y.dtype)
         return self.multiply(self.subtract(y, hot, out=out), scale, out=out)
 
+    def take_rows(self, x: Any, idx: Any, out: Any = None) -> Any:
+        """``x``'s rows (or elements, for 1-D ``x``) at ``idx``, into ``out`` if given.
+
+        ``idx`` must hold valid indices (on CuPy they are not checked).
+        """
+        if out is not None and self.native is not None:
+            return self.native.take(x, idx, axis=0, out=out)
+        return self.xp.take(x, idx, axis=0)
+
+    def copy_into(self, dst: Any, src: Any) -> Any:
+        """Copy ``src`` into the existing array ``dst`` (same shape), on the device."""
+        dst[...] = src
+        return dst
+
     def _kernel(self, name: str) -> Any:
         if self.native is None or self.native is np:
             return None
@@ -760,18 +796,85 @@ def _cupy_kernel(name: str) -> Any:
     return kernel
 
 
-_OPERATORS = {
-    "add": lambda a, b: a + b,
-    "subtract": lambda a, b: a - b,
-    "multiply": lambda a, b: a * b,
-    "divide": lambda a, b: a / b,
-    "matmul": lambda a, b: a @ b,
-}
+class CudaGraph:
+    """GPU work recorded once by :func:`capture_cuda_graph`, replayed with one launch.
+
+    A replay runs the recorded kernels on the arrays they were recorded with,
+    on the stream current at :meth:`launch` (so it stays ordered with the
+    other work there); none of the Python code runs again. Anything the
+    recorded work allocated stays reserved for the graph's lifetime.
+    """
+
+    def __init__(self, graph: Any, pool: Any, stream: Any):
+        self._graph, self._pool, self._stream = graph, pool, stream
+
+    def launch(self) -> None:
+        """Run the recorded work once more (asynchronously, no host wait)."""
+        self._graph.launch()
+
+
+def capture_cuda_graph(fn: Callable[[], Any], like: Any) -> tuple[CudaGraph, Any]:
+    """Record the GPU work of ``fn()`` as a CUDA graph, without running it.
+
+    ``fn`` must already have run once eagerly (kernels compiled, buffers
+    made) and must not wait for the device. Its allocations come from a
+    memory pool of the graph's own, so no later array can take the memory a
+    replay writes.
+
+    Args:
+        fn: The work to record; called once, under capture.
+        like: A CuPy array on the device to record on.
+
+    Returns:
+        ``(graph, fn's return value)``; arrays returned hold each replay's
+        results once it has run.
+
+    Raises:
+        ValueError: ``like`` is not a CuPy array.
+        RuntimeError: ``fn`` did something a graph cannot record, such as
+            waiting for the device or copying to the host.
+    """
+    if _library(like) != "cupy":
+        raise ValueError(
+            f"CUDA graphs need CuPy arrays, got {_library(like) or type(like).__name__} data; "
+            'put the data on the GPU with xpnn.use_backend("cupy") and xpnn.asarray'
+        )
+    import cupy
+
+    with cupy.cuda.Device(like.device.id):
+        stream = cupy.cuda.Stream(non_blocking=True)
+        pool = cupy.cuda.MemoryPool()
+        with stream, cupy.cuda.using_allocator(pool.malloc):
+            stream.begin_capture()
+            try:
+                result = fn()
+            except BaseException as exc:
+                try:
+                    stream.end_capture()
+                except Exception:  # the capture is already broken: report fn's error
+                    pass
+                if isinstance(exc, Exception) and "capturing" in str(exc):
+                    raise RuntimeError(
+                        "the step could not be recorded as a CUDA graph: it waits for the "
+                        f"device or the host ({exc}); train without cuda_graph"
+                    ) from exc
+                raise
+            graph = stream.end_capture()
+    return CudaGraph(graph, pool, stream), result
+
+
 _ops_cache: dict[int, Ops] = {}
 
 
 def ops(*arrays: Any) -> Ops:
     """The :class:`Ops` for the namespace of ``arrays`` (see get_namespace)."""
+    for a in arrays:  # the hot path: all NumPy arrays
+        if type(a) is not np.ndarray:
+            break
+    else:
+        k = _ops_cache.get(-1) if arrays else None
+        if k is not None:
+            return k
     xp = get_namespace(*arrays)
     k = _ops_cache.get(id(xp))
     if k is None:
@@ -785,6 +888,8 @@ def ops(*arrays: Any) -> Ops:
 
             native = cupy
         k = _ops_cache[id(xp)] = Ops(xp, native)
+        if native is np:
+            _ops_cache[-1] = k
     return k
 
 

@@ -215,7 +215,7 @@ class SoftmaxWithLoss(Layer):
         y = self._buffer(k, "y", (n, c), x.dtype, x)
         shifted = self._buffer(k, "shifted", (n, c), x.dtype, x)
         if t.ndim == 1:
-            if not xp.isdtype(t.dtype, "integral"):
+            if not k.isdtype(t.dtype, "integral"):
                 raise TypeError(f"integer labels must have an integer dtype, got {t.dtype}")
             # Labels stay labels: backward subtracts 1 at them, no one-hot is built.
             self.y, self.loss = k.softmax_cross_entropy(x, t, y, shifted)

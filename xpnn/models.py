@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from xpnn.backend import _dtype_name, get_backend, get_namespace, resolve_dtype, zeros
+from xpnn.backend import _dtype_name, get_backend, get_namespace, ops, resolve_dtype, zeros
 from xpnn.functions import cross_entropy_error, softmax
 from xpnn.gradient import two_layer_numerical_gradient
 from xpnn.layers import Affine, Sigmoid, SoftmaxWithLoss, backward
@@ -99,8 +99,8 @@ class LayeredNet:
             xpnn.BackendMismatchError: ``x`` is on another backend or device
                 than the parameters.
         """
-        xp = get_namespace(x, *self.params_list()[:1])
-        if not xp.isdtype(x.dtype, "real floating"):
+        k = ops(x, *self.params_list()[:1])
+        if not k.isdtype(x.dtype, "real floating"):
             raise TypeError(
                 f"{type(self).__name__} needs floating-point inputs, got {_dtype_name(x.dtype)}; "
                 "convert with xpnn.asarray(x)"

@@ -166,6 +166,9 @@ class Optimizer:
 
     _hyper_names: tuple[str, ...] = ("lr",)
     _state_names: tuple[str, ...] = ()
+    #: The update uses only the arrays and the hyper-parameters, so a recorded
+    #: CUDA graph of it can be replayed (``Trainer.fit(cuda_graph=True)``).
+    graph_safe = True
 
     def __init__(self, lr: float) -> None:
         self.lr = _hyper("lr", lr, unit_interval=False)
@@ -503,6 +506,7 @@ class Adam(Optimizer):
 
     _hyper_names = ("lr", "beta1", "beta2")
     _state_names = ("m", "v")
+    graph_safe = False  # lr_t depends on the update count, which a graph would freeze
 
     def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999) -> None:
         super().__init__(lr)

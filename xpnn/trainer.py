@@ -26,7 +26,15 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from xpnn.backend import _dtype_name, backend_of, get_namespace, to_numpy
+from xpnn.backend import (
+    _dtype_name,
+    backend_of,
+    capture_cuda_graph,
+    device_of,
+    get_namespace,
+    ops,
+    to_numpy,
+)
 from xpnn.models import LayeredNet
 from xpnn.random import default_rng
 
@@ -106,6 +114,14 @@ class Trainer:
         loss = getattr(getattr(model, "loss_layer", None), "loss", None)
         return (model.loss(x, t) if loss is None else loss), grads
 
+    def _iteration(self, x: Any, t: Any, max_grad: float | None) -> Any:
+        """Step, clip and update on one batch; returns the loss (a 0-d array)."""
+        loss, grads = self._step(x, t)
+        if max_grad is not None:
+            clip_grads(grads, max_grad)
+        self.optimizer.update(self.model.params, grads)
+        return loss
+
     def _accuracy(self, x: Any, t: Any) -> float:
         model = self.model
         if hasattr(model, "accuracy"):
@@ -132,6 +148,7 @@ class Trainer:
         checkpoint_every: int | None = None,
         resume: str | os.PathLike[str] | None = None,
         on_nan: str = "raise",
+        cuda_graph: bool = False,
     ) -> Trainer:
         """Train for ``max_epoch`` epochs of ``len(x) // batch_size`` iterations.
 
@@ -163,6 +180,14 @@ class Trainer:
             on_nan: What a NaN or infinite loss does, checked at each eval
                 interval: ``"raise"`` (FloatingPointError), ``"warn"``
                 (RuntimeWarning, training goes on) or ``"ignore"``.
+            cuda_graph: On CuPy, record an iteration (taking the batch,
+                forward, backward, clipping, update) once as a CUDA graph and
+                replay it: one launch per iteration instead of dozens, which
+                is what bounds a GPU at these sizes. The first iteration runs
+                eagerly; the graph is recorded again when a hyper-parameter
+                (``optimizer.lr``...) changes. The results are those of eager
+                training. Needs data on CuPy and an optimizer whose update
+                does not depend on the update count (not Adam).
 
         Returns:
             The trainer itself (its lists hold the curves).
@@ -189,6 +214,7 @@ class Trainer:
             raise ValueError(f"max_grad must be positive, got {max_grad!r}")
         if on_nan not in ("raise", "warn", "ignore"):
             raise ValueError(f"on_nan must be 'raise', 'warn' or 'ignore', got {on_nan!r}")
+        graph_step = _GraphStep(self, x, t, batch_size, max_grad) if cuda_graph else None
         if validation_data is not None:
             x_val, t_val = validation_data
             get_namespace(x, x_val, t_val)  # same backend and device as the training data
@@ -219,10 +245,12 @@ class Trainer:
                 first = start_iter if epoch == start_epoch else 0
                 for iters in range(first, max_iters):
                     idx = order[iters * batch_size : (iters + 1) * batch_size]
-                    loss, grads = self._step(xp.take(x, idx, axis=0), xp.take(t, idx, axis=0))
-                    if max_grad is not None:
-                        clip_grads(grads, max_grad)
-                    self.optimizer.update(self.model.params, grads)
+                    if graph_step is not None:
+                        loss = graph_step(idx)
+                    else:
+                        loss = self._iteration(
+                            xp.take(x, idx, axis=0), xp.take(t, idx, axis=0), max_grad
+                        )
                     total_loss = total_loss + loss  # stays on the device
                     loss_count += 1
                     if bar is not None:
@@ -410,3 +438,60 @@ def _progress_bar(total: int, enabled: bool, initial: int = 0) -> Any:
         dynamic_ncols=True,
         disable=False if interactive else None,
     )
+
+
+class _GraphStep:
+    """``Trainer.fit``'s iteration replayed as a CUDA graph (``cuda_graph=True``).
+
+    The batch is taken into buffers of fixed address from an index buffer
+    that each iteration fills with its indices, so one recorded graph serves
+    every batch. The first call runs eagerly (compiling kernels, making the
+    layers' buffers); the second records the graph, and it and every later
+    call launch it.
+    """
+
+    def __init__(self, trainer: Trainer, x: Any, t: Any, batch_size: int, max_grad: Any):
+        if backend_of(x).name != "cupy":
+            raise ValueError(
+                f"cuda_graph=True needs the data on CuPy, got {backend_of(x).spec}; "
+                'use xpnn.use_backend("cupy") or drop cuda_graph'
+            )
+        optimizer = trainer.optimizer
+        if not getattr(optimizer, "graph_safe", False):
+            raise ValueError(
+                f"cuda_graph=True cannot replay {type(optimizer).__name__} updates: a recorded "
+                "graph repeats the same numbers, so the update must not depend on the update "
+                "count (SGD, Momentum, Nesterov, AdaGrad and RMSprop qualify; Adam does not)"
+            )
+        xp = get_namespace(x)
+        device = device_of(x)
+        self.trainer, self.x, self.t, self.max_grad = trainer, x, t, max_grad
+        self.k = ops(x)
+        self.idx = xp.empty((batch_size,), dtype=xp.int64, device=device)
+        self.xb = xp.empty((batch_size, *x.shape[1:]), dtype=x.dtype, device=device)
+        self.tb = xp.empty((batch_size, *t.shape[1:]), dtype=t.dtype, device=device)
+        self.warm = False
+        self.graph: Any = None
+        self.loss: Any = None
+
+    def _body(self) -> Any:
+        k = self.k
+        k.take_rows(self.x, self.idx, out=self.xb)
+        k.take_rows(self.t, self.idx, out=self.tb)
+        return self.trainer._iteration(self.xb, self.tb, self.max_grad)
+
+    def __call__(self, idx: Any) -> Any:
+        optimizer = self.trainer.optimizer
+        self.k.copy_into(self.idx, idx)
+        if not self.warm:
+            self.warm = True
+            return self._body()
+        if self.graph is None:
+            # fit() has no hooks, so the hyper-parameters the graph holds as
+            # numbers cannot change while it lives (it lives for one fit call).
+            count = optimizer.iter  # recording runs update() once in Python, not on the GPU
+            self.graph, self.loss = capture_cuda_graph(self._body, self.x)
+            optimizer.iter = count
+        self.graph.launch()
+        optimizer.iter += 1
+        return self.loss
