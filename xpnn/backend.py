@@ -658,7 +658,12 @@ class Ops:
         xp = self.xp
         n = x.shape[0]
         kernel = self._kernel("softmax_cross_entropy")
-        if kernel is not None and y is not None and x.dtype in (np.float32, np.float64):
+        if (
+            kernel is not None
+            and y is not None
+            and x.shape[0] > 0
+            and x.dtype in (np.float32, np.float64)
+        ):
             return kernel(x, t, y)
         s = self.subtract(x, self.max(x, axis=1, keepdims=True), out=shifted)
         e = self.exp(s, out=y)
@@ -726,6 +731,13 @@ _KERNEL_SOURCES["label_difference"] = (
 # One thread per row: the max, the exponentials, their sum, the softmax and
 # the row's loss, where separate array operations would be a dozen launches.
 _SOFTMAX_XENT_SOURCE = r"""
+__device__ inline float xpnn_exp(float v) { return expf(v); }
+__device__ inline double xpnn_exp(double v) { return exp(v); }
+__device__ inline float xpnn_log(float v) { return logf(v); }
+__device__ inline double xpnn_log(double v) { return log(v); }
+__device__ inline float xpnn_nan(float) { return __int_as_float(0x7fc00000); }
+__device__ inline double xpnn_nan(double) { return __longlong_as_double(0x7ff8000000000000LL); }
+
 template <typename T>
 __device__ void softmax_xent(const T* x, const long long* t, T* y, T* row_loss, int n, int c) {
     int i = blockDim.x * blockIdx.x + threadIdx.x;
@@ -735,10 +747,11 @@ __device__ void softmax_xent(const T* x, const long long* t, T* y, T* row_loss, 
     T m = xi[0];
     for (int j = 1; j < c; ++j) m = xi[j] > m ? xi[j] : m;
     T total = 0;
-    for (int j = 0; j < c; ++j) { yi[j] = exp(xi[j] - m); total += yi[j]; }
+    for (int j = 0; j < c; ++j) { yi[j] = xpnn_exp(xi[j] - m); total += yi[j]; }
     for (int j = 0; j < c; ++j) yi[j] /= total;
     long long label = t[i];
-    row_loss[i] = (label < 0 || label >= c) ? (T)nan("") : log(total) - (xi[label] - m);
+    row_loss[i] = (label < 0 || label >= c) ? xpnn_nan(m)
+                                            : xpnn_log(total) - (xi[label] - m);
 }
 extern "C" __global__ void softmax_xent_float(
         const float* x, const long long* t, float* y, float* r, int n, int c) {
@@ -759,7 +772,8 @@ class _CupySoftmaxXent:
 
         self.cupy = cupy
         self.module = cupy.RawModule(code=_SOFTMAX_XENT_SOURCE)
-        self.rows: dict[tuple[int, Any], Any] = {}  # per-row losses, kept per size
+        self.rows: dict[tuple[int, Any, int], Any] = {}  # per-row losses, per size and GPU
+        self.functions: dict[tuple[int, str], Any] = {}  # (GPU, name) -> loaded kernel
 
     def __call__(self, x: Any, t: Any, y: Any) -> tuple[Any, Any]:
         cp = self.cupy
@@ -775,9 +789,10 @@ class _CupySoftmaxXent:
         name = "softmax_xent_float" if x.dtype == cp.float32 else "softmax_xent_double"
         threads = 128
         blocks = (n + threads - 1) // threads
-        self.module.get_function(name)(
-            (blocks,), (threads,), (x, t, y, rows, cp.int32(n), cp.int32(c))
-        )
+        function = self.functions.get((key[2], name))
+        if function is None:  # a module is loaded on each GPU it runs on
+            function = self.functions[key[2], name] = self.module.get_function(name)
+        function((blocks,), (threads,), (x, t, y, rows, cp.int32(n), cp.int32(c)))
         return y, cp.mean(rows)
 
 

@@ -406,14 +406,43 @@ def bench_memory() -> dict[str, Any]:
     }
 
 
-def bench_gpu(repeats: int = 10) -> dict[str, Any] | None:
-    """CuPy vs PyTorch CUDA eager and vs NumPy, per batch size (None without CuPy)."""
+def _fit_iterations(x: Any, t: Any, batch: int, iters: int, graph: bool) -> Callable[[], None]:
+    """A call of Trainer.fit running about ``iters`` iterations (its count in .iterations)."""
+    per_epoch = min(iters, N_DATA // batch)
+    epochs = -(-iters // per_epoch)
+    n = per_epoch * batch
+    trainer = xpnn.Trainer(xpnn.TwoLayerNet(D_IN, HIDDEN, CLASSES, seed=0), xpnn.SGD(lr=LR))
+
+    def fit():
+        trainer.fit(
+            x[:n, ...],
+            t[:n],
+            max_epoch=epochs,
+            batch_size=batch,
+            eval_interval=per_epoch,
+            progress=False,
+            verbose=False,
+            cuda_graph=graph,
+        )
+
+    fit.iterations = epochs * per_epoch  # type: ignore[attr-defined]
+    return fit
+
+
+def bench_gpu(repeats: int = 5, iters: int = 200) -> dict[str, Any] | None:
+    """CuPy vs PyTorch CUDA eager and vs NumPy, per batch size (None without CuPy).
+
+    Every candidate runs ``iters`` iterations per call, so the bare steps and
+    the Trainer.fit loops (eager and CUDA graph, which include the per-epoch
+    shuffling and one loss read per epoch) are interleaved alike.
+    """
     if "cupy:0" not in xpnn.available_backends():
         return None
     import cupy
 
     x_host, t_host = _data()
     results: dict[str, Any] = {"unit": "ms/step"}
+    targets: dict[str, Any] = {}
     for batch in (100, 1024, 8192):
         candidates = {}
         for spec in ("numpy", "cupy"):
@@ -426,25 +455,49 @@ def bench_gpu(repeats: int = 10) -> dict[str, Any] | None:
                 # 16 index sets drawn ahead, cycled: the step itself is measured.
                 pool = itertools.cycle([rng.integers(0, N_DATA, batch) for _ in range(16)])
 
-                def step(net=net, opt=opt, xp=xp, x=x, t=t, pool=pool):
-                    idx = next(pool)
-                    grads = net.gradient(xp.take(x, idx, axis=0), xp.take(t, idx, axis=0))
-                    opt.update(net.params, grads)
+                def steps(net=net, opt=opt, xp=xp, x=x, t=t, pool=pool):
+                    for _ in range(iters):
+                        idx = next(pool)
+                        grads = net.gradient(xp.take(x, idx, axis=0), xp.take(t, idx, axis=0))
+                        opt.update(net.params, grads)
 
-                candidates[f"xpnn {spec}"] = step
+                candidates[f"xpnn {spec}"] = steps
+                if spec == "cupy":
+                    for graph in (False, True):
+                        name = "xpnn cupy Trainer.fit" + (", CUDA graph" if graph else "")
+                        candidates[name] = _fit_iterations(x, t, batch, iters, graph)
         torch_step = _torch_step("cuda", x_host, t_host, batch=batch)
         if torch_step is not None:
-            candidates["PyTorch CUDA eager"] = torch_step
+
+            def torch_steps(step=torch_step):
+                for _ in range(iters):
+                    step()
+
+            candidates["PyTorch CUDA eager"] = torch_steps
 
         def sync():
             cupy.cuda.runtime.deviceSynchronize()
 
-        timed = _measure(candidates, repeats, 50, sync=sync)
-        base = timed["xpnn cupy"]["median"]
-        results[f"batch {batch}"] = {
-            name: {**{k: v * 1e3 for k, v in r.items()}, "cupy speed-up": r["median"] / base}
-            for name, r in timed.items()
-        }
+        timed = _measure(candidates, repeats, 1, sync=sync)
+        base = timed["xpnn cupy"]["median"] / iters
+        row = {}
+        for name, r in timed.items():
+            count = getattr(candidates[name], "iterations", iters)
+            per = {k: v / count for k, v in r.items()}
+            row[name] = {
+                **{k: v * 1e3 for k, v in per.items()},
+                "cupy speed-up": per["median"] / base,
+            }
+        results[f"batch {batch}"] = row
+        if "PyTorch CUDA eager" in row:
+            torch_ms = row["PyTorch CUDA eager"]["median"]
+            targets[f"batch {batch}: PyTorch / xpnn cupy >= 1"] = (
+                torch_ms / row["xpnn cupy"]["median"]
+            )
+            targets[f"batch {batch}: PyTorch / xpnn Trainer.fit CUDA graph >= 1"] = (
+                torch_ms / row["xpnn cupy Trainer.fit, CUDA graph"]["median"]
+            )
+    results["targets"] = targets
     return results
 
 
