@@ -120,3 +120,28 @@ def test_cuda_graph_refuses_adam(cupy_backend):
         trainer.fit(
             x, t, max_epoch=1, batch_size=100, progress=False, verbose=False, cuda_graph=True
         )
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("a_transposed", [False, True])
+@pytest.mark.parametrize("b_transposed", [False, True])
+def test_cublas_matmul_equals_numpy_for_every_layout(
+    cupy_backend, dtype, a_transposed, b_transposed
+):
+    import cupy
+
+    from xpnn.backend import _cupy_gemm, ops
+
+    rng = np.random.default_rng(0)
+    a, b = rng.random((70, 30)), rng.random((30, 20))
+
+    def on_gpu(m, transposed):  # a transposed view has column-major strides
+        return cupy.asarray(m.T, dtype=dtype).T if transposed else cupy.asarray(m, dtype=dtype)
+
+    ga, gb = on_gpu(a, a_transposed), on_gpu(b, b_transposed)
+    out = cupy.full((70, 20), np.nan, dtype=dtype)
+    assert _cupy_gemm(ga, gb, out)  # the direct cuBLAS path applies to these layouts
+    out[...] = np.nan
+    assert ops(ga).matmul(ga, gb, out=out) is out
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(cupy.asnumpy(out), a @ b, rtol=tol)
