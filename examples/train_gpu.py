@@ -7,6 +7,7 @@ loss, accuracy and the speed-up over NumPy::
 
     python examples/train_gpu.py --backend cupy
     python examples/train_gpu.py --backend torch:cuda --dataset mnist --data-dir DIR --epochs 5
+    python examples/train_gpu.py --backend cupy --cuda-graph   # one graph launch per iteration
 
 Small problems are faster on the CPU: the spiral net multiplies 30x2 by 2x10
 matrices, far too little work to hide the cost of launching GPU kernels (on
@@ -61,6 +62,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, help="SGD learning rate (spiral: 1.0, mnist: 0.1)")
     p.add_argument("--seed", type=int, default=0, help="seed of weights and mini-batches")
     p.add_argument(
+        "--cuda-graph",
+        action="store_true",
+        help="CuPy: replay each iteration as a recorded CUDA graph (Trainer.fit(cuda_graph=True))",
+    )
+    p.add_argument(
         "--no-warmup",
         action="store_true",
         help="also time the first kernel launches (CuPy compiles each kernel on first use)",
@@ -86,11 +92,12 @@ def load(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, int]:
     return x, t, x, t, t.shape[1]  # the spiral has no test set
 
 
-def run(spec: str, args: argparse.Namespace) -> Result:
-    """Train on backend ``spec`` and time it.
+def run(spec: str, args: argparse.Namespace, cuda_graph: bool = False) -> Result:
+    """Train on backend ``spec`` and time it (replaying CUDA graphs if ``cuda_graph``).
 
     Raises:
         xpnn.BackendUnavailableError: ``spec`` cannot run here.
+        ValueError: ``cuda_graph`` on a backend other than CuPy.
     """
     with xpnn.use_backend(spec, dtype=args.dtype) as backend:
         x, t, x_eval, t_eval, classes = load(args)
@@ -109,6 +116,7 @@ def run(spec: str, args: argparse.Namespace) -> Result:
                 seed=args.seed,
                 progress=False,
                 verbose=False,
+                cuda_graph=cuda_graph,
             )
 
         if not args.no_warmup:
@@ -143,8 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = args.backend or xpnn.get_backend().spec
         # The chosen backend first: if it cannot run, say so before any work.
-        chosen = run(spec, args)
-    except xpnn.BackendUnavailableError as exc:
+        chosen = run(spec, args, cuda_graph=args.cuda_graph)
+    except (xpnn.BackendUnavailableError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(

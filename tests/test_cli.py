@@ -137,6 +137,8 @@ def test_train_runtime_errors_are_one_line(capsys, monkeypatch, tmp_path):
     assert code == 2 and "train-images-idx3-ubyte.gz" in err
     code, _, err = run(capsys, "train", "--batch-size", "1000")
     assert code == 2 and "larger than the data set" in err
+    code, _, err = run(capsys, "train", "--cuda-graph")
+    assert code == 2 and "--cuda-graph needs --backend cupy, not numpy" in err
 
 
 def test_gradcheck_passes(capsys, backend):

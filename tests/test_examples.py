@@ -206,9 +206,12 @@ def test_plot_decision_boundary_predicts_in_chunks_on_the_backend(backend, tmp_p
     assert_png(out)
 
 
-def test_train_gpu_prints_the_table(backend, capsys):
+@pytest.mark.parametrize("graph", [False, True], ids=["eager", "cuda-graph"])
+def test_train_gpu_prints_the_table(backend, capsys, graph):
+    if graph and backend.name != "cupy":
+        pytest.skip("CUDA graphs run on CuPy")
     argv = ["--backend", backend.spec, "--epochs", "2", "--hidden", "5"]
-    lines = run_main("train_gpu", argv, capsys)
+    lines = run_main("train_gpu", argv + ["--cuda-graph"] * graph, capsys)
     header = next(i for i, line in enumerate(lines) if line.startswith("backend"))
     assert lines[header].split() == "backend wall time final loss train acc speed-up".split()
     numpy_row, chosen_row = lines[header + 1].split(), lines[header + 2].split()
@@ -232,6 +235,13 @@ def test_train_gpu_without_cupy_says_why_and_does_not_fall_back(monkeypatch, cap
     assert "'cupy:0' is unavailable" in captured.err
     assert "not installed" in captured.err and "To fix:" in captured.err
     assert "numpy" not in captured.out  # nothing was trained instead
+
+
+def test_train_gpu_cuda_graph_needs_cupy(capsys):
+    assert load_example("train_gpu").main(["--backend", "numpy", "--cuda-graph"]) != 0
+    captured = capsys.readouterr()
+    assert "cuda_graph=True needs the data on CuPy" in captured.err
+    assert "backend" not in captured.out  # no table: nothing was timed
 
 
 def test_train_numerical_trains_and_reports(mnist_dir, capsys):

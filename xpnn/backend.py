@@ -804,9 +804,8 @@ class _CublasGemm:
     CuPy refuses any cuBLAS call while a stream is being captured into a CUDA
     graph, although cuBLAS supports it; this calls ``cublas<S|D>gemm`` on
     CuPy's own handle and current stream through ctypes, for the layouts the
-    layers use (C-ordered arrays and their transposes). It also costs a few
-    microseconds where ``cupy.matmul`` costs tens, which a small GPU step is
-    bound by.
+    layers use (C-ordered arrays and their transposes). Eager and recorded
+    steps both use it, so they compute alike.
     """
 
     def __init__(self, lib: Any):
