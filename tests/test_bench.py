@@ -54,3 +54,25 @@ def test_textbook_step_trains(batch):
     for _ in range(200):
         step()
     assert book.loss(x, one_hot) < before - 0.1
+
+
+def test_bare_numpy_floor_step_computes_the_same_training():
+    """The information-only floor step trains the same net as xpnn (float32 rounding)."""
+    from xpnn.bench import BATCH, _floor_step
+
+    rng = np.random.default_rng(0)
+    x = rng.random((BATCH, 784), dtype=np.float32)
+    t = rng.integers(0, 10, BATCH)
+    step = _floor_step(x, t, seed=3)
+    with xpnn.use_backend("numpy"):
+        net = xpnn.TwoLayerNet(784, 50, 10, seed=0)
+    for k, v in step.params.items():
+        net.params[k][...] = v
+    opt = xpnn.SGD(lr=0.1)
+    for _ in range(5):
+        # A batch is the whole of x in some order: the gradient does not depend on it.
+        step()
+        opt.update(net.params, net.gradient(xpnn.asarray(x), xpnn.asarray(t)))
+    for k, v in step.params.items():
+        np.testing.assert_allclose(v, net.params[k], rtol=1e-4, atol=1e-6, err_msg=k)
+    assert np.abs(step.params["b2"]).max() > 1e-3  # it did train

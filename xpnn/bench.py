@@ -49,6 +49,7 @@ __all__ = ["main", "run"]
 N_DATA, D_IN, HIDDEN, CLASSES, BATCH, LR = 60_000, 784, 50, 10, 100, 0.1
 TEXTBOOK = "textbook (book's code)"
 TIDIED = "textbook, tidied (info only)"
+FLOOR = "bare NumPy, hand-fused (info only)"
 
 
 # ------------------------------------------------------------------ timing
@@ -199,6 +200,64 @@ def _textbook_step(net: TextbookNet, x: np.ndarray, t: np.ndarray, seed: int) ->
     return step
 
 
+def _floor_step(x: np.ndarray, t: np.ndarray, seed: int) -> Callable[[], None]:
+    """The step as bare NumPy calls, hand-fused, for information: what is left to gain.
+
+    No layers, no checks, no other backend: one flat parameter buffer and one
+    flat gradient buffer (the update is two calls), Fortran-ordered scores
+    (row reductions over 10 columns run down contiguous columns), batches
+    taken into a buffer from a per-epoch permutation. Same initialisation
+    scale, same maths as xpnn's step.
+    """
+    n, d, h, c = BATCH, D_IN, HIDDEN, CLASSES
+    rng = np.random.default_rng(seed)
+    params = np.zeros(d * h + h + h * c + c, np.float32)
+    grads, scratch = np.empty_like(params), np.empty_like(params)
+    sizes = np.cumsum([0, d * h, h, h * c, c])
+    W1, b1, W2, b2 = (params[a:b] for a, b in itertools.pairwise(sizes))
+    gW1, gb1, gW2, gb2 = (grads[a:b] for a, b in itertools.pairwise(sizes))
+    W1, gW1, W2, gW2 = W1.reshape(d, h), gW1.reshape(d, h), W2.reshape(h, c), gW2.reshape(h, c)
+    W1[...] = 0.01 * rng.standard_normal((d, h))
+    W2[...] = 0.01 * rng.standard_normal((h, c))
+    xb, tb = np.empty((n, d), np.float32), np.empty(n, t.dtype)
+    a1, z, dz = (np.empty((n, h), np.float32) for _ in range(3))
+    s = np.empty((n, c), np.float32, order="F")
+    rows = np.arange(n)
+    inv, lr = np.float32(1 / n), np.float32(LR)
+    state = {"order": rng.permutation(x.shape[0]), "at": 0}
+
+    def step():
+        at = state["at"]
+        if at + n > x.shape[0]:
+            state["order"], at = rng.permutation(x.shape[0]), 0
+        idx = state["order"][at : at + n]
+        state["at"] = at + n
+        np.take(x, idx, axis=0, out=xb, mode="wrap")  # valid indices; "wrap" writes in place
+        np.take(t, idx, out=tb, mode="wrap")
+        np.add(np.matmul(xb, W1, out=a1), b1, out=a1)
+        np.multiply(a1, 0.5, out=z)
+        np.tanh(z, out=z)
+        np.multiply(z, 0.5, out=z)
+        np.add(z, 0.5, out=z)  # sigmoid
+        np.add(np.matmul(z, W2, out=s), b2, out=s)
+        np.subtract(s, np.maximum.reduce(s, axis=1, keepdims=True), out=s)
+        np.exp(s, out=s)
+        np.multiply(s, inv / np.add.reduce(s, axis=1, keepdims=True), out=s)
+        s[rows, tb] -= inv  # (softmax - one_hot) / n
+        np.matmul(z.T, s, out=gW2)
+        np.add.reduce(s, axis=0, out=gb2)
+        np.matmul(s, W2.T, out=dz)
+        np.subtract(1, z, out=a1)
+        np.multiply(a1, z, out=a1)
+        np.multiply(dz, a1, out=dz)
+        np.matmul(xb.T, dz, out=gW1)
+        np.add.reduce(dz, axis=0, out=gb1)
+        np.subtract(params, np.multiply(grads, lr, out=scratch), out=params)
+
+    step.params = {"W1": W1, "b1": b1, "W2": W2, "b2": b2}  # type: ignore[attr-defined]
+    return step
+
+
 # ------------------------------------------------------------------- cases
 
 
@@ -241,6 +300,7 @@ def bench_step(repeats: int = 15, inner: int = 50) -> dict[str, Any]:
     candidates[TIDIED] = _textbook_step(
         TidiedTextbookNet(), x_host.astype(np.float64), t_host, seed=2
     )
+    candidates[FLOOR] = _floor_step(x_host, t_host, seed=3)
     torch_step = _torch_step("cpu", x_host, t_host)
     if torch_step is not None:
         candidates["PyTorch eager"] = torch_step
