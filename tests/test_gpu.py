@@ -81,12 +81,19 @@ def test_cuda_graph_training_equals_eager_training(cupy_backend, make_opt, max_g
             batch_size=100,
             eval_interval=5,
             max_grad=max_grad,
+            # The accuracies run the layers on 1000 and 300 rows between
+            # iterations: the layers make new buffers, the graph must keep its own.
+            validation_data=(x[:300, ...], t[:300]),
             progress=False,
             verbose=False,
             cuda_graph=graph,
         )
         runs.append(
-            (trainer.loss_list, {k: xpnn.to_numpy(v) for k, v in net.params.items()}, opt.iter)
+            (
+                trainer.loss_list + trainer.test_acc_list,
+                {k: xpnn.to_numpy(v) for k, v in net.params.items()},
+                opt.iter,
+            )
         )
     (loss_e, params_e, iter_e), (loss_g, params_g, iter_g) = runs
     assert iter_g == iter_e == 30

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from xpnn.backend import (
+    CudaGraph,
     _dtype_name,
     backend_of,
-    capture_cuda_graph,
     device_of,
     get_namespace,
     ops,
@@ -446,8 +446,8 @@ class _GraphStep:
     The batch is taken into buffers of fixed address from an index buffer
     that each iteration fills with its indices, so one recorded graph serves
     every batch. The first call runs eagerly (compiling kernels, making the
-    layers' buffers); the second records the graph, and it and every later
-    call launch it.
+    layers' buffers anew in the graph's memory pool, see CudaGraph); the
+    second records the graph, and it and every later call launch it.
     """
 
     def __init__(self, trainer: Trainer, x: Any, t: Any, batch_size: int, max_grad: Any):
@@ -470,7 +470,6 @@ class _GraphStep:
         self.idx = xp.empty((batch_size,), dtype=xp.int64, device=device)
         self.xb = xp.empty((batch_size, *x.shape[1:]), dtype=x.dtype, device=device)
         self.tb = xp.empty((batch_size, *t.shape[1:]), dtype=t.dtype, device=device)
-        self.warm = False
         self.graph: Any = None
         self.loss: Any = None
 
@@ -483,14 +482,19 @@ class _GraphStep:
     def __call__(self, idx: Any) -> Any:
         optimizer = self.trainer.optimizer
         self.k.copy_into(self.idx, idx)
-        if not self.warm:
-            self.warm = True
-            return self._body()
         if self.graph is None:
+            # The layers make new buffers in the graph's memory pool, so that
+            # nothing else can get their memory while the graph lives.
+            model = self.trainer.model
+            for layer in [*getattr(model, "layers", ()), getattr(model, "loss_layer", None)]:
+                getattr(layer, "_buffers", {}).clear()
+            self.graph = CudaGraph(self.x)
+            return self.graph.run_eagerly(self._body)
+        if self.loss is None:
             # fit() has no hooks, so the hyper-parameters the graph holds as
             # numbers cannot change while it lives (it lives for one fit call).
             count = optimizer.iter  # recording runs update() once in Python, not on the GPU
-            self.graph, self.loss = capture_cuda_graph(self._body, self.x)
+            self.loss = self.graph.record(self._body)
             optimizer.iter = count
         self.graph.launch()
         optimizer.iter += 1
