@@ -226,3 +226,29 @@ def test_model_entry_points_name_what_is_wrong(backend):
         x_other = xpnn.asarray(np.zeros((5, 4)))
     with pytest.raises(xpnn.BackendMismatchError):
         net.accuracy(x_other, xpnn.asarray(np.zeros(5, dtype=np.int64)))
+
+
+def test_labels_out_of_range_never_give_a_finite_loss(backend):
+    """A label the net has no output for raises, or (CuPy: no host check) gives NaN."""
+    if backend.spec.startswith("torch:cuda"):
+        pytest.skip("an out-of-range index is a device-side assert that ends the CUDA context")
+    x = xpnn.asarray(np.zeros((3, 4)))
+    t = xpnn.asarray(np.array([0, 4, 1]))
+    try:
+        loss = SoftmaxWithLoss().forward(x, t)
+    except (IndexError, RuntimeError):
+        assert backend.name != "cupy"
+        return
+    assert backend.name == "cupy"
+    assert np.isnan(float(xpnn.to_numpy(loss)))
+
+
+def test_functions_refuse_labels_out_of_range_on_the_cpu(backend):
+    if backend.name == "cupy" or backend.spec.startswith("torch:cuda"):
+        pytest.skip("GPUs do not check indices without a host sync")
+    y = xpnn.asarray(np.full((3, 4), 0.25))
+    t = xpnn.asarray(np.array([0, 4, 1]))
+    with pytest.raises((IndexError, RuntimeError)):
+        xpnn.functions.cross_entropy_error(y, t)
+    with pytest.raises((IndexError, RuntimeError)):
+        xpnn.functions.softmax_cross_entropy(y, t)

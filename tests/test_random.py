@@ -403,3 +403,12 @@ def test_float32_draws_stay_below_high(backend, draw):
     g.set_state(bits.state)
     x = g.random() if draw == "random" else g.uniform(0.0, 1.0)
     assert float(host(x)) < 1.0
+
+
+@pytest.mark.parametrize("size", [None, 1, 100, (3, 4)])
+def test_choice_draws_what_numpy_choice_draws(size):
+    """The book's np.random.choice(n, k): xpnn draws the same numbers from the same seed."""
+    ours, numpy_rng = xpnn.default_rng(5), np.random.default_rng(5)
+    for n in (1, 7, 60_000):
+        got = xpnn.to_numpy(ours.choice(n, size))
+        np.testing.assert_array_equal(got, numpy_rng.choice(n, size))

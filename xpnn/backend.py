@@ -501,9 +501,10 @@ class Ops:
     Get one with :func:`ops` from an array: ``k = ops(x)``.
     """
 
-    def __init__(self, xp: Any, native: Any):
+    def __init__(self, xp: Any, native: Any, torch: Any = None):
         self.xp = xp
         self.native = native  # numpy or cupy, or None
+        self.torch = torch  # the torch module when xp is PyTorch's namespace
         # NumPy only: n -> arange(n), the row numbers of pick(); -c -> arange(c).
         self._rows: dict[int, Any] = {}
         self._isdtype: dict[tuple[type, Any, str], bool] = {}
@@ -634,6 +635,10 @@ class Ops:
         xp = self.xp
         if t.dtype != xp.int64:  # PyTorch's take_along_dim takes int64 indices only
             t = xp.astype(t, xp.int64)
+        if self.torch is not None:
+            # torch.take_along_dim reads out of bounds without a word (PyTorch
+            # 2.13, CPU); gather checks the indices.
+            return self.torch.gather(a, 1, xp.reshape(t, (-1, 1)))[:, 0]
         return xp.take_along_axis(a, xp.reshape(t, (-1, 1)), axis=1)[:, 0]
 
     def softmax_cross_entropy(
@@ -1027,14 +1032,16 @@ def ops(*arrays: Any) -> Ops:
     if k is None:
         import array_api_compat
 
-        native = None
+        native = torch = None
         if array_api_compat.is_numpy_namespace(xp):
             native = np
         elif array_api_compat.is_cupy_namespace(xp):
             import cupy
 
             native = cupy
-        k = _ops_cache[id(xp)] = Ops(xp, native)
+        elif array_api_compat.is_torch_namespace(xp):
+            import torch
+        k = _ops_cache[id(xp)] = Ops(xp, native, torch)
         if native is np:
             _ops_cache[-1] = k
     return k

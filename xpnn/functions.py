@@ -126,9 +126,7 @@ def _as_batch(y: Any, t: Any, xp: Any) -> tuple[Any, Any]:
 
 def _pick(xp: Any, a: Any, t: Any) -> Any:
     """``a[i, t[i]]`` for each row i: (N, C), (N,) -> (N,), portably."""
-    if t.dtype != xp.int64:  # PyTorch's take_along_dim takes int64 indices only
-        t = xp.astype(t, xp.int64)
-    return xp.take_along_axis(a, xp.reshape(t, (-1, 1)), axis=1)[:, 0]
+    return ops(a, t).pick(a, t)
 
 
 def cross_entropy_error(y: Any, t: Any) -> Any:
