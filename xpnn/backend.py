@@ -623,8 +623,9 @@ class Ops:
     def pick(self, a: Any, t: Any) -> Any:
         """``a[i, t[i]]`` for every row i: ``(N, C)`` and integer ``(N,)`` -> ``(N,)``.
 
-        A label outside ``0..C-1`` raises IndexError (on a GPU, where that
-        cannot be checked without a sync, see :meth:`softmax_cross_entropy`).
+        A label of ``C`` or more raises (IndexError; RuntimeError on PyTorch);
+        negative labels count from the end, as in NumPy and the book. On a GPU
+        the check would be a sync: see :meth:`softmax_cross_entropy`.
         """
         if self.native is np:  # fancy indexing: a third of take_along_axis's time
             n = a.shape[0]
