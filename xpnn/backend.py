@@ -505,8 +505,7 @@ class Ops:
         self.xp = xp
         self.native = native  # numpy or cupy, or None
         self.torch = torch  # the torch module when xp is PyTorch's namespace
-        # NumPy only: n -> arange(n), the row numbers of pick(); -c -> arange(c).
-        self._rows: dict[int, Any] = {}
+        self._aranges: dict[int, Any] = {}  # NumPy only: n -> arange(n), see _arange
         self._isdtype: dict[tuple[type, Any, str], bool] = {}
 
     def buffer(self, cache: dict, name: Any, shape: tuple[int, ...], dtype: Any, like: Any) -> Any:
@@ -520,6 +519,14 @@ class Ops:
                 return buf
         buf = cache[name] = self.xp.empty(shape, dtype=dtype, device=device_of(like))
         return buf
+
+    def _arange(self, n: int) -> Any:
+        """NumPy's ``arange(n)``, made once: row and class numbers of pick() and
+        label_difference(), which a step would otherwise make every time."""
+        numbers = self._aranges.get(n)
+        if numbers is None:
+            numbers = self._aranges[n] = np.arange(n)
+        return numbers
 
     def isdtype(self, dtype: Any, kind: str) -> bool:
         """``xp.isdtype(dtype, kind)``, remembered (it is slow for what it does)."""
@@ -628,11 +635,7 @@ class Ops:
         the check would be a sync: see :meth:`softmax_cross_entropy`.
         """
         if self.native is np:  # fancy indexing: a third of take_along_axis's time
-            n = a.shape[0]
-            rows = self._rows.get(n)
-            if rows is None:
-                rows = self._rows[n] = np.arange(n)
-            return a[rows, t]
+            return a[self._arange(a.shape[0]), t]
         xp = self.xp
         if t.dtype != xp.int64:  # PyTorch's take_along_dim takes int64 indices only
             t = xp.astype(t, xp.int64)
@@ -662,22 +665,26 @@ class Ops:
             On CuPy both come from one kernel, where a label out of range
             makes its row's loss NaN (checking it on the host would be a sync).
         """
-        xp = self.xp
         n = x.shape[0]
         kernel = self._kernel("softmax_cross_entropy")
-        if (
-            kernel is not None
-            and y is not None
-            and x.shape[0] > 0
-            and x.dtype in (np.float32, np.float64)
-        ):
+        if kernel is not None and y is not None and n > 0 and x.dtype in (np.float32, np.float64):
             return kernel(x, t, y)
+        y, s, total = self.softmax_rows(x, y, shifted)
+        loss = self.sum(self.xp.log(total[:, 0]) - self.pick(s, t), axis=None) / n
+        return y, loss
+
+    def softmax_rows(self, x: Any, y: Any = None, shifted: Any = None) -> tuple[Any, Any, Any]:
+        """Softmax over the rows of ``x`` ``(N, C)``, keeping what a loss needs.
+
+        Returns:
+            ``(softmax(x), s, sum(exp(s)))`` with ``s = x - max(x)`` per row:
+            ``(N, C)``, ``(N, C)`` and ``(N, 1)`` (into ``y`` and ``shifted``
+            where given).
+        """
         s = self.subtract(x, self.max(x, axis=1, keepdims=True), out=shifted)
         e = self.exp(s, out=y)
         total = self.sum(e, axis=1, keepdims=True)
-        y = self.divide(e, total, out=e)
-        loss = self.sum(xp.log(total[:, 0]) - self.pick(s, t), axis=None) / n
-        return y, loss
+        return self.divide(e, total, out=e), s, total
 
     def label_difference(self, y: Any, t: Any, scale: Any, out: Any = None) -> Any:
         """``(y - one_hot(t)) * scale``: softmax-with-loss's backward for integer labels.
@@ -691,10 +698,7 @@ class Ops:
         xp = self.xp
         c = y.shape[1]
         if self.native is np:
-            classes = self._rows.get(-c)  # kept beside the row numbers, keyed -C
-            if classes is None:
-                classes = self._rows[-c] = np.arange(c)
-            hot = np.equal(t.reshape(-1, 1), classes)
+            hot = np.equal(t.reshape(-1, 1), self._arange(c))
         else:  # the Array API does not mix bool and float
             classes = xp.arange(c, dtype=t.dtype, device=device_of(t))
             hot = xp.astype(xp.reshape(t, (-1, 1)) == classes, y.dtype)
@@ -708,11 +712,6 @@ class Ops:
         if out is not None and self.native is not None:
             return self.native.take(x, idx, axis=0, out=out)
         return self.xp.take(x, idx, axis=0)
-
-    def copy_into(self, dst: Any, src: Any) -> Any:
-        """Copy ``src`` into the existing array ``dst`` (same shape), on the device."""
-        dst[...] = src
-        return dst
 
     def _kernel(self, name: str) -> Any:
         if self.native is None or self.native is np:

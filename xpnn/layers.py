@@ -223,10 +223,7 @@ class SoftmaxWithLoss(Layer):
             return self.loss
         # One-hot (or soft) targets: rows of t sum to 1, so the loss of a row
         # is log(sum(exp(s))) - sum(t * s).
-        shifted = k.subtract(x, xp.max(x, axis=1, keepdims=True), out=shifted)
-        y = k.exp(shifted, out=y)
-        total = xp.sum(y, axis=1, keepdims=True)
-        self.y = k.divide(y, total, out=y)
+        self.y, shifted, total = k.softmax_rows(x, y, shifted)
         self.t = xp.astype(t, x.dtype)
         self.loss = (xp.sum(xp.log(total)) - xp.sum(k.multiply(self.t, shifted, out=shifted))) / n
         return self.loss

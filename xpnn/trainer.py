@@ -481,7 +481,7 @@ class _GraphStep:
 
     def __call__(self, idx: Any) -> Any:
         optimizer = self.trainer.optimizer
-        self.k.copy_into(self.idx, idx)
+        self.idx[...] = idx  # a copy on the device, ordered before the launch
         if self.graph is None:
             # The layers make new buffers in the graph's memory pool, so that
             # nothing else can get their memory while the graph lives.
