@@ -368,3 +368,10 @@ def test_ops_with_and_without_out_give_the_same_bits(backend):
     assert plain.buffer(cache, "x", (2,), a.dtype, a) is None
     if k.native is not None:  # numpy/cupy: the buffer is kept and reused
         assert k.buffer(cache, "out", (5, 3), a.dtype, a) is cache["out"]
+
+
+def test_cuda_graph_refuses_arrays_not_on_cupy(backend):
+    if backend.name == "cupy":
+        pytest.skip("CuPy records graphs: tests/test_gpu.py")
+    with pytest.raises(ValueError, match="CUDA graphs need CuPy arrays"):
+        B.CudaGraph(xpnn.asarray([1.0, 2.0]))
