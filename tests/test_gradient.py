@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 
 import xpnn
-from xpnn.gradient import gradient_descent, numerical_diff, numerical_gradient
+from xpnn.gradient import (
+    Float32GradientWarning,
+    gradient_descent,
+    numerical_diff,
+    numerical_gradient,
+)
 
 
 def function_1(x):
@@ -50,7 +55,8 @@ def test_numerical_gradient_any_shape_and_dtype_kept(backend, xp):
     assert g.shape == x.shape and g.dtype == xp.float64
     # central differences of x^3 are exactly 3x^2 + h^2 (up to rounding)
     np.testing.assert_allclose(xpnn.to_numpy(g), 3 * a**2 + 1e-8, rtol=1e-7, atol=1e-9)
-    g32 = numerical_gradient(lambda v: xp.sum(v * v), xpnn.asarray(a))
+    with pytest.warns(Float32GradientWarning, match="float32"):
+        g32 = numerical_gradient(lambda v: xp.sum(v * v), xpnn.asarray(a, dtype="float32"))
     assert g32.dtype == xp.float32
 
 

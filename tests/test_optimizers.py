@@ -224,13 +224,19 @@ def test_updates_in_place_and_leaves_grads_alone(backend, name):
 @pytest.mark.parametrize("name", NAMES)
 def test_float32_stays_float32_and_state_lives_beside_params(backend, xp, name):
     rng = np.random.default_rng(3)
-    params = {"W": xpnn.asarray(rng.normal(size=(3, 2))), "b": xpnn.asarray(rng.normal(size=2))}
+    params = {
+        "W": xpnn.asarray(rng.normal(size=(3, 2)), dtype="float32"),
+        "b": xpnn.asarray(rng.normal(size=2), dtype="float32"),
+    }
     assert all(p.dtype == xp.float32 for p in params.values())
     opt = make(name)
     for state_name in STATE_NAMES[name]:
         assert getattr(opt, state_name) is None  # created lazily
     for _ in range(3):
-        grads = {k: xpnn.asarray(rng.normal(size=tuple(p.shape))) for k, p in params.items()}
+        grads = {
+            k: xpnn.asarray(rng.normal(size=tuple(p.shape)), dtype="float32")
+            for k, p in params.items()
+        }
         opt.update(params, grads)
     for p in params.values():
         assert p.dtype == xp.float32
@@ -505,7 +511,7 @@ def test_trains_two_layer_net_through_its_layers(backend, name):
     centers = np.array([[2.0, 0.0, 0.0, 0.0], [0.0, 2.0, 0.0, 0.0], [0.0, 0.0, 2.0, 0.0]])
     labels = np.repeat(np.arange(3), 20)
     x_host = centers[labels] + rng.normal(scale=0.5, size=(60, 4))
-    x, t = xpnn.asarray(x_host), xpnn.asarray(labels)
+    x, t = xpnn.asarray(x_host, dtype="float32"), xpnn.asarray(labels)
     net = xpnn.TwoLayerNet(4, 8, 3, weight_init_std=0.5, seed=0)
     ids = {k: id(v) for k, v in net.params.items()}
     start = float(host(net.loss(x, t)))

@@ -8,6 +8,9 @@ where new arrays (parameters, data, random numbers) are created with
 
 __version__ = "0.1.0"
 
+# The modules a user reaches for as attributes (``xpnn.io.save(...)``); plot
+# and bench stay out: they import matplotlib and the textbook reference.
+from xpnn import datasets, functions, gradient, io, layers, optimizers
 from xpnn.backend import (
     BACKEND_NAMES,
     Backend,
@@ -26,7 +29,7 @@ from xpnn.backend import (
     use_backend,
     zeros,
 )
-from xpnn.models import LayeredNet, LayeredTwoLayerNet, SimpleNet, TwoLayerNet
+from xpnn.models import LayeredNet, LayeredTwoLayerNet, SimpleNet, TwoLayerNet, simpleNet
 from xpnn.optimizers import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
 from xpnn.random import Generator, default_rng
 from xpnn.trainer import Trainer
@@ -53,12 +56,19 @@ __all__ = [
     "available_backends",
     "backend_of",
     "backend_status",
+    "datasets",
     "default_rng",
     "device_of",
+    "functions",
     "get_backend",
     "get_namespace",
+    "gradient",
     "info",
+    "io",
+    "layers",
+    "optimizers",
     "set_backend",
+    "simpleNet",
     "to_numpy",
     "use_backend",
     "zeros",

@@ -507,6 +507,8 @@ class Ops:
         self.torch = torch  # the torch module when xp is PyTorch's namespace
         self._aranges: dict[int, Any] = {}  # NumPy only: n -> arange(n), see _arange
         self._isdtype: dict[tuple[type, Any, str], bool] = {}
+        # The unsigned integer type of each integer size (NumPy's check_labels).
+        self._unsigned = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
     def buffer(self, cache: dict, name: Any, shape: tuple[int, ...], dtype: Any, like: Any) -> Any:
         """A reusable output array kept in ``cache[name]`` (None without ``out=``)."""
@@ -596,13 +598,35 @@ class Ops:
     # Fused element-wise steps. On CuPy each is one kernel (a GPU step is
     # bound by kernel launches); elsewhere the same formula in separate passes.
 
+    def negative(self, a: Any, out: Any = None) -> Any:
+        if out is not None and self.native is not None:
+            return self.native.negative(a, out=out)
+        return -a
+
     def sigmoid(self, x: Any, out: Any = None) -> Any:
-        """0.5 * tanh(0.5 * x) + 0.5 (the logistic function, overflow-free)."""
+        """The logistic function 1 / (1 + exp(-x)), element-wise, in x's dtype.
+
+        Evaluated as written, in four passes that round at most once each, so
+        the result is within a few ulp (relative) wherever it is a normal float,
+        tiny values of negative x included (the tanh identity 0.5 * tanh(0.5 x)
+        + 0.5 lost them all: sigmoid(-38) was 0 in float64). Below about -88.7
+        (float32) or -709.8 (float64), where the true value is subnormal,
+        exp(-x) overflows to inf and the result is 0; that overflow is
+        intended and raises no warning. NaN stays NaN.
+        """
         kernel = self._kernel("sigmoid")
         if kernel is not None and out is not None:
             return kernel(x, out)
-        y = self.tanh(self.multiply(x, 0.5, out=out), out=out)
-        return self.add(self.multiply(y, 0.5, out=out), 0.5, out=out)
+        if self.torch is not None:  # no floating-point warnings to silence
+            return self._sigmoid_passes(x, out)
+        # NumPy (and array-api-strict, which computes with NumPy) would warn of
+        # the intended overflow.
+        with np.errstate(over="ignore", under="ignore"):
+            return self._sigmoid_passes(x, out)
+
+    def _sigmoid_passes(self, x: Any, out: Any) -> Any:
+        e = self.exp(self.negative(x, out=out), out=out)
+        return self.divide(1.0, self.add(e, 1.0, out=e), out=e)
 
     def sigmoid_backward(self, y: Any, dout: Any, out: Any = None) -> Any:
         """(1 - y) * y * dout, the sigmoid's backward pass from its output y."""
@@ -627,50 +651,134 @@ class Ops:
         p -= self.multiply(g, lr, out=scratch)
         return p
 
-    def pick(self, a: Any, t: Any) -> Any:
+    def check_labels(self, t: Any, num_classes: int, who: str = "labels") -> None:
+        """Refuse labels that are not class indices ``0..num_classes-1``.
+
+        The dtype is always checked. The values are read only where that is
+        free, in host memory (NumPy, PyTorch on the CPU, array-api-strict on
+        its CPU device); on a device (CuPy, PyTorch CUDA, array-api-strict's
+        simulated devices) reading them would be a host synchronisation, so
+        they are not checked here and the losses turn an invalid label into a
+        NaN loss and a NaN gradient row instead. Negative labels are out of
+        range everywhere (they do not count from the end).
+
+        Args:
+            t: Labels, any shape, integer.
+            num_classes: The number of classes C (> 0).
+            who: What the labels are, for the message.
+
+        Raises:
+            TypeError: ``t`` is not of an integer dtype.
+            ValueError: A label read is outside ``0..num_classes-1`` (the
+                message names the range found).
+        """
+        if not self.isdtype(t.dtype, "integral"):
+            raise TypeError(
+                f"{who} must have an integer dtype (class indices), got {_dtype_name(t.dtype)}"
+            )
+        if self.native is np:
+            # Seen as unsigned, a negative label is huge: one reduction (the
+            # ufunc's own, cheaper than max()) says whether all are in range.
+            unsigned = t.view(self._unsigned[t.itemsize])
+            if t.size == 0 or np.maximum.reduce(unsigned, axis=None) < num_classes:
+                return
+            found = int(np.minimum.reduce(t, axis=None)), int(np.maximum.reduce(t, axis=None))
+        else:
+            found = self._label_range(t)
+            if found is None or (found[0] >= 0 and found[1] < num_classes):
+                return
+        lo, hi = found
+        why = " (negative labels do not count from the end)" if lo < 0 else ""
+        raise ValueError(
+            f"{who} must be class indices in 0..{num_classes - 1}, found values in {lo}..{hi}{why}"
+        )
+
+    def _label_range(self, t: Any) -> tuple[int, int] | None:
+        """``(min(t), max(t))`` of labels off NumPy where reading them is free, else
+        None (on a device, where it would be a host sync; also for empty ``t``)."""
+        backend = backend_of(t)
+        if backend.is_gpu:
+            return None
+        if backend.name == "array_api_strict" and backend.device != self.xp.Device("CPU_DEVICE"):
+            return None  # a simulated device refuses to be read, as a GPU would cost a sync
+        if 0 in tuple(t.shape):
+            return None
+        return int(self.xp.min(t)), int(self.xp.max(t))
+
+    def pick(self, a: Any, t: Any, *, checked: bool = False) -> Any:
         """``a[i, t[i]]`` for every row i: ``(N, C)`` and integer ``(N,)`` -> ``(N,)``.
 
-        A label of ``C`` or more raises (IndexError; RuntimeError on PyTorch);
-        negative labels count from the end, as in NumPy and the book. On a GPU
-        the check would be a sync: see :meth:`softmax_cross_entropy`.
+        Labels must be in ``0..C-1``. On NumPy others raise ValueError (unless
+        ``checked``); elsewhere the element picked for an invalid label is NaN,
+        as checking on a device would be a host sync (:meth:`check_labels`
+        raises where it is free: call it first). An invalid label is never
+        used as an index (NumPy would wrap a negative one to another class,
+        PyTorch CUDA would assert on the device): it is clamped into range
+        and the element it picks replaced.
+
+        Args:
+            a: ``(N, C)``, float.
+            t: ``(N,)``, integer.
+            checked: :meth:`check_labels` already ran on ``t`` (skips a
+                second read of the labels on NumPy).
         """
-        if self.native is np:  # fancy indexing: a third of take_along_axis's time
-            return a[self._arange(a.shape[0]), t]
+        if self.native is np:
+            if not checked:
+                self.check_labels(t, a.shape[1])
+            return a[self._arange(a.shape[0]), t]  # fancy indexing: a third of take_along_axis
         xp = self.xp
-        if t.dtype != xp.int64:  # PyTorch's take_along_dim takes int64 indices only
+        c = a.shape[1]
+        if t.dtype != xp.int64:  # PyTorch's gather takes int64 indices only
             t = xp.astype(t, xp.int64)
+        t = xp.reshape(t, (-1, 1))
+        valid = (t >= 0) & (t < c)
+        index = xp.clip(t, 0, c - 1)  # a valid index for every row: never out of bounds
         if self.torch is not None:
             # torch.take_along_dim reads out of bounds without a word (PyTorch
-            # 2.13, CPU); gather checks the indices.
-            return self.torch.gather(a, 1, xp.reshape(t, (-1, 1)))[:, 0]
-        return xp.take_along_axis(a, xp.reshape(t, (-1, 1)), axis=1)[:, 0]
+            # 2.13, CPU), and gather would assert on CUDA: the index is in range.
+            picked = self.torch.gather(a, 1, index)
+        else:
+            picked = xp.take_along_axis(a, index, axis=1)
+        return xp.where(valid, picked, float("nan"))[:, 0]
 
     def softmax_cross_entropy(
-        self, x: Any, t: Any, y: Any = None, shifted: Any = None
+        self, x: Any, t: Any, y: Any = None, shifted: Any = None, *, checked: bool = False
     ) -> tuple[Any, Any]:
         """Softmax of scores and their mean cross-entropy against integer labels.
 
         With ``s = x - max(x)`` per row: ``softmax(x) = exp(s) / sum(exp(s))``
         and the loss of a row is ``log(sum(exp(s))) - s[label]``
-        (log-sum-exp: finite for any finite scores).
+        (log-sum-exp: finite for finite scores, unless the loss itself
+        exceeds the float range, as for a label whose score is 1e308 below
+        the maximum: then it is inf).
 
         Args:
-            x: Scores ``(N, C)``, float.
+            x: Scores ``(N, C)``, float, N > 0.
             t: Labels ``(N,)`` in ``0..C-1``, integer.
             y: Output buffer for the softmax ``(N, C)``, or None.
             shifted: Work buffer ``(N, C)`` for ``s``, or None.
+            checked: :meth:`check_labels` already ran on ``t``.
 
         Returns:
             ``(softmax(x), mean loss)``: ``(N, C)`` and a 0-d array, in x's dtype.
-            On CuPy both come from one kernel, where a label out of range
-            makes its row's loss NaN (checking it on the host would be a sync).
+
+        Raises:
+            ValueError: ``N`` is 0 (a mean over no samples), or a label is
+                out of range where reading labels is free (see
+                :meth:`check_labels`). On a device a label out of range makes
+                its row's loss NaN, so the mean is NaN (on CuPy both results
+                come from one kernel).
         """
-        n = x.shape[0]
+        n, c = x.shape
+        if n == 0:
+            raise ValueError(f"the loss of an empty batch is undefined: scores of shape {(n, c)}")
+        if not checked:
+            self.check_labels(t, c)
         kernel = self._kernel("softmax_cross_entropy")
-        if kernel is not None and y is not None and n > 0 and x.dtype in (np.float32, np.float64):
+        if kernel is not None and y is not None and x.dtype in (np.float32, np.float64):
             return kernel(x, t, y)
         y, s, total = self.softmax_rows(x, y, shifted)
-        loss = self.sum(self.xp.log(total[:, 0]) - self.pick(s, t), axis=None) / n
+        loss = self.sum(self.xp.log(total[:, 0]) - self.pick(s, t, checked=True), axis=None) / n
         return y, loss
 
     def softmax_rows(self, x: Any, y: Any = None, shifted: Any = None) -> tuple[Any, Any, Any]:
@@ -690,7 +798,10 @@ class Ops:
         """``(y - one_hot(t)) * scale``: softmax-with-loss's backward for integer labels.
 
         ``y`` is ``(N, C)``, ``t`` integer ``(N,)``; the one-hot is not built
-        on CuPy (one kernel) and is a boolean comparison on NumPy.
+        on CuPy (one kernel) and is a boolean comparison on NumPy. A row whose
+        label is outside ``0..C-1`` is NaN, as its loss is (see :meth:`pick`),
+        except on NumPy: there the forward pass refused such labels, and
+        checking again would cost a read of the labels every step.
         """
         kernel = self._kernel("label_difference")
         if kernel is not None and out is not None and isinstance(scale, (int, float)):
@@ -699,10 +810,12 @@ class Ops:
         c = y.shape[1]
         if self.native is np:
             hot = np.equal(t.reshape(-1, 1), self._arange(c))
-        else:  # the Array API does not mix bool and float
-            classes = xp.arange(c, dtype=t.dtype, device=device_of(t))
-            hot = xp.astype(xp.reshape(t, (-1, 1)) == classes, y.dtype)
-        return self.multiply(self.subtract(y, hot, out=out), scale, out=out)
+            return self.multiply(self.subtract(y, hot, out=out), scale, out=out)
+        t = xp.reshape(t, (-1, 1))
+        classes = xp.arange(c, dtype=t.dtype, device=device_of(t))
+        hot = xp.astype(t == classes, y.dtype)  # the Array API does not mix bool and float
+        dx = self.multiply(self.subtract(y, hot, out=out), scale, out=out)
+        return xp.where((t >= 0) & (t < c), dx, float("nan"))
 
     def take_rows(self, x: Any, idx: Any, out: Any = None) -> Any:
         """``x``'s rows (or elements, for 1-D ``x``) at ``idx``, into ``out`` if given.
@@ -721,7 +834,8 @@ class Ops:
 
 _CUPY_KERNELS: dict[str, Any] = {}
 _KERNEL_SOURCES = {
-    "sigmoid": ("T x", "T y", "y = (T)0.5 * tanh((T)0.5 * x) + (T)0.5"),
+    # The formula of Ops.sigmoid: accurate for negative x too, inf -> 0 is intended.
+    "sigmoid": ("T x", "T y", "y = (T)1 / ((T)1 + exp(-x))"),
     "sigmoid_backward": ("T y, T dout", "T dx", "dx = ((T)1 - y) * y * dout"),
     "scaled_difference": ("T a, T b, T scale", "T out", "out = (a - b) * scale"),
     "subtract_scaled": ("T g, T lr", "T p", "p -= lr * g"),
@@ -731,7 +845,12 @@ _KERNEL_SOURCES = {
 _KERNEL_SOURCES["label_difference"] = (
     "T y, raw S t, int32 c, T scale",
     "T dx",
-    "dx = (y - (t[i / c] == i % c ? (T)1 : (T)0)) * scale",
+    # A row whose label is out of range is NaN, as the loss kernel's row loss:
+    # reading the labels on the host to refuse them would be a sync. (NVRTC
+    # has no NAN macro; a double quiet NaN converts to a NaN of any T.)
+    "const long long label = (long long)t[i / c];"
+    "dx = (label < 0 || label >= c) ? (T)__longlong_as_double(0x7ff8000000000000LL)"
+    " : (y - (label == i % c ? (T)1 : (T)0)) * scale",
 )
 
 # One thread per row: the max, the exponentials, their sum, the softmax and
@@ -1183,9 +1302,12 @@ def asarray(a: Any, dtype: Any = None, *, backend: Backend | None = None) -> Any
     Args:
         a: NumPy array, array of any backend, nested lists or a scalar.
         dtype: Target dtype (name, NumPy dtype or a dtype of the backend).
-            By default floating data takes the backend's default float dtype
-            (float32 unless chosen otherwise) and integer/bool data keeps its
-            dtype.
+            By default data that has a dtype keeps it, as ``numpy.asarray``,
+            ``cupy.asarray`` and ``torch.asarray`` do: a float64 NumPy array
+            stays float64 (the book's ``np.array([3.0, 4.0])`` keeps its
+            digits). Only untyped data (Python lists and scalars) takes the
+            backend's default float dtype (float32 unless chosen otherwise)
+            when it holds floats; integers and bools keep theirs.
         backend: Where to put the data; the active backend if omitted.
 
     Returns:
@@ -1194,6 +1316,7 @@ def asarray(a: Any, dtype: Any = None, *, backend: Backend | None = None) -> Any
     backend = backend or get_backend()
     xp = backend.xp
     lib = _library(a)
+    untyped = lib is None and not isinstance(a, np.generic)  # lists, Python scalars
     if lib is not None and lib != backend.name:
         a = to_numpy(a)
         lib = "numpy"
@@ -1207,7 +1330,8 @@ def asarray(a: Any, dtype: Any = None, *, backend: Backend | None = None) -> Any
             )
     if dtype is None:
         kind = _dtype_name(a.dtype)
-        dtype = backend.float_dtype if kind.startswith("float") else kind
+        # Typed data keeps its dtype; untyped floats take the backend's default.
+        dtype = backend.float_dtype if untyped and kind.startswith("float") else kind
     target = resolve_dtype(xp, dtype)
     if lib == "numpy" and backend.name != "numpy":
         # Host data going to another library: torch and array_api_strict would

@@ -361,7 +361,7 @@ def bench_numgrad(sample: int = 400) -> dict[str, Any]:
     x_host, t_host = _data(BATCH, seed=3)
     with xpnn.use_backend("numpy", dtype="float64"):
         net = xpnn.TwoLayerNet(D_IN, HIDDEN, CLASSES, seed=4)
-        x, t = xpnn.asarray(x_host), xpnn.asarray(t_host)
+        x, t = xpnn.asarray(x_host, dtype="float64"), xpnn.asarray(t_host)
         start = time.perf_counter()
         fast = net.numerical_gradient(x, t)
         fast_time = time.perf_counter() - start

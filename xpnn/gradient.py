@@ -16,13 +16,15 @@ thousands of perturbations at once.
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Callable
 from typing import Any
 
-from xpnn.backend import backend_of, device_of, get_namespace, to_numpy
+from xpnn.backend import _dtype_name, _library, backend_of, device_of, get_namespace, to_numpy
 from xpnn.functions import sigmoid, softmax
 
 __all__ = [
+    "Float32GradientWarning",
     "gradient_descent",
     "numerical_diff",
     "numerical_gradient",
@@ -33,14 +35,43 @@ __all__ = [
 H = 1e-4
 
 
+class Float32GradientWarning(UserWarning):
+    """A numerical derivative is taken in float32, where it is mostly rounding noise."""
+
+
+def warn_if_float32(dtype: Any, who: str, h: float = H, *, stacklevel: int = 3) -> None:
+    """Warn (once per call site, Python's default) when differentiating in float32.
+
+    A central difference ``(f(x + h) - f(x - h)) / 2h`` carries the rounding of
+    ``f`` and of ``x + h``, about ``eps * |f| / h``: with float32's eps of
+    1.2e-7 and the book's h = 1e-4 that is ~1e-3 relative, three of the
+    book's digits (numerical_gradient of x0**2 + x1**2 at (3, 4) gives
+    [5.989, 8.001], not [6, 8]). ``torch.autograd.gradcheck`` refuses
+    non-double inputs for the same reason.
+    """
+    if _dtype_name(dtype) != "float32":
+        return
+    warnings.warn(
+        f"{who} differentiates in float32: with h={h:g} expect errors of about "
+        f"{1.2e-7 / h:.0e} relative (float32 rounding / h), not the book's numbers. "
+        "Use float64: xpnn.asarray(x, dtype='float64') (NumPy float64 data keeps its "
+        "dtype), or build the model with dtype='float64'",
+        Float32GradientWarning,
+        stacklevel=stacklevel,
+    )
+
+
 def numerical_diff(f: Callable[[Any], Any], x: Any, h: float = H) -> Any:
     """Central difference (f(x + h) - f(x - h)) / 2h.
 
     Args:
         f: A function of one variable.
-        x: A Python number or an array (then element-wise).
+        x: A Python number (float64) or an array (then element-wise). A
+            float32 array gives a :class:`Float32GradientWarning`.
         h: The step.
     """
+    if _library(x) is not None:
+        warn_if_float32(x.dtype, "numerical_diff", h)
     return (f(x + h) - f(x - h)) / (2 * h)
 
 
@@ -67,9 +98,19 @@ def numerical_gradient(f: Callable[[Any], Any], x: Any, h: float = H) -> Any:
 
     Raises:
         TypeError: ``x`` is not a floating-point array.
+
+    Warns:
+        Float32GradientWarning: ``x`` is float32 (use float64 for the book's
+            numbers).
     """
+    _require_float(x, get_namespace(x), "numerical_gradient")
+    warn_if_float32(x.dtype, "numerical_gradient", h)
+    return _numerical_gradient(f, x, h)
+
+
+def _numerical_gradient(f: Callable[[Any], Any], x: Any, h: float) -> Any:
+    """:func:`numerical_gradient` without its checks and warning."""
     xp = get_namespace(x)
-    _require_float(x, xp, "numerical_gradient")
     grad = xp.zeros_like(x)
     # NumPy's x[idx] is already a copy (a NumPy scalar of x's dtype, which
     # adds h as a 0-d array would); on CuPy and PyTorch it is a view that the
@@ -84,7 +125,12 @@ def numerical_gradient(f: Callable[[Any], Any], x: Any, h: float = H) -> Any:
             fxh2 = f(x)
         finally:
             x[idx] = saved
-        grad[idx] = (fxh1 - fxh2) / (2 * h)
+        slope = (fxh1 - fxh2) / (2 * h)
+        if hasattr(slope, "dtype") and slope.dtype != grad.dtype:
+            # f may compute in a wider float than x (float64 data, float32 W):
+            # the gradient keeps x's dtype, as documented.
+            slope = xp.astype(slope, grad.dtype)
+        grad[idx] = slope
     return grad
 
 
@@ -100,6 +146,13 @@ def gradient_descent(
 
     Unlike the book's version, ``init_x`` itself is not modified.
 
+    .. warning:: This is the book's *text* version (4.4.1), which returns
+       ``x`` only. The book's *script* ``ch04/gradient_method.py`` returns
+       ``(x, x_history)``; here that is ``gradient_descent(...,
+       return_path=True)``. Do not write ``x, x_history =
+       gradient_descent(...)`` without it: for a 2-vector that "works" and
+       unpacks the two coordinates of ``x``.
+
     Args:
         f: Scalar function of a floating-point array.
         init_x: Starting point, e.g. ``xpnn.asarray([-3.0, 4.0])``.
@@ -114,6 +167,7 @@ def gradient_descent(
     """
     xp = get_namespace(init_x)
     _require_float(init_x, xp, "gradient_descent")
+    warn_if_float32(init_x.dtype, "gradient_descent")
     if isinstance(step_num, bool) or not isinstance(step_num, int) or step_num < 0:
         raise ValueError(f"step_num must be a non-negative int, got {step_num!r}")
     x = xp.asarray(init_x, copy=True)
@@ -121,7 +175,7 @@ def gradient_descent(
     for _ in range(step_num):
         if return_path:
             path.append(x)
-        x = x - lr * numerical_gradient(f, x)
+        x = x - lr * _numerical_gradient(f, x, H)  # warned above, once
     if not return_path:
         return x
     # stack([x])[:0] is an empty path on x's device (step_num == 0)
@@ -195,8 +249,10 @@ def _check_two_layer(W1: Any, b1: Any, W2: Any, b2: Any, x: Any, t: Any, xp: Any
             f"{who}: labels of shape {tuple(t.shape)} do not fit scores of shape ({n}, {c}): "
             f"give ({n},) integer labels or ({n}, {c}) one-hot"
         )
-    if t.ndim == 1 and not xp.isdtype(t.dtype, "integral"):
-        raise TypeError(f"{who}: ({n},) labels must have an integer dtype, got {t.dtype}")
+    if t.ndim == 1:
+        from xpnn.functions import check_labels
+
+        check_labels(t, c, who=f"{who}: labels")
     for name, a in (("W1", W1), ("b1", b1), ("W2", W2), ("b2", b2), ("x", x)):
         _require_float(a, xp, f"{who} ({name})")
 
@@ -279,7 +335,21 @@ def two_layer_numerical_gradient(
             labels are not integers.
         xpnn.BackendMismatchError: The arrays live on different backends or
             devices.
+        ValueError: Integer labels outside ``0..C-1`` where reading them is
+            free (NumPy, PyTorch on the CPU); on a GPU such rows make every
+            gradient NaN instead (a check would cost a sync).
+
+    Warns:
+        Float32GradientWarning: The parameters are float32.
     """
+    warn_if_float32(W1.dtype, "two_layer_numerical_gradient", h)
+    return _two_layer_numerical_gradient(W1, b1, W2, b2, x, t, h)
+
+
+def _two_layer_numerical_gradient(
+    W1: Any, b1: Any, W2: Any, b2: Any, x: Any, t: Any, h: float = H
+) -> dict[str, Any]:
+    """:func:`two_layer_numerical_gradient` without the float32 warning."""
     xp = get_namespace(W1, b1, W2, b2, x, t)
     _check_two_layer(W1, b1, W2, b2, x, t, xp)
     n, d = x.shape
@@ -294,7 +364,12 @@ def two_layer_numerical_gradient(
     dtype = s.dtype
     if t.ndim == 1:
         classes = xp.arange(c, dtype=t.dtype, device=dev)
-        tt = xp.astype(xp.reshape(t, (n, 1)) == classes, dtype)
+        t_col = xp.reshape(t, (n, 1))
+        tt = xp.astype(t_col == classes, dtype)
+        # A label outside 0..C-1 (only possible on a device, where it was not
+        # read) has no loss: its row is NaN, so every gradient is NaN.
+        valid = (t_col >= 0) & (t_col < c)
+        tt = xp.where(valid, tt, xp.asarray(float("nan"), dtype=dtype, device=dev))
     else:
         tt = xp.astype(t, dtype)
     t_sum = xp.sum(tt, axis=1)  # (N,): 1 for one-hot rows

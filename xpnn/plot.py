@@ -506,7 +506,7 @@ def plot_decision_boundary(
         )
     gx, gy, grid = _mesh(xs, ys)
     target = backend if backend is not None else backend_of(x)
-    dtype = None if backend is not None else x.dtype
+    dtype = backend.float_dtype if backend is not None else x.dtype
 
     predicted = []
     num_classes = 0

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from xpnn.backend import asarray
+from xpnn.backend import asarray, get_backend
 
-__all__ = ["load_spiral"]
+__all__ = ["load_data", "load_spiral"]
 
 
 def load_spiral(
@@ -49,4 +49,14 @@ def load_spiral(
         x[rows, 0] = rate * np.sin(theta)  # radius = rate
         x[rows, 1] = rate * np.cos(theta)
         t[rows, j] = 1
-    return asarray(x, dtype=dtype), asarray(t)
+    # A new data set: float32 unless asked (host points are float64).
+    return asarray(x, dtype=get_backend().float_dtype if dtype is None else dtype), asarray(t)
+
+
+def load_data(seed: int = 1984) -> tuple[Any, Any]:
+    """The book's ``spiral.load_data(seed=1984)``: :func:`load_spiral` with its defaults.
+
+    Returns ``(x, t)``: ``(300, 2)`` points in the backend's float dtype and
+    ``(300, 3)`` one-hot int64 labels, on the active backend.
+    """
+    return load_spiral(seed)
