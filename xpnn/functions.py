@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from xpnn.backend import get_namespace, ops
+from xpnn.backend import _dtype_name, get_namespace, ops
 
 __all__ = [
+    "check_labels",
     "cross_entropy_error",
     "identity_function",
     "mean_squared_error",
@@ -46,10 +47,12 @@ def step_function(x: Any) -> Any:
 
 
 def sigmoid(x: Any) -> Any:
-    """Logistic function 1 / (1 + exp(-x)), element-wise.
+    """Logistic function 1 / (1 + exp(-x)), element-wise, in the float dtype of ``x``.
 
-    Computed as 0.5 * tanh(0.5 * x) + 0.5, the same function: it never
-    overflows (exp(-x) would for x < -88 in float32) and takes three passes.
+    Computed as written (:meth:`xpnn.Ops.sigmoid`): within a few ulp of the
+    true value wherever that is a normal float, tiny results for negative
+    ``x`` included. Below about -88.7 (float32) or -709.8 (float64) exp(-x)
+    overflows to inf and the result is 0, without a warning. NaN stays NaN.
     """
     return ops(x).sigmoid(x)  # one formula for the function and the layer
 
@@ -61,9 +64,10 @@ def sigmoid_grad(x: Any) -> Any:
 
 
 def relu(x: Any) -> Any:
-    """max(0, x), element-wise."""
+    """max(0, x), element-wise; NaN stays NaN (as torch.relu and np.maximum)."""
     xp = get_namespace(x)
-    return xp.where(x > 0, x, xp.zeros_like(x))
+    # x <= 0 is False for NaN, which is thus kept; where(x > 0, x, 0) made it 0.
+    return xp.where(x <= 0, xp.zeros_like(x), x)
 
 
 def relu_grad(x: Any) -> Any:
@@ -75,9 +79,16 @@ def relu_grad(x: Any) -> Any:
 def softmax(x: Any) -> Any:
     """Softmax over the last axis, for one sample ``(C,)`` or a batch ``(N, C)``.
 
-    The row maximum is subtracted first, so large scores do not overflow.
+    The row maximum is subtracted first, so large scores do not overflow
+    (where ``x - max`` overflows to -inf, exp gives the right 0). An empty
+    batch ``(0, C)`` gives an empty result.
+
+    Raises:
+        TypeError: ``x`` is not floating point.
+        ValueError: ``x`` has no classes (its last axis is empty).
     """
     xp = get_namespace(x)
+    _check_scores(x, "softmax", batch=False)
     e = xp.exp(x - xp.max(x, axis=-1, keepdims=True))
     return e / xp.sum(e, axis=-1, keepdims=True)
 
@@ -103,10 +114,58 @@ def mean_squared_error(y: Any, t: Any) -> Any:
 sum_squared_error = mean_squared_error
 
 
+def check_labels(t: Any, num_classes: int, who: str = "labels") -> None:
+    """Check that ``t`` holds class indices ``0..num_classes-1``, where that is free.
+
+    The dtype is always checked. The values are read only where they lie in
+    host memory (NumPy, PyTorch on the CPU, array-api-strict on its CPU
+    device). On a device (CuPy, PyTorch CUDA, array-api-strict's simulated
+    devices) reading them would be a host synchronisation, so nothing is
+    read: there the losses give a NaN loss, and SoftmaxWithLoss a NaN
+    gradient row, for an invalid label instead. Negative labels are out of
+    range on every backend (they do not count from the end).
+
+    Args:
+        t: Integer labels, any shape (usually ``(N,)``).
+        num_classes: The number of classes C, a positive int.
+        who: What the labels are, for the error message.
+
+    Raises:
+        TypeError: ``t`` has no integer dtype.
+        ValueError: A label is outside ``0..num_classes-1`` (where read): the
+            message names the range found and the range allowed.
+    """
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    ops(t).check_labels(t, num_classes, who)
+
+
+def _check_scores(y: Any, who: str, *, batch: bool = True) -> None:
+    """Refuse scores or probabilities ``(C,)``/``(N, C)`` a function cannot use.
+
+    ``batch``: the caller averages over the samples, so N must be > 0.
+    """
+    if not ops(y).isdtype(y.dtype, "real floating"):
+        raise TypeError(
+            f"{who} needs floating-point scores, got {_dtype_name(y.dtype)}; "
+            'convert them, e.g. with xpnn.asarray(x, dtype="float32")'
+        )
+    if batch and y.ndim not in (1, 2):
+        raise ValueError(f"{who} needs y of shape (C,) or (N, C), got shape {tuple(y.shape)}")
+    if y.ndim >= 1 and y.shape[-1] == 0:
+        raise ValueError(f"{who} needs at least one class, got shape {tuple(y.shape)}")
+    if batch and y.ndim == 2 and y.shape[0] == 0:
+        raise ValueError(
+            f"{who} of an empty batch is undefined (a mean over 0 samples): "
+            f"got shape {tuple(y.shape)}"
+        )
+
+
 def _as_batch(y: Any, t: Any, xp: Any) -> tuple[Any, Any]:
     """Reshape one sample to a batch of one and one-hot labels to indices.
 
-    Returns ``y`` as ``(N, C)`` and ``t`` as integer indices ``(N,)``.
+    Returns ``y`` as ``(N, C)`` and ``t`` as integer indices ``(N,)`` in
+    ``0..C-1`` (checked where that is free, see :func:`check_labels`).
     """
     if y.ndim == 1:
         y = xp.reshape(y, (1, y.shape[0]))
@@ -119,14 +178,18 @@ def _as_batch(y: Any, t: Any, xp: Any) -> tuple[Any, Any]:
         raise ValueError(
             f"t must be one-hot {y.shape} or integer labels ({y.shape[0]},), got shape {t.shape}"
         )
-    elif not xp.isdtype(t.dtype, "integral"):
-        raise TypeError(f"integer labels must have an integer dtype, got {t.dtype}")
+    else:
+        check_labels(t, y.shape[1], "integer labels")
     return y, t
 
 
 def _pick(xp: Any, a: Any, t: Any) -> Any:
-    """``a[i, t[i]]`` for each row i: (N, C), (N,) -> (N,), portably."""
-    return ops(a, t).pick(a, t)
+    """``a[i, t[i]]`` for each row i: (N, C), (N,) -> (N,), portably.
+
+    ``t`` comes from :func:`_as_batch`, which checked it; an invalid label
+    that could not be read (on a device) picks NaN.
+    """
+    return ops(a, t).pick(a, t, checked=True)
 
 
 def cross_entropy_error(y: Any, t: Any) -> Any:
@@ -141,8 +204,15 @@ def cross_entropy_error(y: Any, t: Any) -> Any:
 
     Returns:
         A 0-d array in the dtype of ``y``.
+
+    Raises:
+        TypeError: ``y`` is not floating point, or labels are not integers.
+        ValueError: Shapes do not fit, the batch is empty, or an integer
+            label is outside ``0..C-1`` (see :func:`check_labels`: on a
+            device the loss is NaN instead).
     """
     xp = get_namespace(y, t)
+    _check_scores(y, "cross_entropy_error")
     y, t = _as_batch(y, t, xp)
     return -xp.sum(xp.log(_pick(xp, y, t) + CEE_DELTA)) / y.shape[0]
 
@@ -162,19 +232,31 @@ def softmax_cross_entropy(scores: Any, t: Any) -> Any:
 
     Returns:
         A 0-d array in the dtype of ``scores``.
+
+    Raises:
+        TypeError: ``scores`` are not floating point, or labels are not
+            integers.
+        ValueError: Shapes do not fit, the batch is empty, or an integer
+            label is outside ``0..C-1`` (see :func:`check_labels`: on a
+            device the loss is NaN instead).
     """
     xp = get_namespace(scores, t)
+    _check_scores(scores, "softmax_cross_entropy")
     if scores.ndim == 1:
         scores = xp.reshape(scores, (1, scores.shape[0]))
         t = xp.reshape(t, (1, -1)) if t.ndim == 1 else xp.reshape(t, (1,))
-    shifted = scores - xp.max(scores, axis=-1, keepdims=True)
-    log_p = shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
     n = scores.shape[0]
     if t.shape == scores.shape and xp.isdtype(t.dtype, "real floating"):
+        log_p = _log_softmax(xp, scores)
         t = xp.astype(t, log_p.dtype)
         # Where t is 0 the term is 0, even if log_p is -inf there (scores
         # spanning more than the float range): 0 * -inf would be NaN.
-        terms = xp.where(t != 0, t * log_p, xp.zeros_like(log_p))
-        return -xp.sum(terms) / n
-    _, t = _as_batch(scores, t, xp)
-    return -xp.sum(_pick(xp, log_p, t)) / n
+        return -xp.sum(t * xp.where(t != 0, log_p, 0.0)) / n
+    _, t = _as_batch(scores, t, xp)  # the labels are checked before any work
+    return -xp.sum(_pick(xp, _log_softmax(xp, scores), t)) / n
+
+
+def _log_softmax(xp: Any, scores: Any) -> Any:
+    """log(softmax(scores)) over the rows of ``(N, C)`` scores, by log-sum-exp."""
+    shifted = scores - xp.max(scores, axis=-1, keepdims=True)
+    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))

@@ -20,8 +20,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from xpnn.backend import device_of, get_namespace, ops
-from xpnn.functions import softmax
+from xpnn.backend import _dtype_name, device_of, get_namespace, ops
+from xpnn.functions import check_labels, softmax
 
 __all__ = [
     "Affine",
@@ -69,8 +69,20 @@ def _zeros_like_all(arrays: Sequence[Any]) -> list[Any]:
     return [get_namespace(a).zeros_like(a) for a in arrays]
 
 
+def _check_input(k: Any, x: Any, who: str) -> None:
+    """A layer computes in its parameters' float dtype: refuse integer inputs.
+
+    (NumPy would cast them silently, the other backends fail deep inside.)
+    """
+    if not k.isdtype(x.dtype, "real floating"):
+        raise TypeError(
+            f"{who} needs floating-point inputs, got {_dtype_name(x.dtype)}; "
+            'convert them, e.g. with xpnn.asarray(x, dtype="float32")'
+        )
+
+
 class MatMul(Layer):
-    """out = x @ W."""
+    """out = x @ W; ``x`` ``(N, D)`` floating point, ``W`` ``(D, H)``."""
 
     def __init__(self, W: Any):
         super().__init__()
@@ -80,8 +92,9 @@ class MatMul(Layer):
 
     def forward(self, x: Any) -> Any:
         (W,) = self.params
-        self.x = x
         k = ops(x, W)
+        _check_input(k, x, "MatMul")
+        self.x = x
         out = self._buffer(k, "out", (x.shape[0], W.shape[1]), W.dtype, x)
         return k.matmul(x, W, out=out)
 
@@ -95,7 +108,7 @@ class MatMul(Layer):
 
 
 class Affine(MatMul):
-    """out = x @ W + b."""
+    """out = x @ W + b; ``x`` ``(N, D)`` floating point, ``W`` ``(D, H)``, ``b`` ``(H,)``."""
 
     def __init__(self, W: Any, b: Any):
         super().__init__(W)
@@ -104,8 +117,9 @@ class Affine(MatMul):
 
     def forward(self, x: Any) -> Any:
         W, b = self.params
-        self.x = x
         k = ops(x, W)
+        _check_input(k, x, "Affine")
+        self.x = x
         out = self._buffer(k, "out", (x.shape[0], W.shape[1]), W.dtype, x)
         return k.add(k.matmul(x, W, out=out), b, out=out)
 
@@ -120,10 +134,13 @@ class Affine(MatMul):
 
 
 class Sigmoid(Layer):
-    """out = 1 / (1 + exp(-x)); backward uses the saved output.
+    """out = 1 / (1 + exp(-x)), element-wise; backward uses the saved output.
 
-    Computed as 0.5 * tanh(0.5 * x) + 0.5 (the same as
-    :func:`xpnn.functions.sigmoid`): no overflow, and four in-place passes.
+    Computed as written, as :func:`xpnn.functions.sigmoid` (four in-place
+    passes): within a few ulp of the true value wherever that is a normal
+    float, for negative ``x`` too; where exp(-x) overflows (x below about
+    -88.7 in float32) the output is 0, without a warning. Backward is
+    ``dout * (1 - out) * out``. Shapes and dtype of ``out`` are those of ``x``.
     """
 
     def __init__(self) -> None:
@@ -143,7 +160,12 @@ class Sigmoid(Layer):
 
 
 class Relu(Layer):
-    """out = max(0, x); backward passes the gradient where x > 0."""
+    """out = max(0, x); backward zeroes the gradient where x <= 0.
+
+    As in the book, ``mask`` is ``x <= 0``. NaN is not ``<= 0``: a NaN input
+    stays NaN and its gradient passes unchanged, as with ``torch.relu``
+    (whose backward keeps the gradient unless the output is <= 0).
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -151,12 +173,12 @@ class Relu(Layer):
 
     def forward(self, x: Any) -> Any:
         xp = get_namespace(x)
-        self.mask = x > 0
-        return xp.where(self.mask, x, xp.zeros_like(x))
+        self.mask = x <= 0
+        return xp.where(self.mask, xp.zeros_like(x), x)
 
     def backward(self, dout: Any, *, input_grad: bool = True) -> Any:
         xp = get_namespace(dout)
-        return xp.where(self.mask, dout, xp.zeros_like(dout))
+        return xp.where(self.mask, xp.zeros_like(dout), dout)
 
 
 class Softmax(Layer):
@@ -193,8 +215,14 @@ class SoftmaxWithLoss(Layer):
     ``(softmax(x) - t) * dout / N``.
 
     One pass gives both: with ``s = x - max(x)``, the loss of a row is
-    ``log(sum(exp(s))) - s[label]`` (log-sum-exp, finite for any scores) and
-    ``softmax(x) = exp(s) / sum(exp(s))``.
+    ``log(sum(exp(s))) - s[label]`` (log-sum-exp, finite for any finite
+    scores unless the loss itself exceeds the float range) and
+    ``softmax(x) = exp(s) / sum(exp(s))``. With one-hot targets a class
+    whose target is 0 adds nothing, even where ``s`` overflowed to -inf.
+
+    Integer labels must be in ``0..C-1``: :func:`xpnn.functions.check_labels`
+    refuses others where reading them is free (NumPy, PyTorch CPU); on a
+    device the loss and the gradient rows of invalid labels are NaN instead.
     """
 
     def __init__(self) -> None:
@@ -204,28 +232,51 @@ class SoftmaxWithLoss(Layer):
         self.t: Any = None
 
     def forward(self, x: Any, t: Any) -> Any:
+        """Mean loss of scores ``x`` ``(N, C)`` (float, N > 0) against ``t``.
+
+        ``t`` is integer labels ``(N,)`` or one-hot (or soft) targets
+        ``(N, C)``. Returns a 0-d array in x's dtype.
+
+        Raises:
+            TypeError: ``x`` is not floating point, or ``(N,)`` labels are
+                not integers.
+            ValueError: The shapes do not fit, N or C is 0, or a label is out
+                of range (where reading labels is free).
+        """
         xp = get_namespace(x, t)
+        k = ops(x, t)
+        if not k.isdtype(x.dtype, "real floating"):
+            raise TypeError(
+                f"scores must be floating point, got {_dtype_name(x.dtype)}; convert them, "
+                'e.g. with xpnn.asarray(x, dtype="float32")'
+            )
+        if x.ndim != 2 or 0 in tuple(x.shape):
+            raise ValueError(
+                f"SoftmaxWithLoss needs scores of shape (N, C) with N, C > 0 (the loss is a "
+                f"mean over N samples), got shape {tuple(x.shape)}"
+            )
         n, c = x.shape
         if t.ndim not in (1, 2) or t.shape[0] != n or (t.ndim == 2 and t.shape != x.shape):
             raise ValueError(
                 f"labels of shape {tuple(t.shape)} do not fit scores of shape {tuple(x.shape)}: "
                 f"give ({n},) integer labels or ({n}, {c}) one-hot"
             )
-        k = ops(x, t)
         y = self._buffer(k, "y", (n, c), x.dtype, x)
         shifted = self._buffer(k, "shifted", (n, c), x.dtype, x)
         if t.ndim == 1:
-            if not k.isdtype(t.dtype, "integral"):
-                raise TypeError(f"integer labels must have an integer dtype, got {t.dtype}")
+            check_labels(t, c, "SoftmaxWithLoss labels")
             # Labels stay labels: backward subtracts 1 at them, no one-hot is built.
-            self.y, self.loss = k.softmax_cross_entropy(x, t, y, shifted)
+            self.y, self.loss = k.softmax_cross_entropy(x, t, y, shifted, checked=True)
             self.t = t
             return self.loss
         # One-hot (or soft) targets: rows of t sum to 1, so the loss of a row
         # is log(sum(exp(s))) - sum(t * s).
         self.y, shifted, total = k.softmax_rows(x, y, shifted)
         self.t = xp.astype(t, x.dtype)
-        self.loss = (xp.sum(xp.log(total)) - xp.sum(k.multiply(self.t, shifted, out=shifted))) / n
+        # Where t is 0 the term is 0, even where s is -inf (scores spanning
+        # more than the float range): 0 * -inf would make the loss NaN.
+        s = xp.where(self.t != 0, shifted, 0.0)
+        self.loss = (xp.sum(xp.log(total)) - xp.sum(k.multiply(self.t, s, out=s))) / n
         return self.loss
 
     def backward(self, dout: Any = 1, *, input_grad: bool = True) -> Any:

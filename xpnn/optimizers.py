@@ -288,6 +288,30 @@ class Optimizer:
                 unknown entries, or has bad values.
             TypeError: A hyper-parameter or ``iter`` is not a Python number,
                 or a state entry is not a list or dict of arrays.
+
+        Nothing is changed when an error is raised.
+        """
+        hyper, count = self.check_state_dict(state)
+        arrays = state["state"]
+        copies = {name: _copy(arrays[name]) for name in self._state_names}  # may raise
+        for name, value in hyper.items():
+            setattr(self, name, value)
+        self.iter = count
+        for name, value in copies.items():
+            setattr(self, name, value)
+
+    def check_state_dict(self, state: Mapping[str, Any]) -> tuple[dict[str, float], int]:
+        """Check what :meth:`load_state_dict` would load, changing nothing.
+
+        Checkpoint readers call it before they change anything else, so that
+        a state this optimizer would refuse is refused first. The state
+        arrays may still be on the host: only the containers are checked.
+
+        Returns:
+            The checked hyper-parameters ``{name: float}`` and ``iter`` (int).
+
+        Raises:
+            ValueError, TypeError: As :meth:`load_state_dict`.
         """
         kind = type(self).__name__
         if not isinstance(state, Mapping):
@@ -329,12 +353,7 @@ class Optimizer:
                 f"{kind} state entries must all be keyed alike (or all None), got "
                 + ", ".join(f"{n}: {_describe(arrays[n])}" for n in self._state_names)
             )
-        copies = {name: _copy(arrays[name]) for name in self._state_names}  # may raise
-        for name, value in hyper.items():
-            setattr(self, name, value)
-        self.iter = int(count)
-        for name, value in copies.items():
-            setattr(self, name, value)
+        return hyper, int(count)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._hyper_names)
@@ -383,6 +402,11 @@ class Momentum(Optimizer):
         v = momentum * v - lr * g
         p += v
 
+    While ``lr`` stays the same this is ``torch.optim.SGD(lr=lr,
+    momentum=momentum)`` (``v`` is ``-lr`` times its momentum buffer). If
+    ``lr`` changes, torch rescales the whole velocity; here only the new
+    gradients get the new ``lr``.
+
     Args:
         lr: Learning rate, > 0.
         momentum: Fraction of the velocity kept per step, in [0, 1).
@@ -413,6 +437,14 @@ class Nesterov(Momentum):
         p += momentum * momentum * v
         p -= (1 + momentum) * lr * g
 
+    This is the book's formula, kept as it is, and *not* the one of
+    ``torch.optim.SGD(momentum=mu, nesterov=True)``: the usual form (and
+    torch's) adds ``mu**2`` times the velocity from *before* this update,
+    the book the updated one. So the first step moves ``-(1 + mu + mu**2) *
+    lr * g`` where torch moves ``-(1 + mu) * lr * g``, and after any number
+    of steps with the same gradients (and a constant ``lr``)
+    ``p_book = p_torch + mu**2 * v``.
+
     Args:
         lr: Learning rate, > 0.
         momentum: Fraction of the velocity kept per step, in [0, 1).
@@ -435,6 +467,8 @@ class AdaGrad(Optimizer):
 
         h += g * g
         p -= lr * g / (sqrt(h) + 1e-7)
+
+    This is ``torch.optim.Adagrad(lr=lr, eps=1e-7)``.
 
     Args:
         lr: Learning rate, > 0.
@@ -460,6 +494,8 @@ class RMSprop(Optimizer):
 
         h = decay_rate * h + (1 - decay_rate) * g * g
         p -= lr * g / (sqrt(h) + 1e-7)
+
+    This is ``torch.optim.RMSprop(lr=lr, alpha=decay_rate, eps=1e-7)``.
 
     Args:
         lr: Learning rate, > 0.
@@ -494,6 +530,16 @@ class Adam(Optimizer):
         m += (1 - beta1) * (g - m)
         v += (1 - beta2) * (g**2 - v)
         p -= lr_t * m / (sqrt(v) + 1e-7)
+
+    This is the book's formula, kept as it is, and *not* the one of
+    ``torch.optim.Adam``: the moments are the same, but the book adds its
+    ``1e-7`` to ``sqrt(v)`` before the bias correction, torch adds its
+    ``eps`` (default 1e-8) to ``sqrt(v / (1 - beta2**t))``. Update ``t`` here
+    is exactly update ``t`` of ``torch.optim.Adam(lr, (beta1, beta2),
+    eps=1e-7 / sqrt(1 - beta2**t))``: an effective eps that starts larger
+    (3.2e-6 at t = 1 for beta2 = 0.999) and shrinks to 1e-7. The two agree
+    closely while gradients are much larger than eps and differ where they
+    are not.
 
     Args:
         lr: Learning rate, > 0.
