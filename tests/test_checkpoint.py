@@ -142,7 +142,7 @@ def test_checkpoint_moves_between_backends(backend, tmp_path):
 
 
 def _nan_data():
-    xh = np.zeros((60, 2))
+    xh = np.zeros((60, 2), dtype=np.float32)  # the models' default dtype
     xh[5, 0] = np.nan
     return xpnn.asarray(xh), xpnn.asarray(np.zeros(60, dtype=np.int64))
 

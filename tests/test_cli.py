@@ -116,6 +116,7 @@ def test_train_on_another_backend(capsys, backend):
         (["--batch-size", "x"], "not an integer"),
         (["--dataset", "cifar"], "invalid choice"),
         (["--epochs", "2", "--iters", "3"], "not allowed with"),
+        (["--max-grad", "0"], "--max-grad: must be a positive number"),
     ],
 )
 def test_train_bad_options_are_one_line(capsys, argv, message):
@@ -139,6 +140,32 @@ def test_train_runtime_errors_are_one_line(capsys, monkeypatch, tmp_path):
     assert code == 2 and "larger than the data set" in err
     code, _, err = run(capsys, "train", "--cuda-graph")
     assert code == 2 and "--cuda-graph needs --backend cupy, not numpy" in err
+
+
+@pytest.mark.parametrize(
+    ("lr", "what"),
+    [("1e6", "the training diverged"), ("1e38", "the training loss became nan")],
+    ids=["diverges", "nan"],
+)
+def test_train_that_fails_numerically_exits_3_with_advice(capsys, lr, what):
+    """`xpnn train --lr 1e6` once ended with loss 1.4e6, accuracy 0.33 and exit 0."""
+    with np.errstate(all="ignore"):  # NumPy's own overflow warnings are not the point
+        code, out, err = run(capsys, "train", "--quiet", "--lr", lr)
+    assert code == 3
+    assert "final loss" not in out
+    lines = [line for line in err.splitlines() if line.startswith("xpnn train: error:")]
+    assert len(lines) == 1 and what in lines[0]
+    assert f"a --lr below {float(lr):g}, or --max-grad 5" in lines[0]
+
+
+def test_train_max_grad_clips(capsys):
+    code, out, _ = run(capsys, "train", "--epochs", "5", "--max-grad", "0.01")
+    assert code == 0
+    assert "gradients clipped to norm 0.01" in out.splitlines()[0]
+    # Steps of norm 0.01 barely move the loss from log(3) (the default run reaches 0.9).
+    assert float(out.split("final loss")[1].split()[0]) > 1.0
+    code, _, err = run(capsys, "train", "--quiet", "--lr", "1e6", "--max-grad", "50")
+    assert code == 3 and "a --max-grad below 50" in err
 
 
 def test_gradcheck_passes(capsys, backend):

@@ -61,7 +61,8 @@ def _blobs(n=90, seed=0):
     rng = np.random.default_rng(seed)
     labels = np.repeat(np.arange(3), n // 3)
     centers = np.array([[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 2.0]])
-    return centers[labels] + rng.normal(scale=0.4, size=(n, 3)), labels
+    x = centers[labels] + rng.normal(scale=0.4, size=(n, 3))
+    return x.astype(np.float32), labels  # float32: the models' default dtype
 
 
 def test_chapter4_model_with_validation_curves(backend):
@@ -232,7 +233,7 @@ def test_fit_with_max_grad_clips(backend):
 
 
 def test_nan_loss_stops_training_with_advice(backend):
-    xh = np.zeros((60, 2))
+    xh = np.zeros((60, 2), dtype=np.float32)  # the models' default dtype
     xh[5, 0] = np.nan
     x, t = xpnn.asarray(xh), xpnn.asarray(np.zeros(60, dtype=np.int64))
     trainer = xpnn.Trainer(xpnn.LayeredTwoLayerNet(2, 3, 3, seed=0), SGD(lr=0.1))
@@ -284,6 +285,89 @@ def test_plot_writes_the_figure(tmp_path):
         verbose=False,
     )
     assert trainer.plot(tmp_path / "both.svg").read_text().lstrip().startswith("<")
+
+
+def _trained(validation=False):
+    x, t = load_spiral()
+    trainer = xpnn.Trainer(xpnn.LayeredTwoLayerNet(2, 5, 3, seed=0), SGD(lr=1.0))
+    extra = {"validation_data": (x, t)} if validation else {}
+    return trainer.fit(x, t, max_epoch=3, batch_size=30, progress=False, verbose=False, **extra)
+
+
+def test_plot_without_a_path_writes_a_new_file_when_nothing_can_show(tmp_path, monkeypatch, capsys):
+    import matplotlib
+
+    monkeypatch.setattr(matplotlib, "get_backend", lambda: "agg")
+    monkeypatch.chdir(tmp_path)
+    trainer = _trained()
+    first = trainer.plot()
+    assert first == tmp_path / "xpnn_training.png"
+    assert f"written to {first}" in capsys.readouterr().out
+    content = first.read_bytes()
+    assert content[:4] == b"\x89PNG"
+    second = trainer.plot(ylim=(0, 2))
+    assert second == tmp_path / "xpnn_training-2.png"  # the first is never overwritten
+    assert first.read_bytes() == content and second.read_bytes()[:4] == b"\x89PNG"
+    assert f"written to {second}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("validation", [False, True], ids=["loss", "loss-and-accuracy"])
+def test_plot_shows_the_figure_where_it_can(tmp_path, monkeypatch, validation):
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    shown = []
+    monkeypatch.setattr(matplotlib, "get_backend", lambda: "module://matplotlib_inline")
+    monkeypatch.setattr(plt, "show", lambda: shown.append(plt.gcf()))
+    monkeypatch.chdir(tmp_path)
+    try:
+        assert _trained(validation).plot(ylim=(0.5, 1.5)) is None
+        assert len(shown) == 1
+        axes = shown[0].axes
+        assert len(axes) == (2 if validation else 1)
+        assert axes[0].get_ylim() == (0.5, 1.5)  # the loss axis
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        plt.close("all")
+
+
+def test_plot_ylim_on_a_file_and_bad_ylim(tmp_path, monkeypatch):
+    import xpnn.plot
+
+    figures = []
+    real = xpnn.plot._save
+    monkeypatch.setattr(xpnn.plot, "_save", lambda fig, out: figures.append(fig) or real(fig, out))
+    trainer = _trained(validation=True)
+    assert trainer.plot(tmp_path / "c.png", (0.25, 2.0)) == tmp_path / "c.png"
+    assert figures[0].axes[0].get_ylim() == (0.25, 2.0)
+    assert figures[0].axes[1].get_ylim() == (0.0, 1.0)  # accuracy keeps its range
+    for bad in [(2.0, 1.0), (0.0,), "ab"]:
+        with pytest.raises(ValueError, match="ylim"):
+            trainer.plot(tmp_path / "d.png", ylim=bad)
+    assert not (tmp_path / "d.png").exists()
+
+
+def test_plot_without_display_in_a_fresh_process(tmp_path):
+    """matplotlib's own backend choice (Agg, no display) leads to a file."""
+    import os
+    import subprocess
+
+    code = (
+        "import xpnn\n"
+        "from xpnn.datasets import load_spiral\n"
+        "x, t = load_spiral()\n"
+        "tr = xpnn.Trainer(xpnn.LayeredTwoLayerNet(2, 5, 3), xpnn.SGD(lr=1.0))\n"
+        "tr.fit(x, t, max_epoch=2, batch_size=30, progress=False, verbose=False)\n"
+        "print(tr.plot())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env["MPLBACKEND"] = "Agg"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == str(tmp_path / "xpnn_training.png")
+    assert (tmp_path / "xpnn_training.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_cuda_graph_needs_cupy_data(backend):

@@ -5,7 +5,10 @@
   any backend, print progress and the final accuracy, plot and save.
 * ``xpnn gradcheck``: compare backpropagation with numerical gradients.
 
-Bad option values end with a one-line error and exit status 2.
+Bad option values end with a one-line error and exit status 2. Training that
+fails numerically (a NaN or infinite loss, or a loss that diverges far above
+the untrained one: see ``Trainer.fit``'s ``on_nan``) ends with a one-line error
+and advice (a smaller ``--lr``, ``--max-grad``) and exit status 3.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ from collections.abc import Sequence
 from typing import Any
 
 __all__ = ["main"]
+
+#: Exit status of ``xpnn train`` when training diverged or the loss became NaN.
+EXIT_DIVERGED = 3
 
 
 def _format_info(data: dict[str, Any]) -> str:
@@ -146,6 +152,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         f"xpnn train: {args.dataset} ({n} samples) on {backend.spec}, {args.dtype}, "
         f"{type(model).__name__}(hidden={args.hidden}), {args.optimizer} lr={args.lr}, "
         f"batch {args.batch_size}, {args.epochs} epochs x {iters_per_epoch} iterations"
+        + (f", gradients clipped to norm {args.max_grad}" if args.max_grad else "")
     )
     trainer = xpnn.Trainer(model, optimizer)
     start = time.perf_counter()
@@ -155,6 +162,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         t,
         max_epoch=args.epochs,
         batch_size=args.batch_size,
+        max_grad=args.max_grad,
         eval_interval=args.eval_interval,
         validation_data=validation,
         seed=args.seed,
@@ -271,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     length.add_argument("--iters", type=_positive_int, help="iterations (rounded up to epochs)")
     p.add_argument("--batch-size", type=_positive_int)
     p.add_argument("--eval-interval", type=_positive_int, help="iterations between loss reports")
+    p.add_argument(
+        "--max-grad", type=_positive_float, help="clip the global gradient norm to this (e.g. 5)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of weights and shuffling")
     p.add_argument(
         "--data-dir", help="folder with the four MNIST .gz files (or where to download them)"
@@ -323,13 +334,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
+    except FloatingPointError as exc:
+        # Not a usage error: the run itself failed, and its options are the fix.
+        advice = ""
+        if args.command == "train":
+            clip = f"a --max-grad below {args.max_grad:g}" if args.max_grad else "--max-grad 5"
+            advice = f"; with xpnn train: a --lr below {args.lr:g}, or {clip}"
+        print(f"xpnn {args.command}: error: {exc}{advice}", file=sys.stderr)
+        return EXIT_DIVERGED
     except (
         BackendUnavailableError,
         DownloadError,
         IDXFormatError,
         FileNotFoundError,
         BackendMismatchError,
-        FloatingPointError,
         ValueError,
     ) as exc:
         # Expected failures get one line, not a traceback.

@@ -13,22 +13,36 @@ iterations, as the book does. It accepts both kinds of model:
 Nothing is read back from the device inside an iteration: losses are summed
 on the device and read once per ``eval_interval``; mini-batches are taken on
 the device with ``xp.take`` from one permutation per epoch; gradient clipping
-scales on the device without testing the norm on the host.
+scales on the device without testing the norm on the host. Checkpoints add
+one read each (are the parameters finite?) and, once per fit, 64 rows of the
+data for their fingerprint.
+
+The divergence and NaN guard (``fit(on_nan=...)``) stops a run whose loss is
+NaN or far above the untrained loss, and never lets a checkpoint that is not
+finite replace the last good one; ``fit(resume=...)`` checks the whole
+checkpoint against the model, the optimizer, the settings and the data before
+it changes anything.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import numbers
 import os
 import sys
 import time
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from xpnn.backend import (
     CudaGraph,
     _dtype_name,
+    asarray,
     backend_of,
     device_of,
     get_namespace,
@@ -43,7 +57,7 @@ __all__ = ["Trainer", "clip_grads"]
 
 def _values(arrays: Any) -> list[Any]:
     """The arrays of a params/grads list or dict, in order."""
-    return list(arrays.values()) if isinstance(arrays, dict) else list(arrays)
+    return list(arrays.values()) if isinstance(arrays, Mapping) else list(arrays)
 
 
 def clip_grads(grads: Any, max_norm: float) -> None:
@@ -66,6 +80,39 @@ def clip_grads(grads: Any, max_norm: float) -> None:
         g *= xp.astype(rate, g.dtype)
 
 
+#: The divergence guard (see ``Trainer.fit``'s ``on_nan``): a recorded average
+#: loss above DIVERGENCE_FACTOR times the untrained loss, DIVERGENCE_PATIENCE
+#: records in a row, means the training diverged. The untrained loss is
+#: max(ln C, the run's first batch loss, 1): a model that guesses uniformly
+#: among C classes has loss ln C, and a fresh model starts near it, so a run
+#: that learns stays far below 10 times that, while a run whose learning rate
+#: is far too large passes it within a few records (lr=1e6 on the spiral
+#: records losses of about 1e6). One high record (a spike) is not enough.
+DIVERGENCE_FACTOR = 10.0
+DIVERGENCE_PATIENCE = 3
+
+#: Rows of ``x`` and ``t`` hashed into a checkpoint's data fingerprint.
+FINGERPRINT_ROWS = 64
+
+#: What ``Trainer.fit`` stores in a checkpoint's progress. The run settings
+#: must be those of the resuming fit; the rest is the position in the run.
+_RUN_FIELDS = ("data_size", "batch_size", "max_epoch", "max_grad", "eval_interval")
+_PROGRESS_FIELDS = (
+    *_RUN_FIELDS,
+    "data",
+    "epoch",
+    "next_iter",
+    "rng",
+    "loss_count",
+    "high_loss_records",
+    "current_epoch",
+    "loss_list",
+    "train_acc_list",
+    "test_acc_list",
+)
+_EXTRA_ARRAYS = ("initial_loss", "total_loss")
+
+
 class Trainer:
     """Train a model with an optimizer on mini-batches, recording the loss.
 
@@ -79,7 +126,14 @@ class Trainer:
         train_acc_list, test_acc_list: Accuracy after each epoch, when
             ``fit`` was given validation data (floats).
         current_epoch: Epochs run so far.
+        divergence_factor, divergence_patience: The divergence guard of
+            ``fit`` (defaults DIVERGENCE_FACTOR = 10.0 and
+            DIVERGENCE_PATIENCE = 3); set them on a trainer whose model's
+            loss is not a mean cross-entropy and lives on another scale.
     """
+
+    divergence_factor: float = DIVERGENCE_FACTOR
+    divergence_patience: int = DIVERGENCE_PATIENCE
 
     def __init__(self, model: Any, optimizer: Any):
         if not hasattr(optimizer, "update"):
@@ -98,6 +152,9 @@ class Trainer:
         self.test_acc_list: list[float] = []
         self.eval_interval: int | None = None
         self.current_epoch = 0
+        self._last_checkpoint: str | None = None  # of the current fit, for messages
+        self._last_position = ""
+        self._skip_warned = self._divergence_warned = False  # on_nan="warn" warns once
 
     def _step(self, x: Any, t: Any) -> tuple[Any, Any]:
         """One forward/backward pass; returns (loss as a 0-d array, grads)."""
@@ -172,14 +229,31 @@ class Trainer:
                 loss 1.10`` lines.
             checkpoint: Write a checkpoint here (atomically: a crash or Ctrl-C
                 never leaves a broken file) after every epoch, and every
-                ``checkpoint_every`` iterations of an epoch if given.
+                ``checkpoint_every`` iterations of an epoch if given. It
+                holds the parameters, the optimizer state, the position,
+                the curves, the run settings (``max_epoch``, ``batch_size``,
+                ``max_grad``, ``eval_interval``) and a fingerprint of ``x``
+                and ``t`` (shapes, dtypes and a SHA-256 of 64 evenly spaced
+                rows, read once per fit). A checkpoint whose parameters,
+                optimizer state or running loss are NaN or infinite is never
+                written (one on-device check per checkpoint): see ``on_nan``.
             checkpoint_every: See ``checkpoint``.
             resume: Continue the run saved in this checkpoint: parameters,
                 optimizer state, shuffling state, position and curves. The
-                resumed run ends exactly as an uninterrupted one would.
-            on_nan: What a NaN or infinite loss does, checked at each eval
-                interval: ``"raise"`` (FloatingPointError), ``"warn"``
-                (RuntimeWarning, training goes on) or ``"ignore"``.
+                resumed run ends exactly as an uninterrupted one would. The
+                whole file is checked first; it is refused (ModelFileError,
+                nothing changed) when it does not fit this model (class,
+                sizes, dtype), optimizer (class, hyper-parameters), these
+                settings or these data.
+            on_nan: The divergence and NaN guard. It acts when a recorded
+                loss is NaN or infinite, when ``divergence_patience`` (3)
+                records in a row exceed ``divergence_factor`` (10) times the
+                untrained loss max(ln C, first batch loss, 1) for C classes,
+                and when a checkpoint would hold NaN or infinite values:
+                ``"raise"`` (FloatingPointError, the default), ``"warn"``
+                (RuntimeWarning once, training goes on) or ``"ignore"``.
+                A non-finite checkpoint is never written in any mode: the
+                last good file stays.
             cuda_graph: On CuPy, record an iteration (taking the batch,
                 forward, backward, clipping, update) once as a CUDA graph and
                 replay it: one launch per iteration instead of dozens, which
@@ -195,11 +269,13 @@ class Trainer:
         Raises:
             ValueError: Bad sizes, labels or arguments (the message names
                 the shapes and dtypes).
-            FloatingPointError: The loss became NaN or infinite.
+            FloatingPointError: The loss became NaN or infinite, training
+                diverged, or a checkpoint would not be finite (the message
+                names the last good checkpoint).
             xpnn.io.ModelFileError: ``resume`` does not fit this run.
         """
         xp = get_namespace(x, t, *_values(self.model.params)[:1])
-        data_size = self._check_data(xp, x, t, "x", "t")
+        data_size, classes = self._check_data(xp, x, t, "x", "t")
         for name, value in (
             ("max_epoch", max_epoch),
             ("batch_size", batch_size),
@@ -210,8 +286,12 @@ class Trainer:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if batch_size > data_size:
             raise ValueError(f"batch_size {batch_size} is larger than the data ({data_size})")
-        if max_grad is not None and not max_grad > 0:
-            raise ValueError(f"max_grad must be positive, got {max_grad!r}")
+        if max_grad is not None and (
+            isinstance(max_grad, bool)
+            or not isinstance(max_grad, numbers.Real)
+            or not (math.isfinite(max_grad) and max_grad > 0)
+        ):
+            raise ValueError(f"max_grad must be a positive number, got {max_grad!r}")
         if on_nan not in ("raise", "warn", "ignore"):
             raise ValueError(f"on_nan must be 'raise', 'warn' or 'ignore', got {on_nan!r}")
         graph_step = _GraphStep(self, x, t, batch_size, max_grad) if cuda_graph else None
@@ -224,20 +304,46 @@ class Trainer:
         # At least one record an epoch (the book records none when the
         # interval is longer than an epoch).
         eval_interval = min(eval_interval, max_iters)
-        self.eval_interval = eval_interval
         # The shuffling follows the data: permutations go to x's backend and device.
         rng = default_rng(seed, backend=backend_of(x))
-        run = {"data_size": data_size, "batch_size": batch_size, "max_epoch": max_epoch}
+        run = {
+            "data_size": data_size,
+            "batch_size": batch_size,
+            "max_epoch": max_epoch,
+            "max_grad": None if max_grad is None else float(max_grad),
+            "eval_interval": eval_interval,
+        }
+        # Only checkpoints need it: a fit without them reads nothing more.
+        fingerprint = None if checkpoint is None and resume is None else _fingerprint(xp, x, t)
         start_epoch, start_iter = 0, 0
         total_loss: Any = 0
         loss_count = 0
+        # The run's first batch loss (the untrained loss): a 0-d device array
+        # until the first record reads it with the running loss, then a float.
+        initial_loss: Any = None
+        high_records = 0  # records in a row above the divergence limit
         if resume is not None:
-            start_epoch, start_iter, total_loss, loss_count = self._resume(resume, rng, run, x)
-        self._last_checkpoint: str | None = None
+            # Changes nothing (model, optimizer, trainer) unless all of it fits.
+            (start_epoch, start_iter, total_loss, loss_count, initial_loss, high_records) = (
+                self._resume(resume, rng, run, fingerprint, x)
+            )
+        self.eval_interval = eval_interval
+        self._last_checkpoint, self._last_position = None, ""
+        self._skip_warned = self._divergence_warned = False
         bar = _progress_bar(max_epoch * max_iters, progress, start_epoch * max_iters + start_iter)
         say = bar.write if bar is not None else print
         start = time.perf_counter()
         epoch, iters = start_epoch, start_iter
+
+        def save(position: tuple) -> None:
+            self._save(
+                checkpoint,
+                {**run, "data": fingerprint},
+                position,
+                (total_loss, loss_count, initial_loss, high_records),
+                on_nan,
+            )
+
         try:
             for epoch in range(start_epoch, max_epoch):
                 epoch_rng = rng.get_state()  # replays this epoch's order on resume
@@ -253,11 +359,21 @@ class Trainer:
                         )
                     total_loss = total_loss + loss  # stays on the device
                     loss_count += 1
+                    if initial_loss is None:
+                        initial_loss = total_loss  # a new array: 0 + the first loss
                     if bar is not None:
                         bar.update(1)
                     if (iters + 1) % eval_interval == 0:
-                        avg = float(to_numpy(total_loss)) / loss_count
+                        if isinstance(initial_loss, float):
+                            avg = float(to_numpy(total_loss)) / loss_count
+                        else:  # the first record reads the untrained loss too, in one read
+                            both = to_numpy(xp.stack([total_loss, initial_loss]))
+                            avg, initial_loss = float(both[0]) / loss_count, float(both[1])
                         self._check_finite(avg, iters, on_nan)
+                        limit = self._divergence_limit(initial_loss, classes)
+                        high_records = high_records + 1 if avg > limit else 0
+                        if high_records == self.divergence_patience:
+                            self._diverged(avg, limit, iters, on_nan)
                         self.loss_list.append(avg)
                         if verbose:
                             say(
@@ -272,8 +388,7 @@ class Trainer:
                         and (iters + 1) % checkpoint_every == 0
                         and iters + 1 < max_iters  # the epoch-end checkpoint follows
                     ):
-                        position = (epoch, iters + 1, epoch_rng)
-                        self._save(checkpoint, run, position, total_loss, loss_count)
+                        save((epoch, iters + 1, epoch_rng))
                 iters = max_iters
                 self.current_epoch += 1
                 if validation_data is not None:
@@ -286,12 +401,10 @@ class Trainer:
                             f"{train_acc:.4f}, {test_acc:.4f}"
                         )
                 if checkpoint is not None:
-                    position = (epoch + 1, 0, rng.get_state())
-                    self._save(checkpoint, run, position, total_loss, loss_count)
+                    save((epoch + 1, 0, rng.get_state()))
         except KeyboardInterrupt:
             where = (
-                f"the last complete checkpoint is {self._last_checkpoint}; continue with "
-                "fit(..., resume=<that file>)"
+                f"{self._where_saved()}; continue with fit(..., resume=<that file>)"
                 if self._last_checkpoint
                 else "no checkpoint was written yet (pass checkpoint=PATH to fit to keep one)"
             )
@@ -305,10 +418,14 @@ class Trainer:
                 bar.close()
         return self
 
-    def _check_data(self, xp: Any, x: Any, t: Any, xname: str, tname: str) -> int:
-        """Check shapes, dtypes and label range of a data set; returns its size.
+    def _check_data(self, xp: Any, x: Any, t: Any, xname: str, tname: str) -> tuple[int, int]:
+        """Check shapes, dtypes and label range of a data set.
 
         Reading the label range is one small host read, once per fit.
+
+        Returns:
+            ``(samples, classes)``: the classes are the model's
+            ``output_size``, else the one-hot width or the largest label + 1.
         """
         if x.ndim != 2:
             raise ValueError(f"{xname} must be 2-D (samples, features), got shape {tuple(x.shape)}")
@@ -335,6 +452,7 @@ class Trainer:
                 f"{tname} is one-hot with {t.shape[1]} classes (shape {tuple(t.shape)}) but "
                 f"{type(self.model).__name__} has {classes} outputs"
             )
+        seen = t.shape[1] if t.ndim == 2 else 1
         if t.ndim == 1:
             if not xp.isdtype(t.dtype, "integral"):
                 raise TypeError(
@@ -346,52 +464,36 @@ class Trainer:
                     f"{tname} holds labels from {low} to {high}, outside 0..{(classes or 0) - 1} "
                     f"for {type(self.model).__name__} with {classes} outputs"
                 )
-        return n
+            seen = high + 1
+        return n, classes if classes is not None else seen
 
-    def _save(
-        self, path: Any, run: dict[str, Any], position: tuple, total_loss: Any, loss_count: int
-    ) -> None:
-        from xpnn.io import write_checkpoint
+    # ------------------------------------------------------- the guards
 
-        epoch, next_iter, rng_state = position
-        progress = {
-            **run,
-            "epoch": epoch,
-            "next_iter": next_iter,
-            "rng": rng_state,
-            "loss_count": loss_count,
-            "current_epoch": self.current_epoch,
-            "loss_list": self.loss_list,
-            "train_acc_list": self.train_acc_list,
-            "test_acc_list": self.test_acc_list,
-        }
-        extra = {"total_loss": total_loss if loss_count else 0.0}
-        self._last_checkpoint = str(
-            write_checkpoint(path, self.model, self.optimizer, progress, extra)
+    def _divergence_limit(self, initial_loss: float, classes: int) -> float:
+        """The recorded loss above which a record counts towards divergence."""
+        untrained = max(math.log(classes), 1.0)
+        if math.isfinite(initial_loss):  # a NaN first loss is the NaN guard's business
+            untrained = max(untrained, initial_loss)
+        return self.divergence_factor * untrained
+
+    def _diverged(self, avg: float, limit: float, iters: int, on_nan: str) -> None:
+        if on_nan == "ignore" or (on_nan == "warn" and self._divergence_warned):
+            return
+        lr = getattr(self.optimizer, "lr", None)
+        message = (
+            f"the training diverged: the recorded loss was above {limit:.4g} "
+            f"({self.divergence_factor:g} times the untrained loss) {self.divergence_patience} "
+            f"times in a row, {avg:.4g} in epoch {self.current_epoch + 1} by iteration "
+            f"{iters + 1}: try a smaller learning rate"
+            + (f" (it is {lr:g})" if isinstance(lr, float) else "")
+            + " or gradient clipping (max_grad)"
+            + self._last_good()
         )
-
-    def _resume(self, path: Any, rng: Any, run: dict[str, Any], x: Any) -> tuple:
-        from xpnn.backend import asarray
-        from xpnn.io import ModelFileError, read_checkpoint
-
-        progress, extra = read_checkpoint(path, self.model, self.optimizer)
-        for key, value in run.items():
-            if progress.get(key) != value:
-                raise ModelFileError(
-                    f"{path}: the checkpoint was written with {key}={progress.get(key)}, "
-                    f"this fit has {key}={value}; resume with the arguments of the original run"
-                )
-        rng.set_state(progress["rng"])
-        self.current_epoch = progress["current_epoch"]
-        self.loss_list = list(progress["loss_list"])
-        self.train_acc_list = list(progress["train_acc_list"])
-        self.test_acc_list = list(progress["test_acc_list"])
-        loss_count = progress["loss_count"]
-        total = extra["total_loss"]
-        total_loss = (
-            asarray(total, dtype=str(total.dtype), backend=backend_of(x)) if loss_count else 0
-        )
-        return progress["epoch"], progress["next_iter"], total_loss, loss_count
+        if on_nan == "warn":
+            self._divergence_warned = True
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
+            return
+        raise FloatingPointError(message)
 
     def _check_finite(self, avg: float, iters: int, on_nan: str) -> None:
         if math.isfinite(avg) or on_nan == "ignore":
@@ -399,24 +501,439 @@ class Trainer:
         message = (
             f"the training loss became {avg} in epoch {self.current_epoch + 1}, by iteration "
             f"{iters + 1}: try a smaller learning rate or gradient clipping (max_grad)"
+            + self._last_good()
         )
         if on_nan == "warn":
             warnings.warn(message, RuntimeWarning, stacklevel=3)
             return
         raise FloatingPointError(message)
 
-    def plot(self, path: str | os.PathLike[str]) -> Path:
-        """Write the loss curve (and the accuracy curves, if recorded) to ``path``."""
-        from xpnn.plot import plot_loss, plot_training
+    def _where_saved(self) -> str:
+        return f"the last complete checkpoint is {self._last_checkpoint} ({self._last_position})"
+
+    def _last_good(self) -> str:
+        return f"; {self._where_saved()}" if self._last_checkpoint else ""
+
+    def _all_finite(self, running_loss: Any) -> bool:
+        """Whether the parameters, the optimizer state and the running loss are finite.
+
+        One reduction on the device and one read, per checkpoint.
+        """
+        arrays = _values(self.model.params)
+        optimizer = self.optimizer
+        for name in getattr(optimizer, "_state_names", ()):
+            entry = getattr(optimizer, name, None)
+            if entry is not None:
+                arrays += _values(entry)
+        if running_loss is not None:
+            arrays.append(running_loss)
+        xp = get_namespace(*arrays)
+        flags = xp.stack([xp.all(xp.isfinite(a)) for a in arrays])
+        return bool(to_numpy(xp.all(flags)))
+
+    # -------------------------------------------------------- checkpoints
+
+    def _save(
+        self, path: Any, run: dict[str, Any], position: tuple, running: tuple, on_nan: str
+    ) -> None:
+        from xpnn.io import write_checkpoint
+
+        epoch, next_iter, rng_state = position
+        total_loss, loss_count, initial_loss, high_records = running
+        where = (
+            f"epoch {epoch + 1}, iteration {next_iter}"
+            if next_iter
+            else f"the end of epoch {epoch}"
+        )
+        if not self._all_finite(total_loss if loss_count else None):
+            # Never replace a good checkpoint with one that cannot be resumed.
+            if on_nan == "ignore" or (on_nan == "warn" and self._skip_warned):
+                return
+            kept = (
+                self._where_saved()
+                if self._last_checkpoint
+                else "this fit wrote no checkpoint yet"
+                + (f" ({path} is left as it was)" if Path(path).exists() else "")
+            )
+            message = (
+                f"the parameters, the optimizer state or the running loss are NaN or infinite "
+                f"at {where}: the checkpoint {path} was not written; {kept}; try a smaller "
+                "learning rate or gradient clipping (max_grad)"
+            )
+            if on_nan == "warn":
+                self._skip_warned = True
+                warnings.warn(
+                    message + " (later checkpoints that are not finite are skipped silently)",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+                return
+            raise FloatingPointError(message)
+        progress = {
+            **run,
+            "epoch": epoch,
+            "next_iter": next_iter,
+            "rng": rng_state,
+            "loss_count": loss_count,
+            "high_loss_records": high_records,
+            "current_epoch": self.current_epoch,
+            "loss_list": self.loss_list,
+            "train_acc_list": self.train_acc_list,
+            "test_acc_list": self.test_acc_list,
+        }
+        extra = {"total_loss": total_loss if loss_count else 0.0, "initial_loss": initial_loss}
+        written = write_checkpoint(path, self.model, self.optimizer, progress, extra)
+        self._last_checkpoint, self._last_position = str(written), where
+
+    def _resume(
+        self, path: Any, rng: Any, run: dict[str, Any], fingerprint: dict[str, Any], x: Any
+    ) -> tuple:
+        """Check the whole checkpoint against this fit, then restore it.
+
+        Returns:
+            ``(epoch, next_iter, total_loss, loss_count, initial_loss,
+            high_loss_records)``: where and how the run goes on.
+
+        Raises:
+            ModelFileError: Anything does not fit; the model, the optimizer
+                and this trainer are then as they were.
+        """
+        from xpnn.io import _parse_checkpoint, _restore_checkpoint
+
+        checkpoint = _parse_checkpoint(path, self.model, self.optimizer)
+        progress = checkpoint.progress
+        _check_progress(path, progress, run, fingerprint)
+        total, initial_loss = _check_extra(path, checkpoint.extra, progress["loss_count"])
+        loss_count = progress["loss_count"]
+        total_loss = (
+            asarray(total, dtype=total.dtype.name, backend=backend_of(x)) if loss_count else 0
+        )
+        # Everything is checked and on the device: from here on nothing fails.
+        _restore_checkpoint(checkpoint, self.model, self.optimizer)
+        rng.set_state(progress["rng"])
+        self.current_epoch = progress["current_epoch"]
+        self.loss_list = list(progress["loss_list"])
+        self.train_acc_list = list(progress["train_acc_list"])
+        self.test_acc_list = list(progress["test_acc_list"])
+        return (
+            progress["epoch"],
+            progress["next_iter"],
+            total_loss,
+            loss_count,
+            initial_loss,
+            progress["high_loss_records"],
+        )
+
+    # ---------------------------------------------------------------- plot
+
+    def plot(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        ylim: tuple[float, float] | None = None,
+    ) -> Path | None:
+        """Draw the loss curve (and the accuracy curves, if recorded).
+
+        Args:
+            path: Write the figure here (``.png``, ``.svg`` or ``.pdf``).
+                Without it, as the book's ``plot()``, the figure is shown
+                when matplotlib can show it (an interactive backend, or a
+                notebook's inline one); otherwise it is written to
+                ``xpnn_training.png`` in the current directory
+                (``xpnn_training-2.png``... if that exists: no file is
+                overwritten) and a line says where.
+            ylim: ``(low, high)`` range of the loss axis (the book's ``ylim``).
+
+        Returns:
+            The file written, or None when the figure was shown.
+
+        Raises:
+            ValueError: Nothing recorded yet, a bad extension or ``ylim``.
+        """
+        from xpnn import plot as plots
 
         if not self.loss_list:
             raise ValueError("nothing to plot: call fit() first (with enough iterations)")
-        xlabel = f"iterations (x{self.eval_interval})"
-        if self.train_acc_list:
-            return plot_training(
-                self.loss_list, self.train_acc_list, self.test_acc_list, path, xlabel=xlabel
+        out = None if path is None else plots._output_path(path)
+        limits = None if ylim is None else plots._interval(ylim, "ylim")
+        loss = plots._series(self.loss_list, "loss_list")
+        accuracies = (
+            plots._accuracies(self.train_acc_list, self.test_acc_list)
+            if self.train_acc_list
+            else None
+        )
+        show = out is None and _can_show()
+        if show:
+            import matplotlib.pyplot as plt
+
+            make_figure: Any = plt.figure
+        else:
+            from matplotlib.figure import Figure
+
+            make_figure = Figure
+        if accuracies is None:
+            fig = make_figure()
+            loss_ax = fig.add_subplot()
+        else:
+            fig = make_figure(figsize=(11, 4), layout="constrained")
+            loss_ax, acc_ax = fig.subplots(1, 2)
+            plots._draw_accuracy(acc_ax, *accuracies)
+        plots._draw_loss(loss_ax, loss, f"iterations (x{self.eval_interval})")
+        if limits is not None:
+            loss_ax.set_ylim(limits)
+        if show:
+            plt.show()
+            return None
+        if out is not None:
+            return plots._save(fig, out)
+        written = _save_new_file(fig, Path("xpnn_training.png"))
+        print(f"xpnn: no display to show the figure on; it was written to {written}")
+        return written
+
+
+#: matplotlib backends that only write files (plt.show() would show nothing).
+_FILE_BACKENDS = frozenset({"agg", "cairo", "pdf", "pgf", "ps", "svg", "template"})
+
+
+def _can_show() -> bool:
+    """Whether plt.show() shows a figure here: an interactive or notebook backend."""
+    import matplotlib
+
+    # Resolving the default backend falls back to Agg without a display.
+    return matplotlib.get_backend().lower() not in _FILE_BACKENDS
+
+
+def _save_new_file(fig: Any, path: Path) -> Path:
+    """Write ``fig`` as PNG to ``path``, or to ``stem-2.png``... if it exists."""
+    for n in range(1, 10_000):
+        candidate = path if n == 1 else path.with_name(f"{path.stem}-{n}{path.suffix}")
+        try:
+            file = open(candidate, "xb")  # "x": never overwrite, even in a race
+        except FileExistsError:
+            continue
+        try:
+            with file:
+                fig.savefig(file, format="png")
+        except BaseException:
+            candidate.unlink(missing_ok=True)
+            raise
+        return candidate.resolve()
+    raise FileExistsError(f"{path} and 9,998 numbered variants exist; pass plot() a path")
+
+
+def _fingerprint(xp: Any, x: Any, t: Any) -> dict[str, Any]:
+    """Shapes, dtypes and a SHA-256 of up to 64 evenly spaced rows of ``x`` and ``t``.
+
+    Cheap (the rows are gathered on the device and read once per fit) and
+    the same on every backend, so a checkpoint refuses other data of the
+    same size: another seed, shuffled rows or labels. It does not see a
+    change confined to rows it does not sample.
+    """
+    n = x.shape[0]
+    rows = np.unique(np.linspace(0, n - 1, min(n, FINGERPRINT_ROWS)).round().astype(np.int64))
+    idx = asarray(rows, dtype="int64", backend=backend_of(x))
+    result: dict[str, Any] = {"rows": len(rows)}
+    for name, a in (("x", x), ("t", t)):
+        sample = np.ascontiguousarray(to_numpy(xp.take(a, idx, axis=0)))
+        result[name] = {
+            "shape": list(a.shape),
+            "dtype": _dtype_name(a.dtype),
+            "sha256": hashlib.sha256(sample.tobytes()).hexdigest(),
+        }
+    return result
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_float_list(value: Any, low: float = -math.inf, high: float = math.inf) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(v, float) and (math.isnan(v) or low <= v <= high) for v in value
+    )
+
+
+def _rng_state_ok(state: Any) -> bool:
+    """Whether ``state`` is a PCG64 state as ``Generator.get_state`` returns it."""
+    if not isinstance(state, dict) or set(state) != {
+        "bit_generator",
+        "state",
+        "has_uint32",
+        "uinteger",
+    }:
+        return False
+    inner = state["state"]
+    if (
+        state["bit_generator"] != "PCG64"
+        or not isinstance(inner, dict)
+        or set(inner) != {"state", "inc"}
+        or not all(_is_int(v) and 0 <= v < 2**128 for v in inner.values())
+        or inner["inc"] % 2 != 1  # PCG64's increment is odd
+        or state["has_uint32"] not in (0, 1)
+        or not _is_int(state["has_uint32"])
+        or not (_is_int(state["uinteger"]) and 0 <= state["uinteger"] < 2**32)
+    ):
+        return False
+    try:
+        default_rng(0).set_state(state)  # numpy's own checks, on a scratch generator
+    except (TypeError, ValueError, KeyError, OverflowError):
+        return False
+    return True
+
+
+def _fingerprint_ok(data: Any) -> bool:
+    if not isinstance(data, dict) or set(data) != {"rows", "x", "t"} or not _is_int(data["rows"]):
+        return False
+    for name in ("x", "t"):
+        entry = data[name]
+        if not (
+            isinstance(entry, dict)
+            and set(entry) == {"shape", "dtype", "sha256"}
+            and isinstance(entry["shape"], list)
+            and all(_is_int(d) and d >= 0 for d in entry["shape"])
+            and isinstance(entry["dtype"], str)
+            and isinstance(entry["sha256"], str)
+            and len(entry["sha256"]) == 64
+        ):
+            return False
+    return True
+
+
+def _check_progress(
+    path: Any, progress: dict[str, Any], run: dict[str, Any], fingerprint: dict[str, Any]
+) -> None:
+    """Check a checkpoint's progress fields, then that they fit this fit.
+
+    Raises:
+        ModelFileError: A missing, unknown or malformed field (named), other
+            run settings or data than this fit's, or a position that no run
+            could have reached.
+    """
+    from xpnn.io import ModelFileError
+
+    damaged = "the checkpoint was damaged or edited: resume from another one or start again"
+
+    def bad(field: str, want: str) -> ModelFileError:
+        return ModelFileError(
+            f"{path}: progress field {field!r} must be {want}, got {progress[field]!r}; {damaged}"
+        )
+
+    missing = [k for k in _PROGRESS_FIELDS if k not in progress]
+    unknown = sorted(k for k in progress if k not in _PROGRESS_FIELDS)
+    if missing or unknown:
+        raise ModelFileError(
+            f"{path}: progress fields missing {missing or 'none'}, unknown {unknown or 'none'}; "
+            "written by another xpnn version? resume with that version or start again"
+        )
+    for key in ("data_size", "batch_size", "max_epoch", "eval_interval"):
+        if not (_is_int(progress[key]) and progress[key] > 0):
+            raise bad(key, "a positive int")
+    grad = progress["max_grad"]
+    if grad is not None and not (
+        isinstance(grad, (int, float))
+        and not isinstance(grad, bool)
+        and math.isfinite(grad)
+        and grad > 0
+    ):
+        raise bad("max_grad", "null or a positive number")
+    for key in ("epoch", "next_iter", "loss_count", "high_loss_records", "current_epoch"):
+        if not (_is_int(progress[key]) and progress[key] >= 0):
+            raise bad(key, "an int >= 0")
+    if not _is_float_list(progress["loss_list"]):
+        raise bad("loss_list", "a list of floats")
+    for key in ("train_acc_list", "test_acc_list"):
+        if not _is_float_list(progress[key], 0.0, 1.0):
+            raise bad(key, "a list of floats in [0, 1]")
+    if len(progress["train_acc_list"]) != len(progress["test_acc_list"]):
+        raise bad("test_acc_list", f"as long as train_acc_list ({len(progress['train_acc_list'])})")
+    if not _rng_state_ok(progress["rng"]):
+        raise bad("rng", "a PCG64 state as xpnn.random.Generator.get_state() returns it")
+    if not _fingerprint_ok(progress["data"]):
+        raise bad("data", "the fingerprint of x and t that fit() writes")
+
+    for key in _RUN_FIELDS:
+        if progress[key] != run[key]:
+            raise ModelFileError(
+                f"{path}: the checkpoint was written with {key}={progress[key]}, this fit has "
+                f"{key}={run[key]}; resume with the arguments of the original run"
             )
-        return plot_loss(self.loss_list, path, xlabel=xlabel)
+    _compare_fingerprint(path, progress["data"], fingerprint)
+
+    max_epoch, epoch, next_iter = run["max_epoch"], progress["epoch"], progress["next_iter"]
+    max_iters = run["data_size"] // run["batch_size"]
+    interval = run["eval_interval"]
+    if epoch > max_epoch:
+        raise bad("epoch", f"at most max_epoch ({max_epoch})")
+    if next_iter >= max_iters or (epoch == max_epoch and next_iter):
+        last = 0 if epoch == max_epoch else max_iters - 1
+        raise bad("next_iter", f"from 0 to {last} in epoch {epoch} of {max_epoch}")
+    # The loss sum is reset at each record, not at epoch ends: an epoch of
+    # max_iters iterations carries max_iters % interval losses to the next.
+    carried = max_iters % interval if epoch else 0
+    count = next_iter % interval if next_iter >= interval else carried + next_iter
+    if progress["loss_count"] != count:
+        raise bad("loss_count", f"{count} at epoch {epoch}, iteration {next_iter}")
+    if progress["current_epoch"] < epoch:
+        raise bad("current_epoch", f"at least epoch ({epoch})")
+    records = epoch * (max_iters // interval) + next_iter // interval
+    if len(progress["loss_list"]) < records:
+        raise ModelFileError(
+            f"{path}: progress field 'loss_list' has {len(progress['loss_list'])} records, "
+            f"this run made {records} by epoch {epoch}, iteration {next_iter}; {damaged}"
+        )
+    if progress["high_loss_records"] > len(progress["loss_list"]):
+        raise bad("high_loss_records", f"at most the {len(progress['loss_list'])} records")
+
+
+def _compare_fingerprint(path: Any, stored: dict[str, Any], now: dict[str, Any]) -> None:
+    """Refuse other data than the checkpoint's, saying how they differ."""
+    from xpnn.io import ModelFileError
+
+    differences = []
+    for name in ("x", "t"):
+        old, new = stored[name], now[name]
+        if old["shape"] != new["shape"]:
+            differences.append(
+                f"{name} has shape {tuple(new['shape'])}, the checkpoint's {tuple(old['shape'])}"
+            )
+        elif old["dtype"] != new["dtype"]:
+            differences.append(f"{name} is {new['dtype']}, the checkpoint's was {old['dtype']}")
+        elif stored["rows"] != now["rows"] or old["sha256"] != new["sha256"]:
+            differences.append(
+                f"{name} has the checkpoint's shape and dtype but other values (its "
+                f"{now['rows']} sampled rows differ: other data, another seed, or shuffled "
+                "rows or labels)"
+            )
+    if differences:
+        raise ModelFileError(
+            f"{path}: the checkpoint was trained on other data: {'; '.join(differences)}; "
+            "resume with the x and t of the original run"
+        )
+
+
+def _check_extra(path: Any, extra: dict[str, np.ndarray], loss_count: int) -> tuple:
+    """The running loss sum (host 0-d array) and the untrained loss (float)."""
+    from xpnn.io import ModelFileError
+
+    if sorted(extra) != sorted(_EXTRA_ARRAYS):
+        raise ModelFileError(
+            f"{path}: extra arrays {sorted(extra)}, expected {sorted(_EXTRA_ARRAYS)}; "
+            "written by another xpnn version? resume with that version or start again"
+        )
+    for name in _EXTRA_ARRAYS:
+        a = extra[name]
+        if a.shape != () or not np.issubdtype(a.dtype, np.floating):
+            raise ModelFileError(
+                f"{path}: extra/{name} must be a 0-d float array, got shape {a.shape} "
+                f"and dtype {a.dtype}; the checkpoint was damaged or edited"
+            )
+    total = extra["total_loss"]
+    if not np.isfinite(total) or (loss_count == 0 and total != 0):
+        raise ModelFileError(
+            f"{path}: extra/total_loss is {float(total)} with loss_count {loss_count} "
+            "(it must be finite, and 0 when nothing is summed); the checkpoint was damaged "
+            "or edited"
+        )
+    return total, float(extra["initial_loss"])
 
 
 def _progress_bar(total: int, enabled: bool, initial: int = 0) -> Any:
