@@ -176,3 +176,14 @@ def test_bad_input_is_a_value_error_and_writes_nothing(tmp_path, call, match):
     with pytest.raises(ValueError, match=match):
         call(path)
     assert not path.exists()
+
+
+def test_loss_axis_takes_the_books_ylim(tmp_path):
+    from xpnn.plot import plot_loss, training_figure
+
+    fig = training_figure([2.0, 1.0, 0.5], [0.3, 0.6], [0.2, 0.5], ylim=(0, 2.5))
+    assert len(fig.axes) == 2 and fig.axes[0].get_ylim() == (0.0, 2.5)
+    assert plot_loss([2.0, 1.0], tmp_path / "l.png", ylim=(0, 3)).read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="ylim"):
+        plot_loss([2.0, 1.0], tmp_path / "bad.png", ylim=(3, 0))
+    assert not (tmp_path / "bad.png").exists()

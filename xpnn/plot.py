@@ -39,6 +39,8 @@ __all__ = [
     "plot_tangent",
     "plot_tangents",
     "plot_training",
+    "show_or_save",
+    "training_figure",
 ]
 
 #: File extensions :func:`_output_path` accepts (matplotlib picks the writer).
@@ -293,7 +295,12 @@ def plot_descent_path(
     return _save(fig, out)
 
 
-def plot_loss(loss_list: Any, path: str | os.PathLike[str], xlabel: str = "iteration") -> Path:
+def plot_loss(
+    loss_list: Any,
+    path: str | os.PathLike[str],
+    xlabel: str = "iteration",
+    ylim: Sequence[float] | None = None,
+) -> Path:
     """Draw a loss curve.
 
     Args:
@@ -301,18 +308,16 @@ def plot_loss(loss_list: Any, path: str | os.PathLike[str], xlabel: str = "itera
             array (host or any backend).
         path: Output file (``.png``, ``.svg`` or ``.pdf``).
         xlabel: Label of the x axis (what one value stands for).
+        ylim: ``(low, high)`` of the loss axis (the book's ``ylim``).
 
     Returns:
         ``Path(path)``.
 
     Raises:
-        ValueError: Bad extension, or ``loss_list`` empty or not 1-D.
+        ValueError: Bad extension, ``ylim``, or ``loss_list`` empty or not 1-D.
     """
     out = _output_path(path)
-    loss = _series(loss_list, "loss_list")
-    fig = Figure()
-    _draw_loss(fig.add_subplot(), loss, xlabel)
-    return _save(fig, out)
+    return _save(training_figure(loss_list, xlabel=xlabel, ylim=ylim), out)
 
 
 def plot_accuracy(train_acc: Any, test_acc: Any, path: str | os.PathLike[str]) -> Path:
@@ -343,6 +348,7 @@ def plot_training(
     test_acc: Any,
     path: str | os.PathLike[str],
     xlabel: str = "iteration",
+    ylim: Sequence[float] | None = None,
 ) -> Path:
     """Draw the loss curve and the accuracy curves side by side.
 
@@ -352,22 +358,117 @@ def plot_training(
         test_acc: ``(n,)`` test accuracies at the same epochs.
         path: Output file (``.png``, ``.svg`` or ``.pdf``).
         xlabel: Label of the loss curve's x axis.
+        ylim: ``(low, high)`` of the loss axis.
 
     Returns:
         ``Path(path)``.
 
     Raises:
-        ValueError: Bad extension, empty data, or the accuracies differ in
-            length.
+        ValueError: Bad extension or ``ylim``, empty data, or the accuracies
+            differ in length.
     """
     out = _output_path(path)
+    return _save(training_figure(loss_list, train_acc, test_acc, xlabel=xlabel, ylim=ylim), out)
+
+
+def training_figure(
+    loss_list: Any,
+    train_acc: Any = None,
+    test_acc: Any = None,
+    *,
+    xlabel: str = "iteration",
+    ylim: Sequence[float] | None = None,
+    pyplot: bool = False,
+) -> Figure:
+    """The loss curve, and the accuracy curves beside it when given.
+
+    Args:
+        loss_list: ``(m,)`` losses (see :func:`plot_loss`).
+        train_acc, test_acc: ``(n,)`` accuracies per epoch, or None (both).
+        xlabel: Label of the loss curve's x axis.
+        ylim: ``(low, high)`` of the loss axis, or None.
+        pyplot: Make the figure through ``matplotlib.pyplot`` (so that
+            ``plt.show()`` shows it); else a plain Figure, for files.
+
+    Raises:
+        ValueError: Empty or non-1-D data, accuracies of different lengths,
+            or a bad ``ylim``.
+    """
+    limits = None if ylim is None else _interval(ylim, "ylim")
     loss = _series(loss_list, "loss_list")
-    train, test = _accuracies(train_acc, test_acc)
-    fig = Figure(figsize=(11, 4), layout="constrained")
-    loss_ax, acc_ax = fig.subplots(1, 2)
+    accuracies = None if train_acc is None else _accuracies(train_acc, test_acc)
+    if pyplot:
+        import matplotlib.pyplot as plt
+
+        make_figure: Any = plt.figure
+    else:
+        make_figure = Figure
+    if accuracies is None:
+        fig = make_figure()
+        loss_ax = fig.add_subplot()
+    else:
+        fig = make_figure(figsize=(11, 4), layout="constrained")
+        loss_ax, acc_ax = fig.subplots(1, 2)
+        _draw_accuracy(acc_ax, *accuracies)
     _draw_loss(loss_ax, loss, xlabel)
-    _draw_accuracy(acc_ax, train, test)
-    return _save(fig, out)
+    if limits is not None:
+        loss_ax.set_ylim(limits)
+    return fig
+
+
+#: matplotlib backends that only write files (plt.show() would show nothing).
+_FILE_BACKENDS = frozenset({"agg", "cairo", "pdf", "pgf", "ps", "svg", "template"})
+
+
+def can_show() -> bool:
+    """Whether ``plt.show()`` shows a figure here: an interactive or notebook backend."""
+    import matplotlib
+
+    # Resolving the default backend falls back to Agg without a display.
+    return matplotlib.get_backend().lower() not in _FILE_BACKENDS
+
+
+def show_or_save(
+    fig: Figure, path: str | os.PathLike[str] | None = None, *, default: str = "figure.png"
+) -> Path | None:
+    """Write ``fig`` to ``path``; without one, show it, or write a new file and say where.
+
+    Without ``path`` the figure is shown when matplotlib can show it (see
+    :func:`can_show`; make it with ``pyplot=True`` then). Otherwise it goes
+    to ``default`` in the current folder, or ``stem-2.png``... if that exists
+    (no file is overwritten), and a line on stdout names the file.
+
+    Returns:
+        The file written, or None when the figure was shown.
+    """
+    if path is not None:
+        return _save(fig, _output_path(path))
+    if can_show():
+        import matplotlib.pyplot as plt
+
+        plt.show()
+        return None
+    written = _save_new_file(fig, Path(default))
+    print(f"xpnn: no display to show the figure on; it was written to {written}")
+    return written
+
+
+def _save_new_file(fig: Figure, path: Path) -> Path:
+    """Write ``fig`` as PNG to ``path``, or to ``stem-2.png``... if it exists."""
+    for n in range(1, 10_000):
+        candidate = path if n == 1 else path.with_name(f"{path.stem}-{n}{path.suffix}")
+        try:
+            file = open(candidate, "xb")  # "x": never overwrite, even in a race
+        except FileExistsError:
+            continue
+        try:
+            with file:
+                fig.savefig(file, format="png")
+        except BaseException:
+            candidate.unlink(missing_ok=True)
+            raise
+        return candidate.resolve()
+    raise FileExistsError(f"{path} and 9,998 numbered variants exist; pass a path")
 
 
 def plot_tangents(

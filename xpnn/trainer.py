@@ -649,75 +649,23 @@ class Trainer:
         Raises:
             ValueError: Nothing recorded yet, a bad extension or ``ylim``.
         """
-        from xpnn import plot as plots
+        from xpnn.plot import can_show, show_or_save, training_figure
 
         if not self.loss_list:
             raise ValueError("nothing to plot: call fit() first (with enough iterations)")
-        out = None if path is None else plots._output_path(path)
-        limits = None if ylim is None else plots._interval(ylim, "ylim")
-        loss = plots._series(self.loss_list, "loss_list")
-        accuracies = (
-            plots._accuracies(self.train_acc_list, self.test_acc_list)
-            if self.train_acc_list
-            else None
+        if path is not None:
+            from xpnn.plot import _output_path
+
+            _output_path(path)  # a bad extension fails before any drawing
+        accuracies = (self.train_acc_list, self.test_acc_list) if self.train_acc_list else ()
+        fig = training_figure(
+            self.loss_list,
+            *accuracies,
+            xlabel=f"iterations (x{self.eval_interval})",
+            ylim=ylim,
+            pyplot=path is None and can_show(),
         )
-        show = out is None and _can_show()
-        if show:
-            import matplotlib.pyplot as plt
-
-            make_figure: Any = plt.figure
-        else:
-            from matplotlib.figure import Figure
-
-            make_figure = Figure
-        if accuracies is None:
-            fig = make_figure()
-            loss_ax = fig.add_subplot()
-        else:
-            fig = make_figure(figsize=(11, 4), layout="constrained")
-            loss_ax, acc_ax = fig.subplots(1, 2)
-            plots._draw_accuracy(acc_ax, *accuracies)
-        plots._draw_loss(loss_ax, loss, f"iterations (x{self.eval_interval})")
-        if limits is not None:
-            loss_ax.set_ylim(limits)
-        if show:
-            plt.show()
-            return None
-        if out is not None:
-            return plots._save(fig, out)
-        written = _save_new_file(fig, Path("xpnn_training.png"))
-        print(f"xpnn: no display to show the figure on; it was written to {written}")
-        return written
-
-
-#: matplotlib backends that only write files (plt.show() would show nothing).
-_FILE_BACKENDS = frozenset({"agg", "cairo", "pdf", "pgf", "ps", "svg", "template"})
-
-
-def _can_show() -> bool:
-    """Whether plt.show() shows a figure here: an interactive or notebook backend."""
-    import matplotlib
-
-    # Resolving the default backend falls back to Agg without a display.
-    return matplotlib.get_backend().lower() not in _FILE_BACKENDS
-
-
-def _save_new_file(fig: Any, path: Path) -> Path:
-    """Write ``fig`` as PNG to ``path``, or to ``stem-2.png``... if it exists."""
-    for n in range(1, 10_000):
-        candidate = path if n == 1 else path.with_name(f"{path.stem}-{n}{path.suffix}")
-        try:
-            file = open(candidate, "xb")  # "x": never overwrite, even in a race
-        except FileExistsError:
-            continue
-        try:
-            with file:
-                fig.savefig(file, format="png")
-        except BaseException:
-            candidate.unlink(missing_ok=True)
-            raise
-        return candidate.resolve()
-    raise FileExistsError(f"{path} and 9,998 numbered variants exist; pass plot() a path")
+        return show_or_save(fig, path, default="xpnn_training.png")
 
 
 def _fingerprint(xp: Any, x: Any, t: Any) -> dict[str, Any]:
