@@ -16,6 +16,7 @@ import warnings
 
 import numpy as np
 import pytest
+from test_checkpoint import Interrupt  # the same Ctrl-C wrapper
 
 import xpnn
 from xpnn.datasets import load_spiral
@@ -30,22 +31,6 @@ FIT = {
     "progress": False,
     "verbose": False,
 }
-
-
-class Interrupt:
-    """Wraps an optimizer and presses Ctrl-C at its ``at``-th update."""
-
-    def __init__(self, optimizer, at):
-        self.inner, self.at, self.calls = optimizer, at, 0
-
-    def update(self, params, grads):
-        self.calls += 1
-        if self.calls == self.at:
-            raise KeyboardInterrupt
-        self.inner.update(params, grads)
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
 
 
 class Poison:
