@@ -13,7 +13,11 @@ import pytest
 
 import xpnn
 import xpnn.gradient as gradient_module
-from xpnn.gradient import numerical_gradient, two_layer_numerical_gradient
+from xpnn.gradient import (
+    Float32GradientWarning,
+    numerical_gradient,
+    two_layer_numerical_gradient,
+)
 
 KEYS = ("W1", "b1", "W2", "b2")
 
@@ -216,7 +220,8 @@ def test_float32_keeps_float32(backend, xp):
     net = xpnn.TwoLayerNet(6, 5, 3, weight_init_std=1.0, seed=0, dtype="float32")
     x = xpnn.asarray(np.random.default_rng(0).normal(size=(4, 6)), dtype="float32")
     t = xpnn.asarray(np.array([0, 2, 1, 2]))
-    got = fast(net, x, t)
+    with pytest.warns(Float32GradientWarning, match="two_layer_numerical_gradient"):
+        got = fast(net, x, t)
     for k in KEYS:
         assert got[k].dtype == xp.float32 and tuple(got[k].shape) == tuple(net.params[k].shape)
         assert np.all(np.isfinite(host(got[k])))

@@ -265,6 +265,7 @@ def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
 @properties(40)
 @given(dtype=FLOAT_DTYPES, name=st.sampled_from(sorted(FUNCTIONS)), case=points_and_weights())
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore::xpnn.gradient.Float32GradientWarning")  # float32 on purpose
 def test_numerical_gradient_restores_its_input_bitwise(backend, dtype, name, case):
     x_host, w_host = case
     f, df = FUNCTIONS[name]
@@ -287,6 +288,7 @@ class Boom(Exception):
 
 @properties(30)
 @given(dtype=FLOAT_DTYPES, case=points_and_weights(), data=st.data())
+@pytest.mark.filterwarnings("ignore::xpnn.gradient.Float32GradientWarning")  # float32 on purpose
 def test_numerical_gradient_restores_its_input_when_f_raises(backend, dtype, case, data):
     x_host, _ = case
     assume(x_host.size > 0)
