@@ -384,7 +384,8 @@ def training_figure(
 
     Args:
         loss_list: ``(m,)`` losses (see :func:`plot_loss`).
-        train_acc, test_acc: ``(n,)`` accuracies per epoch, or None (both).
+        train_acc: ``(n,)`` training accuracies per epoch, or None.
+        test_acc: ``(n,)`` test accuracies at the same epochs (with ``train_acc``).
         xlabel: Label of the loss curve's x axis.
         ylim: ``(low, high)`` of the loss axis, or None.
         pyplot: Make the figure through ``matplotlib.pyplot`` (so that
