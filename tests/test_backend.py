@@ -199,15 +199,35 @@ def test_name_must_be_a_string():
         xpnn.set_backend(np)
 
 
-def _fake_cupy(error: Exception | None = None, count: int = 1) -> types.ModuleType:
+def _fake_cupy(
+    error: Exception | None = None,
+    count: int = 1,
+    driver: int | None = None,
+    runtime: int | None = None,
+) -> types.ModuleType:
+    """A stand-in for CuPy; ``driver``/``runtime``: what the version queries
+    return (e.g. 12040 for CUDA 12.4; 0 = no driver), None: they raise."""
+
     def get_device_count():
         if error is not None:
             raise error
         return count
 
+    def version(value):
+        def query():
+            if value is None:
+                raise CUDARuntimeError("cudaErrorInsufficientDriver")
+            return value
+
+        return query
+
     cupy = types.ModuleType("cupy")
-    runtime = types.SimpleNamespace(getDeviceCount=get_device_count)
-    cupy.cuda = types.SimpleNamespace(runtime=runtime)
+    rt = types.SimpleNamespace(
+        getDeviceCount=get_device_count,
+        driverGetVersion=version(driver),
+        runtimeGetVersion=version(runtime),
+    )
+    cupy.cuda = types.SimpleNamespace(runtime=rt)
     return cupy
 
 
@@ -238,11 +258,132 @@ def test_cupy_not_installed(monkeypatch):
     ],
 )
 def test_cupy_without_a_working_gpu_says_why(monkeypatch, message, reason):
+    # The version queries fail (as they may), but a driver library loads.
+    monkeypatch.setattr(B, "_cupy_distributions", lambda: ["cupy-cuda12x"])
+    monkeypatch.setattr(B, "_libcuda_loadable", lambda: True)
     monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(CUDARuntimeError(message)))
     with pytest.raises(xpnn.BackendUnavailableError, match=reason) as err:
         with xpnn.use_backend("cupy"):
             pass
     assert err.value.fix
+
+
+_INSUFFICIENT = (
+    "cudaErrorInsufficientDriver: CUDA driver version is insufficient for CUDA runtime version"
+)
+_NO_DEVICE = "cudaErrorNoDevice: no CUDA-capable device is detected"
+
+
+def _cupy_error(monkeypatch, dists, message, *, libcuda=True, **versions):
+    monkeypatch.setattr(B, "_cupy_distributions", lambda: list(dists))
+    monkeypatch.setattr(B, "_libcuda_loadable", lambda: libcuda)
+    fake = _fake_cupy(CUDARuntimeError(message), **versions)
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    with pytest.raises(xpnn.BackendUnavailableError) as err:
+        xpnn.set_backend("cupy")
+    assert xpnn.get_backend().name == "numpy"  # no fallback happened
+    return err.value
+
+
+@pytest.mark.parametrize("dist", ["cupy-cuda12x", "cupy-cuda13x"])
+@pytest.mark.parametrize(
+    ("message", "versions", "libcuda"),
+    [
+        # What CuPy reports on a machine without the NVIDIA driver.
+        (_INSUFFICIENT, {"driver": 0, "runtime": 12080}, False),
+        (_NO_DEVICE, {"driver": 0, "runtime": 12080}, False),
+        # The version queries fail too: libcuda cannot be loaded tells.
+        (_INSUFFICIENT, {}, False),
+    ],
+)
+def test_cupy_without_driver_says_no_driver_not_too_old(
+    monkeypatch, dist, message, versions, libcuda
+):
+    e = _cupy_error(monkeypatch, [dist], message, libcuda=libcuda, **versions)
+    assert "no NVIDIA driver/GPU found" in e.reason
+    assert "too old" not in str(e)
+    assert "xpnn[cuda" not in e.fix  # another CuPy build would not help
+    assert "nvidia-smi" in e.fix and "numpy" in e.fix
+
+
+def test_cupy_no_device_with_a_driver_says_no_device(monkeypatch):
+    e = _cupy_error(monkeypatch, ["cupy-cuda12x"], _NO_DEVICE, driver=12040, runtime=12040)
+    assert e.reason == "no CUDA device was found"
+    assert "xpnn[cuda" not in e.fix
+
+
+def test_cupy_cuda13_with_cuda12_driver_suggests_cuda12(monkeypatch):
+    e = _cupy_error(monkeypatch, ["cupy-cuda13x"], _INSUFFICIENT, driver=12040, runtime=13000)
+    assert "driver is too old" in e.reason
+    assert "supports CUDA 12.4, cupy-cuda13x needs CUDA 13.x" in e.reason
+    assert 'pip uninstall cupy-cuda13x && pip install "xpnn[cuda12]"' in e.fix
+    assert "xpnn[cuda13]" not in e.fix
+    assert "supports CUDA 13.x" in e.fix
+
+
+def test_cupy_cuda12_with_cuda11_driver_suggests_updating_the_driver(monkeypatch):
+    e = _cupy_error(monkeypatch, ["cupy-cuda12x"], _INSUFFICIENT, driver=11080, runtime=12080)
+    assert "supports CUDA 11.8, cupy-cuda12x needs CUDA 12.x" in e.reason
+    # cuda12 is installed already and cuda13 needs a newer driver still.
+    assert "xpnn[cuda13]" not in e.fix and "xpnn[cuda12]" not in e.fix
+    assert "update the NVIDIA driver to one that supports CUDA 12.x" in e.fix
+    assert "need CUDA 12 or newer" in e.fix
+
+
+def test_cupy_cuda13_with_cuda11_driver_suggests_updating_the_driver(monkeypatch):
+    e = _cupy_error(monkeypatch, ["cupy-cuda13x"], _INSUFFICIENT, driver=11080, runtime=13000)
+    assert "xpnn[cuda" not in e.fix
+    assert "supports CUDA 13.x" in e.fix
+
+
+@pytest.mark.parametrize(
+    ("dist", "fix"),
+    [
+        ("cupy-cuda13x", 'pip uninstall cupy-cuda13x && pip install "xpnn[cuda12]"'),
+        ("cupy-cuda12x", "update the NVIDIA driver to one that supports CUDA 12.x"),
+    ],
+)
+def test_cupy_insufficient_driver_with_unknown_versions(monkeypatch, dist, fix):
+    # The version queries fail but libcuda loads: a driver is there, too old.
+    e = _cupy_error(monkeypatch, [dist], _INSUFFICIENT, libcuda=True)
+    assert "driver is too old" in e.reason
+    assert fix in e.fix
+    # Never the installed build again, nor one needing a newer driver.
+    assert "xpnn[cuda13]" not in e.fix
+
+
+def test_cupy_driver_older_than_runtime_is_too_old_whatever_the_message(monkeypatch):
+    e = _cupy_error(
+        monkeypatch,
+        ["cupy-cuda13x"],
+        "cudaErrorUnknown: unknown error",
+        driver=12020,
+        runtime=13000,
+    )
+    assert "driver is too old" in e.reason
+    assert 'pip install "xpnn[cuda12]"' in e.fix
+
+
+def test_libcuda_loadable_is_false_when_the_library_cannot_be_loaded(monkeypatch):
+    import ctypes
+
+    def cdll(name, *args, **kwargs):
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(ctypes, "CDLL", cdll)
+    assert B._libcuda_loadable() is False
+
+
+def test_cupy_distributions_reads_the_installed_metadata(monkeypatch):
+    import importlib.metadata
+
+    def version(name):
+        if name == "cupy-cuda13x":
+            return "13.6.0"
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    assert B._cupy_distributions() == ["cupy-cuda13x"]
 
 
 def test_cupy_device_number_out_of_range(monkeypatch):

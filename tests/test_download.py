@@ -9,18 +9,24 @@ network wait is bounded by a timeout of a few seconds.
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import errno
 import gzip
 import hashlib
 import http.client
 import http.server
 import os
+import re
 import socket
 import struct
+import subprocess
+import sys
 import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 from pathlib import Path
 
 import array_api_compat
@@ -31,11 +37,15 @@ import xpnn
 from xpnn.datasets import DownloadError, load_mnist
 from xpnn.datasets import download as dl
 from xpnn.datasets.download import download, resolve_mirrors
-from xpnn.datasets.mnist import FILES, mnist_data_dir, user_cache_dir
+from xpnn.datasets.mnist import FILES, MNIST5K_DIR, mnist_data_dir, user_cache_dir
 
 TIMEOUT = 3.0  # seconds: the bound on every network wait in these tests
+TRICKLE = 0.25  # seconds between the bytes of a trickling mirror
+DEADLINE = 1.0  # seconds: the deadline given against a trickling mirror
+USER, PASSWORD = "reader", "s3cr/et@pw"  # a password that needs escaping
+AUTH = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+USERINFO = f"{USER}:{urllib.parse.quote(PASSWORD, safe='')}"
 NAME = FILES["train_label"]
-SHARED_MNIST5K = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mnist5k"
 DEFAULT_MIRRORS = dl.MNIST_MIRRORS  # taken before any fixture replaces them
 
 
@@ -90,18 +100,26 @@ class Mirror:
     * ``drop``: Content-Length of the whole file, half of it, then close;
     * ``chunked-drop``: chunked encoding, one chunk of half the file, close;
     * ``nolength``: the file without Content-Length (ends when closed);
-    * ``stall``: headers and 10 bytes, then nothing until the test ends.
+    * ``stall``: headers and 10 bytes, then nothing until the test ends;
+    * ``trickle``: headers, then one byte every :data:`TRICKLE` s (each read
+      well within the timeout, the whole file in minutes);
+    * ``trickle-headers``: the status line, then a header one byte at a time;
+    * ``auth``: the file if the request has :data:`AUTH` as its
+      Authorization header, else 401;
+    * ``redirect``: 302 to the same file under ``good``.
 
     Attributes:
         files: File name -> bytes served.
         requests: The paths requested, in order.
         user_agents: The User-Agent header of each request.
+        auths: The Authorization header of each request.
     """
 
     def __init__(self, files: dict[str, bytes]):
         self.files = dict(files)
         self.requests: list[str] = []
         self.user_agents: list[str | None] = []
+        self.auths: list[str | None] = []
         self._release = threading.Event()
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -132,12 +150,26 @@ class Mirror:
             def do_GET(self) -> None:
                 mirror.requests.append(self.path)
                 mirror.user_agents.append(self.headers.get("User-Agent"))
+                mirror.auths.append(self.headers.get("Authorization"))
                 parts = self.path.split("/")
                 mode, name = parts[1], parts[-1]
                 data = mirror.files.get(name)
                 self.close_connection = True
                 if mode == "missing" or data is None:
                     self.send_error(404)
+                    return
+                if mode == "auth" and self.headers.get("Authorization") != AUTH:
+                    self.send_error(401)
+                    return
+                if mode == "redirect":
+                    self.send_response(302)
+                    self.send_header("Location", f"/good/{name}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if mode.startswith("trickle"):
+                    with contextlib.suppress(OSError):  # the client hung up
+                        self._trickle(mode, data)
                     return
                 if mode == "wrong":
                     data = data[:-1] + bytes([data[-1] ^ 0xFF])
@@ -159,6 +191,21 @@ class Mirror:
                     mirror._release.wait(10 * TIMEOUT)
                 else:
                     self.wfile.write(data)
+
+            def _trickle(self, mode: str, data: bytes) -> None:
+                if mode == "trickle-headers":
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                    slow = b"a" * 1000
+                else:
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    slow = data
+                for i in range(len(slow)):
+                    self.wfile.write(slow[i : i + 1])
+                    self.wfile.flush()
+                    if mirror._release.wait(TRICKLE):
+                        return
 
         return Handler
 
@@ -322,6 +369,41 @@ def test_stalled_mirror_times_out(mirror, tmp_path):
 
 
 @pytest.mark.parametrize(
+    ("mode", "phase"),
+    [
+        pytest.param("trickle", r"\(\d+ of \d+ bytes received\)", id="body"),
+        # Cut off, http.client takes the headers as ended: no body follows.
+        pytest.param("trickle-headers", r"\(0 bytes received\)", id="headers"),
+    ],
+)
+def test_trickling_mirror_is_given_up_at_the_deadline(mirror, tmp_path, mode, phase):
+    # Every read gets a byte within TRICKLE < timeout, so only the deadline
+    # can end this; without one it would take minutes.
+    start = time.monotonic()
+    with pytest.raises(DownloadError, match=f"deadline of {DEADLINE:g} s") as err:
+        fetch(tmp_path, mode, mirror=mirror, timeout=TIMEOUT, deadline=DEADLINE)
+    elapsed = time.monotonic() - start
+    assert DEADLINE <= elapsed < DEADLINE + TIMEOUT
+    assert len(err.value.failures) == 1
+    assert err.value.failures[0][1].startswith("not finished within the deadline")
+    assert "pass a larger deadline" in str(err.value)
+    assert re.search(phase, str(err.value))
+    assert os.listdir(tmp_path) == []
+
+
+def test_deadline_moves_on_to_the_next_mirror(mirror, tmp_path):
+    path = fetch(tmp_path, "trickle", "good", mirror=mirror, deadline=DEADLINE)
+    assert path.read_bytes() == BLOBS[NAME]
+    assert os.listdir(tmp_path) == [NAME]
+
+
+def test_deadline_is_per_mirror_not_for_the_whole_download(mirror, tmp_path):
+    # A fast mirror is not hurt by a deadline shorter than the whole run.
+    fetch(tmp_path, "missing", "good", mirror=mirror, deadline=0.5)
+    assert (tmp_path / NAME).read_bytes() == BLOBS[NAME]
+
+
+@pytest.mark.parametrize(
     ("mode", "reason"),
     [
         pytest.param("good", "announces", id="content-length"),
@@ -409,6 +491,15 @@ def test_no_output_without_progress(mirror, tmp_path, capsys):
         pytest.param({"mirrors": []}, ValueError, "no mirror", id="no-mirror"),
         pytest.param({"mirrors": " , "}, ValueError, "no mirror", id="blank"),
         pytest.param({"mirrors": [b"http://h/"]}, TypeError, "URL strings", id="bytes"),
+        pytest.param({"mirrors": ["http://h:port/"]}, ValueError, "not a valid URL", id="port"),
+        pytest.param({"timeout": 0}, ValueError, "timeout must be a positive", id="timeout-0"),
+        pytest.param({"timeout": -1.0}, ValueError, "timeout must be", id="timeout-neg"),
+        pytest.param({"timeout": float("nan")}, ValueError, "timeout must be", id="timeout-nan"),
+        pytest.param({"timeout": float("inf")}, ValueError, "finite", id="timeout-inf"),
+        pytest.param({"timeout": "3"}, TypeError, "number of seconds", id="timeout-str"),
+        pytest.param({"deadline": 0.0}, ValueError, "deadline must be", id="deadline-0"),
+        pytest.param({"deadline": float("nan")}, ValueError, "deadline must", id="deadline-nan"),
+        pytest.param({"deadline": True}, TypeError, "number of seconds", id="deadline-bool"),
     ],
 )
 def test_invalid_arguments(tmp_path, kwargs, error, match):
@@ -416,6 +507,169 @@ def test_invalid_arguments(tmp_path, kwargs, error, match):
     with pytest.raises(error, match=match):
         download(dest_dir=tmp_path, progress=False, **args)
     assert os.listdir(tmp_path) == []
+
+
+# ---------------------------------------------------------- credentials
+
+
+def with_credentials(mirror: Mirror, mode: str, userinfo: str = USERINFO) -> str:
+    return f"http://{userinfo}@{mirror.url.removeprefix('http://')}/{mode}/"
+
+
+def test_credentials_are_redacted_in_the_error_and_progress_lines(mirror, tmp_path, capsys):
+    bases = [with_credentials(mirror, "missing"), with_credentials(mirror, "auth", "x:wrongpass")]
+    with pytest.raises(DownloadError) as err:
+        fetch(tmp_path, *bases, progress=True)
+    host = mirror.url.removeprefix("http://")
+    message = str(err.value)
+    stderr = capsys.readouterr().err
+    failures = "\n".join(f"{url}: {reason}" for url, reason in err.value.failures)
+    for text in (message, stderr, failures):
+        assert f"http://***@{host}/missing/{NAME}: HTTP 404" in text
+        assert f"http://***@{host}/auth/{NAME}: HTTP 401" in text
+        for secret in (USERINFO, "s3cr", "%2Fet", "wrongpass", f"{USER}:"):
+            assert secret not in text
+    assert os.listdir(tmp_path) == []
+
+
+def test_credentials_are_sent_as_basic_auth_and_not_redirected(mirror, tmp_path):
+    path = fetch(tmp_path, with_credentials(mirror, "auth"))
+    assert path.read_bytes() == BLOBS[NAME]
+    assert mirror.auths == [AUTH]
+    assert all(USER not in r and "s3cr" not in r for r in mirror.requests)
+    # Followed to another URL, the credentials stay behind.
+    fetch(tmp_path, with_credentials(mirror, "redirect"))
+    assert mirror.requests[-2:] == [f"/redirect/{NAME}", f"/good/{NAME}"]
+    assert mirror.auths[-2:] == [AUTH, None]
+
+
+@pytest.mark.parametrize(
+    ("mirrors", "shown"),
+    [
+        (["ftp://user:s3cret@host/mnist/"], "'ftp://***@host/mnist/'"),
+        (["user:s3cret@host/mnist/"], "'***@host/mnist/'"),
+        (["http://user:s3cret@host:port/"], "'http://***@host:port/'"),
+        (["http://user:s3/cret@host/"], "an '@' after its host name"),
+        (["http://user:s3cret@[::1/"], "'http://***@[::1/' is not a valid URL"),
+    ],
+)
+def test_credentials_are_redacted_in_invalid_mirror_messages(tmp_path, mirrors, shown):
+    with pytest.raises(ValueError) as err:
+        download(NAME, tmp_path, mirrors, "0" * 64, progress=False)
+    assert shown in str(err.value)
+    assert "s3" not in str(err.value) and "user:" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://user:pass@host/x/", "https://***@host/x/"),
+        ("https://user@host:8080/x/", "https://***@host:8080/x/"),
+        ("https://u:p@ss@host/x/", "https://***@host/x/"),
+        ("  HTTP://u:p@host", "  HTTP://***@host"),
+        ("https://host/a@b/", "https://host/a@b/"),
+        ("https://host/x/?q=a@b", "https://host/x/?q=a@b"),
+        ("https://host/x/", "https://host/x/"),
+    ],
+)
+def test_redact(url, shown):
+    assert dl._redact(url) == shown
+
+
+# ------------------------------------------- temporary files left behind
+
+
+def _part(directory: Path, middle: str = "k1ll_9ed", name: str = NAME, age: float = 3600) -> Path:
+    path = directory / f".{name}.{middle}.part"
+    path.write_bytes(b"half a file")
+    old = time.time() - age
+    os.utime(path, (old, old))
+    return path
+
+
+def test_stale_temporary_files_of_the_target_are_removed(mirror, tmp_path, capsys):
+    stale = [_part(tmp_path), _part(tmp_path, "abcd0123")]
+    others = [
+        _part(tmp_path, "short"),  # not a name NamedTemporaryFile makes
+        _part(tmp_path, "UPPERCAS"),
+        _part(tmp_path, name="t10k-labels-idx1-ubyte.gz"),  # another file's
+        _part(tmp_path, "fresh123", age=0),  # written to just now: in use
+    ]
+    (tmp_path / f"{NAME}.abcd0123.part").write_bytes(b"")  # not hidden
+    (tmp_path / f".{NAME}.abcd0123.part.bak").write_bytes(b"")
+    (tmp_path / f".{NAME}.dir12345.part").mkdir()
+    keep = [
+        *others,
+        *(
+            tmp_path / n
+            for n in (
+                f"{NAME}.abcd0123.part",
+                f".{NAME}.abcd0123.part.bak",
+                f".{NAME}.dir12345.part",
+            )
+        ),
+    ]
+    fetch(tmp_path, "good", mirror=mirror, progress=True)
+    assert not any(p.exists() for p in stale)
+    assert all(p.exists() for p in keep)
+    assert (tmp_path / NAME).read_bytes() == BLOBS[NAME]
+    assert f"removed {stale[0]}" in capsys.readouterr().err
+
+
+def test_a_symlink_named_like_a_temporary_file_is_left(mirror, tmp_path):
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"keep me")
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    link = dest / f".{NAME}.abcd0123.part"
+    try:
+        link.symlink_to(outside)
+    except OSError:
+        pytest.skip("no symlinks here")
+    fetch(dest, "good", mirror=mirror)
+    assert link.is_symlink() and outside.read_bytes() == b"keep me"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="flock is POSIX")
+def test_a_temporary_file_locked_by_a_running_download_is_left(mirror, tmp_path):
+    import fcntl
+
+    busy = _part(tmp_path)
+    with open(busy, "rb") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fetch(tmp_path, "good", mirror=mirror)
+        assert busy.exists()
+    fetch(tmp_path, "good", mirror=mirror)
+    assert not busy.exists()
+
+
+def test_the_file_of_a_killed_download_is_removed_by_the_next(mirror, tmp_path, monkeypatch):
+    # A real download, killed with SIGKILL (no clean-up can run) mid-file.
+    code = (
+        "import sys\n"
+        "from xpnn.datasets.download import download\n"
+        "download(sys.argv[1], sys.argv[2], [sys.argv[3]], '0' * 64, progress=False,"
+        " timeout=30, deadline=float('inf'))\n"
+    )
+    args = [sys.executable, "-c", code, NAME, str(tmp_path), mirror.base("trickle")]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        end = time.monotonic() + 10 * TIMEOUT
+        while not (parts := [p for p in tmp_path.iterdir() if p.suffix == ".part"]):
+            assert proc.poll() is None, "the download ended early"
+            assert time.monotonic() < end, "no temporary file appeared"
+            time.sleep(0.05)
+        proc.kill()
+        proc.wait(TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(TIMEOUT)
+    (part,) = parts
+    assert part.exists()  # left behind: nothing cleaned up after SIGKILL
+    monkeypatch.setattr(dl, "_STALE_AFTER", 0.0)  # rather than waiting a minute
+    fetch(tmp_path, "good", mirror=mirror)
+    assert sorted(os.listdir(tmp_path)) == [NAME]
 
 
 # ---------------------------------------------------- mirrors and folders
@@ -575,6 +829,21 @@ def test_load_mnist_offline_with_default_mirrors(official):
     assert [url for url, _ in err.value.failures] == [dl.MNIST_MIRRORS[0] + err.value.name]
 
 
+def test_load_mnist_passes_deadline_and_timeout_on(mirror, official, tmp_path):
+    start = time.monotonic()
+    with pytest.raises(DownloadError, match=f"deadline of {DEADLINE:g} s"):
+        load_mnist(
+            data_dir=tmp_path,
+            mirrors=[mirror.base("trickle")],
+            progress=False,
+            deadline=DEADLINE,
+            timeout=TIMEOUT,
+        )
+    assert time.monotonic() - start < DEADLINE + TIMEOUT
+    with pytest.raises(DownloadError, match=r"no data for 0.5 s"):
+        load_mnist(data_dir=tmp_path, mirrors=[mirror.base("stall")], progress=False, timeout=0.5)
+
+
 def test_load_mnist_environment(mirror, official, tmp_path, monkeypatch):
     monkeypatch.setenv("XPNN_DATA_DIR", str(tmp_path / "root"))
     monkeypatch.setenv(dl.MIRRORS_ENV, f"{mirror.base('missing')},{mirror.base('good')}")
@@ -597,9 +866,8 @@ def test_load_mnist_default_folder(monkeypatch, tmp_path):
     assert str(user_cache_dir() / "mnist") in str(err.value)
 
 
-@pytest.mark.skipif(not SHARED_MNIST5K.is_dir(), reason="no shared/datasets/mnist5k here")
-def test_load_mnist_reads_the_shared_sample_as_is():
-    (x, t), (xt, tt) = load_mnist(data_dir=SHARED_MNIST5K, download=False)
+def test_load_mnist_reads_the_packaged_sample_as_is():
+    (x, t), (xt, tt) = load_mnist(data_dir=MNIST5K_DIR, download=False)
     assert (x.shape, t.shape, xt.shape, tt.shape) == ((4000, 784), (4000,), (1000, 784), (1000,))
 
 

@@ -137,6 +137,16 @@ MALFORMED = [
     pytest.param(b"\x00\x07\x08\x01\x00\x00\x00\x01\x05", "not an IDX file", id="second-byte"),
     pytest.param(b"\x00\x00\x0a\x01\x00\x00\x00\x01\x05", "unknown data type code 0x0A", id="code"),
     pytest.param(b"\x00\x00\x08\x00\x05", "0 dimensions", id="ndim-0"),
+    # More dimensions than NumPy arrays have, with exactly the data declared
+    # (one byte): NumPy's bare ValueError must not come out of reshape.
+    *(
+        pytest.param(
+            bytes([0, 0, 8, n]) + b"\x00\x00\x00\x01" * n + b"\x07",
+            f"the header declares {n} dimensions; a NumPy array has at most",
+            id=f"ndim-{n}",
+        )
+        for n in (65, 100, 255)
+    ),
     pytest.param(
         b"\x00\x00\x08\x03\x00\x00\x00\x02\x00\x00\x00\x02\x00\x00",
         "3 dimension sizes declared, 2 present (10 of 12 bytes)",
@@ -178,6 +188,18 @@ def test_malformed_file_names_file_and_problem(tmp_path, data, problem, compress
     assert problem in err.value.problem
     assert err.value.path == str(path)
     assert isinstance(err.value, ValueError)
+
+
+def test_most_dimensions_numpy_allows_are_read(tmp_path):
+    ndim = 64 if np.lib.NumpyVersion(np.__version__) >= "2.0.0" else 32
+    shape = (1,) * (ndim - 1) + (3,)
+    path = write_idx(tmp_path / "deep.idx", np.arange(3, dtype=np.uint8).reshape(shape))
+    array = read_idx(path)
+    assert array.shape == shape
+    np.testing.assert_array_equal(array.ravel(), [0, 1, 2])
+    data = bytes([0, 0, 8, ndim + 1]) + b"\x00\x00\x00\x01" * (ndim + 1) + b"\x07"
+    with pytest.raises(IDXFormatError, match=f"declares {ndim + 1} dimensions"):
+        read_idx(write_raw(tmp_path / "deeper.idx", data, False))
 
 
 def test_message_of_a_truncated_mnist_file(tmp_path):

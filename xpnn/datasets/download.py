@@ -2,14 +2,19 @@
 
 :func:`download` fetches one file with nothing but :mod:`urllib`. It tries a
 list of mirror base URLs in order and moves on to the next one when a mirror
-answers with an HTTP error, cannot be reached, stalls past the timeout, closes
-the connection early or serves bytes whose SHA-256 is not the expected one.
+answers with an HTTP error, cannot be reached, stalls past the timeout, takes
+longer than the deadline, closes the connection early or serves bytes whose
+SHA-256 is not the expected one. A user name and password in a mirror URL
+(``https://user:pass@host/...``) are sent as HTTP Basic authentication and
+shown as ``https://***@host/...`` in every message.
 
 The bytes are streamed into a hidden temporary file (``.NAME.XXXX.part``) in
 the destination directory, hashed while they are written, and renamed to the
 final name (:func:`os.replace`, atomic) only once their length and checksum
 are right. Whatever goes wrong -- a failing mirror, a full disk, Ctrl-C -- the
 temporary file is removed, so a file under the final name is always complete.
+One left behind by a process that was killed outright (``kill -9``, a power
+cut) is removed by the next download of the same file into that directory.
 
 This module also holds what is known about the MNIST distribution: where it is
 mirrored (:data:`MNIST_MIRRORS`, overridable with ``XPNN_MNIST_MIRRORS``) and
@@ -19,13 +24,18 @@ array library is involved.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import http.client
+import math
 import os
+import re
 import socket
 import sys
 import tempfile
+import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -36,6 +46,7 @@ from typing import IO, Any
 from xpnn import __version__
 
 __all__ = [
+    "DEFAULT_DEADLINE",
     "DEFAULT_TIMEOUT",
     "MIRRORS_ENV",
     "MNIST_MIRRORS",
@@ -80,6 +91,18 @@ MNIST_SIZES = {
 #: Seconds without any data before a mirror is given up (per connection
 #: attempt and per read, not for the whole file).
 DEFAULT_TIMEOUT = 30.0
+
+#: Seconds one mirror may take to deliver a whole file, from connecting to
+#: the last byte: a mirror that trickles data, each piece within the timeout,
+#: is given up then (MNIST's largest file, 9.9 MB, needs 17 KB/s).
+DEFAULT_DEADLINE = 600.0
+
+#: A temporary file of an earlier download is removed only once it has not
+#: been written to for this many seconds (and, on POSIX, no process holds its
+#: lock): a download in progress keeps its own.
+_STALE_AFTER = 60.0
+#: ... or this many where the file system cannot tell whether it is locked.
+_STALE_AFTER_UNLOCKED = 24 * 3600.0
 
 _CHUNK = 1 << 16
 _SCHEMES = ("http", "https")
@@ -128,6 +151,51 @@ class _MirrorFailed(Exception):
     """One mirror failed in a way the next mirror may not (never escapes)."""
 
 
+# The user information of a URL (``user:pass@``): what follows ``//`` (or the
+# start, for a URL without a scheme) up to the last ``@`` of the host part.
+_USERINFO = re.compile(r"^(\s*(?:[A-Za-z][A-Za-z0-9+.-]*:)?//|\s*)([^/?#\s]*@)")
+
+
+# What follows ``//`` (or the start) up to the *last* "@" of the whole text.
+_REDACT_ALL = re.compile(r"^(\s*(?:[A-Za-z][A-Za-z0-9+.-]*:)?//|\s*)(.*@)", re.DOTALL)
+
+
+def _redact(url: str) -> str:
+    """``url`` with any user name and password replaced by ``***``."""
+    return _USERINFO.sub(r"\1***@", url, count=1)
+
+
+def _credentials(url: str) -> tuple[str, str | None]:
+    """Split ``url`` into (the URL without user information, Basic auth value or None)."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    token = f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}"
+    auth = "Basic " + base64.b64encode(token.encode("utf-8")).decode("ascii")
+    return urllib.parse.urlunsplit(parts._replace(netloc=host)), auth
+
+
+def _scrub(text: str, url: str) -> str:
+    """``text`` with the user information of ``url`` and its password hidden.
+
+    Each as written and percent-decoded. A safety net: the credentials never
+    reach urllib or http.client, whose messages could quote them. Pieces
+    shorter than 4 characters are left: replacing them would garble the text.
+    """
+    match = _USERINFO.match(url)
+    if match is None:
+        return text
+    userinfo = match.group(2)[:-1]
+    password = userinfo.partition(":")[2]
+    secrets = {userinfo, password}
+    secrets |= {urllib.parse.unquote(s) for s in secrets}
+    for secret in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
 # --------------------------------------------------------------------------
 # Mirrors
 # --------------------------------------------------------------------------
@@ -143,12 +211,27 @@ def _parse_mirrors(mirrors: str | Sequence[str], source: str) -> tuple[str, ...]
         base = item.strip()
         if not base:
             continue
-        parts = urllib.parse.urlsplit(base)
+        # In these messages everything up to the last "@" may be a secret
+        # (e.g. a password with an unescaped "/"), so all of it is hidden.
+        shown = _REDACT_ALL.sub(r"\1***@", base, count=1)
+        try:
+            parts = urllib.parse.urlsplit(base)
+        except ValueError as exc:  # e.g. an unclosed "[" of an IPv6 address
+            raise ValueError(f"{source}: {shown!r} is not a valid URL ({exc})") from None
         if parts.scheme not in _SCHEMES or not parts.netloc:
             raise ValueError(
-                f"{source}: {base!r} is not an http:// or https:// base URL "
+                f"{source}: {shown!r} is not an http:// or https:// base URL "
                 f"(e.g. {MNIST_MIRRORS[0]!r})"
             )
+        if "@" in parts.path:
+            raise ValueError(
+                f"{source}: the mirror URL {shown!r} has an '@' after its host name; "
+                "write '/' and '@' in a user name or password as %2F and %40"
+            )
+        try:
+            parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
+        except ValueError as exc:
+            raise ValueError(f"{source}: {shown!r} is not a valid URL ({exc})") from None
         # base + file name must name a file *inside* the mirror's folder.
         bases.append(base if base.endswith("/") else base + "/")
     if not bases:
@@ -238,17 +321,86 @@ def _progress_bar(enabled: bool, name: str, total: int | None) -> Any:
     return tqdm(total=total, desc=name, unit="B", unit_scale=True, unit_divisor=1024)
 
 
+class _Watchdog:
+    """Ends a mirror's attempt ``deadline`` seconds after it started.
+
+    :attr:`expired` is checked between reads; and since one read may wait up
+    to the timeout (and a mirror may trickle its headers, which urllib reads
+    before returning), a timer also shuts down the connection's socket then,
+    which ends a read in progress.
+    """
+
+    def __init__(self, deadline: float):
+        self.deadline = deadline
+        self._end = time.monotonic() + deadline
+        self._lock = threading.Lock()
+        self._fired = False
+        self._sockets: list[socket.socket] = []
+        self._timer = None
+        if math.isfinite(deadline):
+            self._timer = threading.Timer(deadline, self._fire)
+            self._timer.daemon = True
+            self._timer.start()
+
+    @property
+    def expired(self) -> bool:
+        return self._fired or time.monotonic() >= self._end
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            fired = self._fired
+        if fired:
+            self._shutdown(sock)
+
+    def _fire(self) -> None:
+        with self._lock:
+            self._fired = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            self._shutdown(sock)
+
+    @staticmethod
+    def _shutdown(sock: socket.socket) -> None:
+        # socket.socket's own shutdown, also for an SSLSocket: the reader
+        # thread's read then fails or ends; the socket is closed by its owner.
+        with contextlib.suppress(OSError, ValueError):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+def _watched_handler(base: type, watchdog: _Watchdog) -> Any:
+    """An instance of urllib's handler ``base`` whose connections ``watchdog`` watches."""
+
+    class Handler(base):  # type: ignore[misc,valid-type]
+        def do_open(self, http_class: type, req: Any, **kwargs: Any) -> Any:
+            class Connection(http_class):  # type: ignore[misc,valid-type]
+                def connect(self) -> None:
+                    super().connect()
+                    watchdog.watch(self.sock)
+
+            return super().do_open(Connection, req, **kwargs)
+
+    return Handler()
+
+
 def _stream(
     response: http.client.HTTPResponse,
     out: IO[bytes],
     bar: Any,
     max_bytes: int | None,
     timeout: float,
+    watchdog: _Watchdog,
+    length: int | None,
 ) -> tuple[str, int]:
     """Copy the response body into ``out``; returns ``(sha256 hex, byte count)``.
 
-    Network errors become :class:`_MirrorFailed`; errors writing ``out`` (a
-    full disk) propagate as they are, since another mirror would not help.
+    Network errors and the deadline become :class:`_MirrorFailed`; errors
+    writing ``out`` (a full disk) propagate as they are, since another mirror
+    would not help.
     """
     digest = hashlib.sha256()
     received = 0
@@ -258,17 +410,91 @@ def _stream(
             # and the count is exact when a later read times out.
             chunk = response.read1(_CHUNK)
         except _NETWORK_ERRORS as exc:
+            if watchdog.expired:
+                raise _MirrorFailed(_past_deadline(watchdog, received, length)) from exc
             raise _MirrorFailed(
                 f"failed after {received} bytes: {_describe(exc, timeout)}"
             ) from exc
         if not chunk:
+            # The watchdog's shutdown also ends the body, as a server's close would.
+            if watchdog.expired and received != length:
+                raise _MirrorFailed(_past_deadline(watchdog, received, length))
             return digest.hexdigest(), received
+        if watchdog.expired:
+            raise _MirrorFailed(_past_deadline(watchdog, received + len(chunk), length))
         received += len(chunk)
         if max_bytes is not None and received > max_bytes:
             raise _MirrorFailed(f"sent more than the expected {max_bytes} bytes")
         digest.update(chunk)
         out.write(chunk)
         bar.update(len(chunk))
+
+
+def _past_deadline(watchdog: _Watchdog, received: int, length: int | None) -> str:
+    of = f" of {length}" if length is not None else ""
+    return (
+        f"not finished within the deadline of {watchdog.deadline:g} s "
+        f"({received}{of} bytes received); for a slow connection pass a larger deadline"
+    )
+
+
+def _lock(fd: int) -> bool | None:
+    """Try to lock ``fd`` exclusively without waiting (POSIX ``flock``).
+
+    Returns True when locked, False when another process holds a lock, None
+    when this system or file system cannot tell.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows: an open file cannot be deleted there anyway
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return None
+    return True
+
+
+def _remove_stale_parts(target: Path) -> list[Path]:
+    """Remove the temporary files that earlier downloads of ``target`` left behind.
+
+    Only names this module creates (``.NAME.XXXXXXXX.part``, as from
+    :func:`tempfile.NamedTemporaryFile`) that are regular files, not written
+    to for :data:`_STALE_AFTER` seconds and locked by no process (a download
+    in progress holds the lock of its own). Best effort: what cannot be
+    checked or removed stays.
+    """
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.[a-z0-9_]{{8}}\.part")
+    removed = []
+    try:
+        entries = list(os.scandir(target.parent))
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        if not pattern.fullmatch(entry.name):
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if not entry.is_file(follow_symlinks=False) or now - st.st_mtime < _STALE_AFTER:
+                continue
+            flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+            fd = os.open(entry.path, flags)
+            try:
+                locked = _lock(fd)
+                if locked is False:
+                    continue  # a download in progress
+                if locked is None and now - st.st_mtime < _STALE_AFTER_UNLOCKED:
+                    continue
+                os.unlink(entry.path)
+            finally:
+                os.close(fd)
+        except OSError:
+            continue
+        removed.append(Path(entry.path))
+    return removed
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -291,6 +517,7 @@ def _fetch(
     progress: bool,
     timeout: float,
     max_bytes: int | None,
+    deadline: float,
 ) -> None:
     """Download ``url`` to ``target`` through a verified temporary file.
 
@@ -299,12 +526,40 @@ def _fetch(
         OSError: Writing in the destination directory failed.
         KeyboardInterrupt: As raised; the temporary file is removed first.
     """
-    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
+    watchdog = _Watchdog(deadline)
     try:
-        response = urllib.request.urlopen(request, timeout=timeout)
+        _fetch_watched(url, target, sha256, progress, timeout, max_bytes, watchdog)
+    finally:
+        watchdog.cancel()
+
+
+def _fetch_watched(
+    url: str,
+    target: Path,
+    sha256: str,
+    progress: bool,
+    timeout: float,
+    max_bytes: int | None,
+    watchdog: _Watchdog,
+) -> None:
+    plain_url, auth = _credentials(url)
+    request = urllib.request.Request(plain_url, headers={"User-Agent": _USER_AGENT})
+    if auth is not None:
+        # Unredirected: not sent on to wherever the mirror redirects.
+        request.add_unredirected_header("Authorization", auth)
+    handlers = [_watched_handler(urllib.request.HTTPHandler, watchdog)]
+    if hasattr(urllib.request, "HTTPSHandler"):  # absent from a Python without ssl
+        handlers.append(_watched_handler(urllib.request.HTTPSHandler, watchdog))
+    opener = urllib.request.build_opener(*handlers)
+    try:
+        response = opener.open(request, timeout=timeout)
     except _NETWORK_ERRORS as exc:
         if isinstance(exc, urllib.error.HTTPError):
             exc.close()  # it holds the error page's open connection
+        if watchdog.expired:
+            raise _MirrorFailed(
+                f"no response within the deadline of {watchdog.deadline:g} s"
+            ) from exc
         raise _MirrorFailed(_describe(exc, timeout)) from exc
     with response:
         length = _content_length(response)
@@ -317,8 +572,12 @@ def _fetch(
             dir=target.parent, prefix=f".{target.name}.", suffix=".part", delete=False
         )
         try:
+            # Tells a later download's clean-up that this file is in use.
+            _lock(part.fileno())
             with part, _progress_bar(progress, target.name, length) as bar:
-                digest, received = _stream(response, part, bar, max_bytes, timeout)
+                digest, received = _stream(
+                    response, part, bar, max_bytes, timeout, watchdog, length
+                )
                 # http.client ends a body cut short by the server quietly:
                 # only the count tells.
                 if length is not None and received != length:
@@ -343,6 +602,15 @@ def _fetch(
     _fsync_directory(target.parent)
 
 
+def _check_seconds(name: str, value: Any, finite: bool) -> None:
+    """Refuse a ``timeout``/``deadline`` that is not a positive number of seconds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
+    if not value > 0 or (finite and not math.isfinite(value)):
+        limit = "a positive finite number" if finite else "a positive number (math.inf: no limit)"
+        raise ValueError(f"{name} must be {limit} of seconds, got {value!r}")
+
+
 def download(
     filename: str,
     dest_dir: str | os.PathLike[str],
@@ -352,15 +620,22 @@ def download(
     timeout: float = DEFAULT_TIMEOUT,
     *,
     max_bytes: int | None = None,
+    deadline: float = DEFAULT_DEADLINE,
 ) -> Path:
     """Download one file from the first mirror that delivers it intact.
 
     Each mirror's URL is its base URL followed by ``filename``. A mirror is
     skipped (and the next one tried) on an HTTP error status, a connection
-    error, a timeout, a body shorter than its ``Content-Length``, a body
-    longer than ``max_bytes`` or a SHA-256 other than ``sha256``. The file
-    appears under its final name only complete and verified; an existing
-    file of that name is replaced.
+    error, a timeout, the deadline, a body shorter than its
+    ``Content-Length``, a body longer than ``max_bytes`` or a SHA-256 other
+    than ``sha256``. The file appears under its final name only complete and
+    verified; an existing file of that name is replaced. Temporary files that
+    an earlier, killed download of the same file left in ``dest_dir`` are
+    removed first.
+
+    A user name and password in a mirror URL are sent as HTTP Basic
+    authentication (not to where the mirror redirects) and appear as ``***``
+    in every message.
 
     Args:
         filename: A plain file name (no directory part), e.g.
@@ -376,15 +651,19 @@ def download(
             before giving up on a mirror.
         max_bytes: The most bytes the file may have (its size, if known): a
             mirror announcing or sending more is skipped.
+        deadline: Seconds one mirror may take for the whole file, from
+            connecting to the last byte, before it is given up (however
+            steadily it trickles data); ``math.inf`` for no limit.
 
     Returns:
         The path of the downloaded file, ``dest_dir / filename``.
 
     Raises:
         DownloadError: No mirror delivered the file; it lists each URL tried
-            with the reason it failed.
+            (credentials hidden) with the reason it failed.
         ValueError: ``filename`` is not a plain file name, ``sha256`` is not
-            64 hex digits, or a mirror URL is invalid.
+            64 hex digits, a mirror URL is invalid, or ``timeout`` or
+            ``deadline`` is not a positive number.
         OSError: The destination directory cannot be created or written
             (e.g. the disk is full); no other mirror is tried then.
         KeyboardInterrupt: Re-raised after removing the temporary file.
@@ -393,19 +672,26 @@ def download(
         raise ValueError(f"filename must be a plain file name, got {filename!r}")
     if len(sha256) != 64 or any(c not in "0123456789abcdefABCDEF" for c in sha256):
         raise ValueError(f"sha256 must be 64 hex digits, got {sha256!r}")
+    _check_seconds("timeout", timeout, finite=True)
+    _check_seconds("deadline", deadline, finite=False)
     bases = _parse_mirrors(mirrors, "mirrors")
     target = Path(dest_dir) / filename
     target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in _remove_stale_parts(target):
+        if progress:
+            print(f"xpnn: removed {stale}, left by an interrupted download", file=sys.stderr)
     failures = []
     for i, base in enumerate(bases, start=1):
         url = base + urllib.parse.quote(filename)
+        shown = _redact(url)
         try:
-            _fetch(url, target, sha256, progress, timeout, max_bytes)
+            _fetch(url, target, sha256, progress, timeout, max_bytes, deadline)
         except _MirrorFailed as exc:
-            failures.append((url, str(exc)))
+            reason = _scrub(str(exc), url)
+            failures.append((shown, reason))
             if progress:
                 more = "; trying the next mirror" if i < len(bases) else ""
-                print(f"xpnn: {url}: {exc}{more}", file=sys.stderr)
+                print(f"xpnn: {shown}: {reason}{more}", file=sys.stderr)
             continue
         return target
     raise DownloadError(filename, target.parent, failures)
