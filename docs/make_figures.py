@@ -4,10 +4,10 @@ Run from the repository root (any backend gives the same figures, up to
 float32 rounding)::
 
     python docs/make_figures.py
-    python docs/make_figures.py --backend torch --mnist-dir ../shared/datasets/mnist5k
+    python docs/make_figures.py --backend torch --mnist-dir PATH/TO/MNIST
 
-The MNIST figure needs the four MNIST IDX files (the full set or a sample such
-as mnist5k); without them it is skipped. Everything is seeded, so a rerun
+The MNIST figure uses the mnist5k sample shipped with xpnn unless --mnist-dir
+names another folder with the four MNIST IDX files. Everything is seeded, so a rerun
 draws the same pictures.
 """
 
@@ -19,6 +19,7 @@ from pathlib import Path
 
 import xpnn
 from xpnn.datasets import load_mnist, load_spiral
+from xpnn.datasets.mnist import MNIST5K_DIR
 from xpnn.gradient import gradient_descent, numerical_gradient
 from xpnn.optimizers import SGD
 from xpnn.plot import (
@@ -29,8 +30,8 @@ from xpnn.plot import (
 )
 
 HERE = Path(__file__).resolve().parent
-# The sample shipped beside the repository, if there is one.
-MNIST_CANDIDATES = (HERE.parents[1] / "shared" / "datasets" / "mnist5k",)
+# The sample that ships inside the package (xpnn.datasets.load_mnist5k).
+MNIST_CANDIDATES = (Path(MNIST5K_DIR),)
 
 
 def function_1(x):

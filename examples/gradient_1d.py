@@ -29,8 +29,18 @@ def function_1(x: Any) -> Any:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--backend", default=None, help="numpy, cupy, torch:cuda, ... (default: active)")
-    p.add_argument("--at", type=float, nargs="+", default=[5.0, 10.0], help="points (book: 5 10)")
-    p.add_argument("--out", default="gradient_1d.png", help="figure file (.png, .svg, .pdf)")
+    p.add_argument(
+        "--at",
+        type=float,
+        nargs="+",
+        default=[5.0, 10.0],
+        help="points (default: %(default)s; book: 5 10)",
+    )
+    p.add_argument(
+        "--out",
+        default="gradient_1d.png",
+        help="figure file, .png, .svg or .pdf (default: %(default)s)",
+    )
     return p.parse_args(argv)
 
 

@@ -47,7 +47,11 @@ def gradients_at(points: Any) -> Any:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--backend", default=None, help="numpy, cupy, torch:cuda, ... (default: active)")
-    p.add_argument("--out", default="gradient_2d.png", help="figure file (.png, .svg, .pdf)")
+    p.add_argument(
+        "--out",
+        default="gradient_2d.png",
+        help="figure file, .png, .svg or .pdf (default: %(default)s)",
+    )
     return p.parse_args(argv)
 
 

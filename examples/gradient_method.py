@@ -31,17 +31,26 @@ from xpnn.plot import plot_descent_path
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--backend", default=None, help="numpy, cupy, torch:cuda, ... (default: active)")
-    p.add_argument("--lr", type=float, default=0.1, help="learning rate (book: 0.1, 10, 1e-10)")
-    p.add_argument("--steps", type=int, default=100, help="steps (book: 100)")
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=0.1,
+        help="learning rate (default: %(default)s; book: 0.1, 10, 1e-10)",
+    )
+    p.add_argument("--steps", type=int, default=100, help="steps (default: %(default)s; book: 100)")
     p.add_argument(
         "--init",
         type=float,
         nargs=2,
         default=[-3.0, 4.0],
         metavar=("X0", "X1"),
-        help="starting point (book: -3 4)",
+        help="starting point (default: %(default)s; book: -3 4)",
     )
-    p.add_argument("--out", default="gradient_method.png", help="figure file (.png, .svg, .pdf)")
+    p.add_argument(
+        "--out",
+        default="gradient_method.png",
+        help="figure file, .png, .svg or .pdf (default: %(default)s)",
+    )
     args = p.parse_args(argv)
     if args.steps <= 0:
         p.error("--steps must be positive")

@@ -32,7 +32,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--backend", default=None, help="numpy, cupy, torch:cuda, ... (default: active)")
     p.add_argument("--book-weights", action="store_true", help="use the W printed in the book")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random W")
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the random W (default: %(default)s)"
+    )
     return p.parse_args(argv)
 
 

@@ -6,7 +6,7 @@ on ``--backend`` and once on NumPy, and a table compares wall time, final
 loss, accuracy and the speed-up over NumPy::
 
     python examples/train_gpu.py --backend cupy
-    python examples/train_gpu.py --backend torch:cuda --dataset mnist --data-dir DIR --epochs 5
+    python examples/train_gpu.py --backend torch:cuda --dataset mnist --epochs 5
     python examples/train_gpu.py --backend cupy --cuda-graph   # one graph launch per iteration
 
 Small problems are faster on the CPU: the spiral net multiplies 30x2 by 2x10
@@ -27,7 +27,7 @@ import time
 from typing import Any
 
 import xpnn
-from xpnn.datasets import load_mnist_dir, load_spiral
+from xpnn.datasets import load_mnist5k, load_mnist_dir, load_spiral
 
 #: The book's settings for each data set (spiral: vol. 2 ch. 1; MNIST: vol. 1 ch. 4).
 DEFAULTS = {
@@ -53,14 +53,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="the backend to time: cupy, torch:cuda, ... (default: active)",
     )
-    p.add_argument("--dataset", default="spiral", choices=sorted(DEFAULTS))
-    p.add_argument("--data-dir", help="folder with the four MNIST IDX files (--dataset mnist)")
-    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    p.add_argument("--epochs", type=int, help="epochs (spiral: 300, mnist: 10)")
-    p.add_argument("--batch-size", type=int, help="mini-batch size (spiral: 30, mnist: 100)")
-    p.add_argument("--hidden", type=int, help="hidden units (spiral: 10, mnist: 50)")
-    p.add_argument("--lr", type=float, help="SGD learning rate (spiral: 1.0, mnist: 0.1)")
-    p.add_argument("--seed", type=int, default=0, help="seed of weights and mini-batches")
+    p.add_argument(
+        "--dataset",
+        default="spiral",
+        choices=sorted(DEFAULTS),
+        help="the data (default: %(default)s)",
+    )
+    p.add_argument(
+        "--data-dir",
+        help="--dataset mnist: folder with the four MNIST IDX files "
+        "(default: the 5,000-digit sample shipped with xpnn)",
+    )
+    p.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "float64"],
+        help="float precision (default: %(default)s)",
+    )
+    p.add_argument("--epochs", type=int, help="epochs (default: spiral 300, mnist 10)")
+    p.add_argument("--batch-size", type=int, help="mini-batch size (default: spiral 30, mnist 100)")
+    p.add_argument("--hidden", type=int, help="hidden units (default: spiral 10, mnist 50)")
+    p.add_argument("--lr", type=float, help="SGD learning rate (default: spiral 1.0, mnist 0.1)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of weights and mini-batches (default: %(default)s)",
+    )
     p.add_argument(
         "--cuda-graph",
         action="store_true",
@@ -78,15 +97,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("epochs", "batch_size", "hidden"):
         if getattr(args, name) <= 0:
             p.error(f"--{name.replace('_', '-')} must be positive")
-    if args.dataset == "mnist" and not args.data_dir:
-        p.error("--dataset mnist needs --data-dir")
+    if args.data_dir is not None and args.dataset != "mnist":
+        p.error("--data-dir applies only to --dataset mnist")
     return args
 
 
 def load(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, int]:
     """The data on the active backend: ``(x, t, x_eval, t_eval, classes)``."""
     if args.dataset == "mnist":
-        (x, t), (x_eval, t_eval) = load_mnist_dir(args.data_dir, dtype=args.dtype)
+        if args.data_dir is None:  # the sample shipped with xpnn, checksummed
+            (x, t), (x_eval, t_eval) = load_mnist5k(dtype=args.dtype)
+        else:
+            (x, t), (x_eval, t_eval) = load_mnist_dir(args.data_dir, dtype=args.dtype)
         return x, t, x_eval, t_eval, 10
     x, t = load_spiral(dtype=args.dtype)
     return x, t, x, t, t.shape[1]  # the spiral has no test set

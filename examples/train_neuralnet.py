@@ -3,9 +3,10 @@
 The book's experiment: TwoLayerNet(784, 50, 10), batch 100, learning rate 0.1,
 10,000 iterations of random mini-batches, train/test accuracy once per epoch.
 The data are the four gzip'd IDX files of MNIST (or a sample in that format)
-in ``--data-dir``; run it on any backend::
+in ``--data-dir``, by default the 5,000-digit MNIST sample shipped with xpnn
+(``xpnn.datasets.load_mnist5k``); run it on any backend::
 
-    python examples/train_neuralnet.py --data-dir ../shared/datasets/mnist5k
+    python examples/train_neuralnet.py
     python examples/train_neuralnet.py --data-dir DIR --backend cupy
 
 The same ``--seed`` gives the same initial weights and the same mini-batches on
@@ -20,32 +21,59 @@ import argparse
 import math
 import sys
 import time
+from pathlib import Path
 
 import xpnn
-from xpnn.datasets import load_mnist_dir
+from xpnn.datasets import load_mnist5k, load_mnist_dir
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data-dir", required=True, help="folder with the four MNIST IDX .gz files")
+    p.add_argument(
+        "--data-dir",
+        help="folder with the four MNIST IDX .gz files "
+        "(default: the 5,000-digit sample shipped with xpnn)",
+    )
     p.add_argument("--backend", default=None, help="numpy, cupy, torch:cuda, ... (default: active)")
-    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    p.add_argument("--iters", type=int, default=10_000, help="iterations (book: 10000)")
-    p.add_argument("--batch-size", type=int, default=100, help="mini-batch size (book: 100)")
-    p.add_argument("--lr", type=float, default=0.1, help="learning rate (book: 0.1)")
-    p.add_argument("--hidden", type=int, default=50, help="hidden units (book: 50)")
-    p.add_argument("--seed", type=int, default=0, help="seed of weights and mini-batches")
-    p.add_argument("--plot", metavar="FILE", help="write the loss and accuracy figure here")
+    p.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "float64"],
+        help="float precision (default: %(default)s)",
+    )
+    p.add_argument("--iters", type=int, default=10_000, help="iterations (default: %(default)s)")
+    p.add_argument(
+        "--batch-size", type=int, default=100, help="mini-batch size (default: %(default)s)"
+    )
+    p.add_argument("--lr", type=float, default=0.1, help="learning rate (default: %(default)s)")
+    p.add_argument("--hidden", type=int, default=50, help="hidden units (default: %(default)s)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of weights and mini-batches (default: %(default)s)",
+    )
+    p.add_argument(
+        "--plot", metavar="FILE", help="write the loss and accuracy figure here (.png, .svg, .pdf)"
+    )
     args = p.parse_args(argv)
     for name in ("iters", "batch_size", "hidden"):
         if getattr(args, name) <= 0:
             p.error(f"--{name.replace('_', '-')} must be positive")
+    if args.plot is not None:  # before training, not after
+        if Path(args.plot).suffix.lower() not in (".png", ".svg", ".pdf"):
+            p.error(f"--plot {args.plot}: the extension must be .png, .svg or .pdf")
+        if Path(args.plot).is_dir():
+            p.error(f"--plot {args.plot} is a folder; give a file name")
     return args
 
 
 def train(args: argparse.Namespace) -> dict[str, list[float]]:
     """Run the experiment on the active backend; returns the recorded curves."""
-    (x_train, t_train), (x_test, t_test) = load_mnist_dir(args.data_dir, dtype=args.dtype)
+    if args.data_dir is None:  # the sample shipped with xpnn, checksummed
+        (x_train, t_train), (x_test, t_test) = load_mnist5k(dtype=args.dtype)
+    else:
+        (x_train, t_train), (x_test, t_test) = load_mnist_dir(args.data_dir, dtype=args.dtype)
     xp = xpnn.get_namespace(x_train)
     train_size = x_train.shape[0]
     net = xpnn.TwoLayerNet(784, args.hidden, 10, seed=args.seed, dtype=args.dtype)

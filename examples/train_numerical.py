@@ -8,7 +8,7 @@ so the book warns it is far too slow to train with; here the same central
 differences come from :func:`xpnn.gradient.two_layer_numerical_gradient`,
 which evaluates only what each perturbation changes::
 
-    python examples/train_numerical.py --data-dir ../shared/datasets/mnist5k
+    python examples/train_numerical.py        # the MNIST sample shipped with xpnn
     python examples/train_numerical.py --data-dir DIR --backend cupy --iters 1000
 
 Everything is float64 (a central difference with h = 1e-4 in float32 is mostly
@@ -27,7 +27,7 @@ import time
 from typing import Any
 
 import xpnn
-from xpnn.datasets import load_mnist_dir
+from xpnn.datasets import load_mnist5k, load_mnist_dir
 from xpnn.gradient import numerical_gradient, two_layer_numerical_gradient
 
 DTYPE = "float64"
@@ -35,13 +35,33 @@ DTYPE = "float64"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data-dir", required=True, help="folder with the four MNIST IDX .gz files")
+    p.add_argument(
+        "--data-dir",
+        help="folder with the four MNIST IDX .gz files "
+        "(default: the 5,000-digit sample shipped with xpnn)",
+    )
     p.add_argument("--backend", default=None, help="numpy, cupy, torch:cuda, ... (default: active)")
-    p.add_argument("--iters", type=int, default=200, help="iterations (book: 10000)")
-    p.add_argument("--batch-size", type=int, default=100, help="mini-batch size (book: 100)")
-    p.add_argument("--lr", type=float, default=0.1, help="learning rate (book: 0.1)")
-    p.add_argument("--hidden", type=int, default=50, help="hidden units (book: 50)")
-    p.add_argument("--seed", type=int, default=0, help="seed of weights and mini-batches")
+    p.add_argument(
+        "--iters", type=int, default=200, help="iterations (default: %(default)s; book: 10000)"
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=100,
+        help="mini-batch size (default: %(default)s, as the book)",
+    )
+    p.add_argument(
+        "--lr", type=float, default=0.1, help="learning rate (default: %(default)s, as the book)"
+    )
+    p.add_argument(
+        "--hidden", type=int, default=50, help="hidden units (default: %(default)s, as the book)"
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of weights and mini-batches (default: %(default)s)",
+    )
     args = p.parse_args(argv)
     for name in ("iters", "batch_size", "hidden"):
         if getattr(args, name) <= 0:
@@ -73,7 +93,10 @@ def textbook_seconds_per_element(net: xpnn.TwoLayerNet, x: Any, t: Any) -> tuple
 
 def train(args: argparse.Namespace) -> dict[str, Any]:
     """Run the experiment on the active backend; returns curves and timings."""
-    (x_train, t_train), (x_test, t_test) = load_mnist_dir(args.data_dir, dtype=DTYPE)
+    if args.data_dir is None:  # the sample shipped with xpnn, checksummed
+        (x_train, t_train), (x_test, t_test) = load_mnist5k(dtype=DTYPE)
+    else:
+        (x_train, t_train), (x_test, t_test) = load_mnist_dir(args.data_dir, dtype=DTYPE)
     xp = xpnn.get_namespace(x_train)
     train_size = x_train.shape[0]
     net = xpnn.TwoLayerNet(784, args.hidden, 10, seed=args.seed, dtype=DTYPE)

@@ -27,23 +27,49 @@ from xpnn.plot import plot_decision_boundary
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--backend", default=None, help="numpy, cupy, torch:cuda, ... (default: active)")
-    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    p.add_argument("--epochs", type=int, default=300, help="epochs (book: 300)")
-    p.add_argument("--batch-size", type=int, default=30, help="mini-batch size (book: 30)")
-    p.add_argument("--hidden", type=int, default=10, help="hidden units (book: 10)")
-    p.add_argument("--lr", type=float, default=1.0, help="learning rate (book: 1.0)")
-    p.add_argument("--eval-interval", type=int, default=10, help="iterations per loss line")
-    p.add_argument("--seed", type=int, default=0, help="seed of weights and mini-batches")
+    p.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "float64"],
+        help="float precision (default: %(default)s)",
+    )
+    p.add_argument(
+        "--epochs", type=int, default=300, help="epochs (default: %(default)s, as the book)"
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=30,
+        help="mini-batch size (default: %(default)s, as the book)",
+    )
+    p.add_argument(
+        "--hidden", type=int, default=10, help="hidden units (default: %(default)s, as the book)"
+    )
+    p.add_argument(
+        "--lr", type=float, default=1.0, help="learning rate (default: %(default)s, as the book)"
+    )
+    p.add_argument(
+        "--eval-interval",
+        type=int,
+        default=10,
+        help="iterations per loss line (default: %(default)s)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of weights and mini-batches (default: %(default)s)",
+    )
     p.add_argument(
         "--grid-step",
         type=float,
         default=0.001,
-        help="spacing of the decision-boundary grid (book: 0.001)",
+        help="spacing of the decision-boundary grid (default: %(default)s, as the book)",
     )
     p.add_argument(
         "--out-prefix",
         default="spiral_",
-        help="the figures go to PREFIXloss.png and PREFIXboundary.png",
+        help="the figures go to PREFIXloss.png and PREFIXboundary.png (default: %(default)s)",
     )
     args = p.parse_args(argv)
     for name in ("epochs", "batch_size", "hidden", "eval_interval"):

@@ -1,13 +1,25 @@
-"""Data sets, read from local files (or downloaded) onto the active backend."""
+"""Data sets, read from local files (or downloaded) onto the active backend.
+
+``load_mnist`` is the book's loader of the full MNIST (downloaded once);
+``load_mnist5k`` reads the 5,000-digit MNIST sample shipped inside xpnn
+(no network); ``load_spiral`` makes the spiral of vol. 2, ch. 1.
+"""
 
 from xpnn.datasets.download import DownloadError
-from xpnn.datasets.mnist import IDXFormatError, load_mnist, load_mnist_dir, read_idx
+from xpnn.datasets.mnist import (
+    IDXFormatError,
+    load_mnist,
+    load_mnist5k,
+    load_mnist_dir,
+    read_idx,
+)
 from xpnn.datasets.spiral import load_spiral
 
 __all__ = [
     "DownloadError",
     "IDXFormatError",
     "load_mnist",
+    "load_mnist5k",
     "load_mnist_dir",
     "load_spiral",
     "read_idx",

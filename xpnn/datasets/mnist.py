@@ -8,6 +8,8 @@ naming the file. :func:`load_mnist_dir` reads the four files of a directory
 and returns the book's ``load_mnist`` tuples, placed on the active backend.
 :func:`load_mnist` is the book's function: it finds the directory (a cache
 folder by default) and first downloads the files that are missing there.
+:func:`load_mnist5k` reads the 5,000-digit sample shipped inside xpnn
+(:data:`MNIST5K_DIR`), after checking each file's SHA-256: MNIST offline.
 
 Reading is host-side I/O, so this module uses NumPy directly; the arrays reach
 the backend only through :func:`xpnn.backend.asarray`. Getting the files (a
@@ -18,6 +20,7 @@ downloader only has to put the :data:`FILES` into a directory.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import math
 import os
 import struct
@@ -37,7 +40,12 @@ __all__ = [
     "FILES",
     "NUM_CLASSES",
     "IDXFormatError",
+    "MNIST5K_DIR",
+    "MNIST5K_SHA256",
+    "MNIST5K_SIZES",
+    "check_mnist5k",
     "load_mnist",
+    "load_mnist5k",
     "load_mnist_dir",
     "mnist_data_dir",
     "read_idx",
@@ -58,6 +66,29 @@ NUM_CLASSES = 10
 #: The environment variable naming the folder where xpnn keeps data sets
 #: (MNIST goes to its ``mnist`` subfolder); the user cache folder if unset.
 DATA_DIR_ENV = "XPNN_DATA_DIR"
+
+#: The folder of the MNIST sample shipped inside the package: 5,000 real
+#: digits (4,000 train, 1,000 test, 500 per class) as the four :data:`FILES`.
+#: Its README.md gives the source and licenses; :func:`load_mnist5k` reads it.
+MNIST5K_DIR = Path(__file__).with_name("mnist5k")
+
+#: The SHA-256 of each file of the sample (its SHA256SUMS file holds the same
+#: sums, for ``sha256sum -c``). Kept here, in the code, so that a damaged
+#: folder cannot vouch for itself.
+MNIST5K_SHA256 = {
+    "train-images-idx3-ubyte.gz": "5d10de016ba979227bc401fb4dc27e63dedfde8363b5721864e16dda31cf119d",  # noqa: E501
+    "train-labels-idx1-ubyte.gz": "b808b6fcde0640c9d2d54da99480f89d5a23b781033f159f46b4350c3d3cdc89",  # noqa: E501
+    "t10k-images-idx3-ubyte.gz": "2d5e8dd2f72d7c0a0b47b9dd9ce669f32b8851d9b64ea04d4d92eb693bbc056b",
+    "t10k-labels-idx1-ubyte.gz": "02135f69ccbb6e9591621f9072d7bc2b6bcddb86b6626329419910f92f105f70",
+}
+
+#: The size in bytes of each file of the sample: checked before hashing.
+MNIST5K_SIZES = {
+    "train-images-idx3-ubyte.gz": 653_203,
+    "train-labels-idx1-ubyte.gz": 2_082,
+    "t10k-images-idx3-ubyte.gz": 161_678,
+    "t10k-labels-idx1-ubyte.gz": 546,
+}
 
 # IDX type codes -> big-endian NumPy dtypes (the format is big-endian).
 _IDX_DTYPES = {
@@ -118,6 +149,10 @@ def _count_rest(stream: IO[bytes]) -> int:
     return total
 
 
+# The most dimensions a NumPy array may have (NPY_MAXDIMS): 64 since NumPy 2.
+_MAX_NDIM = 64 if np.lib.NumpyVersion(np.__version__) >= "2.0.0" else 32
+
+
 def _parse(stream: IO[bytes], path: str | os.PathLike[str]) -> np.ndarray:
     """Parse an uncompressed IDX byte stream (see :func:`read_idx`)."""
     head = _read_up_to(stream, 4)
@@ -134,6 +169,11 @@ def _parse(stream: IO[bytes], path: str | os.PathLike[str]) -> np.ndarray:
         raise IDXFormatError(path, f"unknown data type code 0x{code:02X}; valid codes: {known}")
     if ndim == 0:
         raise IDXFormatError(path, "the header declares 0 dimensions")
+    if ndim > _MAX_NDIM:
+        raise IDXFormatError(
+            path,
+            f"the header declares {ndim} dimensions; a NumPy array has at most {_MAX_NDIM}",
+        )
     dims = _read_up_to(stream, 4 * ndim)
     if len(dims) < 4 * ndim:
         raise IDXFormatError(
@@ -183,8 +223,9 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
 
     Raises:
         IDXFormatError: The file is malformed: truncated header, bytes other
-            than ``00 00`` first, unknown type code, zero dimensions, a shape
-            too large for a NumPy array, fewer or more data bytes than the
+            than ``00 00`` first, unknown type code, zero dimensions or more
+            than NumPy supports (64; 32 before NumPy 2), a shape too large
+            for a NumPy array, fewer or more data bytes than the
             header declares, or a corrupt gzip stream. The message names the
             file and the problem.
         OSError: The file cannot be opened or read (e.g. FileNotFoundError).
@@ -369,7 +410,8 @@ def _how_to_get_the_files(directory: Path) -> str:
         f"MNIST needs these four files in {directory}: {', '.join(FILES.values())}. "
         "You can put them there by hand (gzip'd or not, under these names), "
         "point load_mnist(data_dir=...) at a folder that has them, or list "
-        f"mirrors you can reach in {_download.MIRRORS_ENV} (comma-separated base URLs)."
+        f"mirrors you can reach in {_download.MIRRORS_ENV} (comma-separated base URLs). "
+        "Offline, load_mnist5k() reads the 5,000-digit MNIST sample shipped with xpnn."
     )
 
 
@@ -383,6 +425,8 @@ def load_mnist(
     dtype: Any = None,
     mirrors: str | Sequence[str] | None = None,
     progress: bool = True,
+    timeout: float | None = None,
+    deadline: float | None = None,
 ) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
     """Load MNIST, downloading the files that are not there yet (the book's ``load_mnist``).
 
@@ -410,6 +454,13 @@ def load_mnist(
             comma-separated string); else ``$XPNN_MNIST_MIRRORS``, else
             :data:`xpnn.datasets.download.MNIST_MIRRORS`.
         progress: Show download progress bars on stderr.
+        timeout: Seconds to wait for a connection or the next data before
+            giving up on a mirror (default
+            :data:`xpnn.datasets.download.DEFAULT_TIMEOUT`).
+        deadline: Seconds one mirror may take for a whole file before it is
+            given up, however steadily it trickles data (default
+            :data:`xpnn.datasets.download.DEFAULT_DEADLINE`; ``math.inf``:
+            no limit).
 
     Returns:
         ``((x_train, t_train), (x_test, t_test))``, arrays of the active
@@ -447,12 +498,105 @@ def load_mnist(
                     bases,
                     _download.MNIST_SHA256[name],
                     progress=progress,
-                    timeout=_download.DEFAULT_TIMEOUT,
+                    timeout=_download.DEFAULT_TIMEOUT if timeout is None else timeout,
                     max_bytes=_download.MNIST_SIZES.get(name),
+                    deadline=_download.DEFAULT_DEADLINE if deadline is None else deadline,
                 )
             except _download.DownloadError as exc:
                 exc.hint = _how_to_get_the_files(directory)
                 raise
+    return load_mnist_dir(
+        directory, normalize=normalize, flatten=flatten, one_hot_label=one_hot_label, dtype=dtype
+    )
+
+
+# --------------------------------------------------------------------------
+# The sample shipped with xpnn
+# --------------------------------------------------------------------------
+
+_REINSTALL = "reinstall xpnn (pip install --force-reinstall xpnn, or pip install . in a checkout)"
+
+
+def check_mnist5k(directory: str | os.PathLike[str] | None = None) -> Path:
+    """Check the files of the packaged MNIST sample against their SHA-256.
+
+    Each file's size is compared first (a stat), so a file of the wrong size
+    is refused without being read; then its SHA-256 (820 KB in all).
+
+    Args:
+        directory: The folder to check (:data:`MNIST5K_DIR` if omitted).
+
+    Returns:
+        The folder.
+
+    Raises:
+        FileNotFoundError: A file of the sample is missing (or not a file).
+        IDXFormatError: A file has the wrong size or SHA-256: it is damaged.
+            The message names the file and says to reinstall xpnn.
+    """
+    directory = Path(MNIST5K_DIR if directory is None else directory)
+    for name, expected in MNIST5K_SHA256.items():
+        path = directory / name
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path}: missing: the MNIST sample shipped with xpnn is incomplete; {_REINSTALL}"
+            )
+        size = path.stat().st_size
+        if size != MNIST5K_SIZES[name]:
+            raise IDXFormatError(
+                path,
+                f"{size} bytes instead of {MNIST5K_SIZES[name]}: this file of the MNIST "
+                f"sample shipped with xpnn is damaged; {_REINSTALL}",
+            )
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            while chunk := f.read(_CHUNK):
+                digest.update(chunk)
+        if digest.hexdigest() != expected:
+            raise IDXFormatError(
+                path,
+                f"SHA-256 {digest.hexdigest()} instead of {expected}: this file of the MNIST "
+                f"sample shipped with xpnn is damaged; {_REINSTALL}",
+            )
+    return directory
+
+
+def load_mnist5k(
+    normalize: bool = True,
+    flatten: bool = True,
+    one_hot_label: bool = False,
+    *,
+    dtype: Any = None,
+) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
+    """Load the 5,000-digit MNIST sample shipped with xpnn: MNIST with no network.
+
+    The sample (:data:`MNIST5K_DIR`) holds 4,000 training and 1,000 test
+    images of real MNIST digits, 500 per class, in the four :data:`FILES`.
+    Each file is checked against :data:`MNIST5K_SHA256` first
+    (:func:`check_mnist5k`), then read as :func:`load_mnist_dir` reads a
+    folder. It is a sample, not the full MNIST: accuracies on it are lower
+    than the book's full-MNIST ones. :func:`load_mnist` never falls back to
+    it; the full MNIST is a download.
+
+    Args:
+        normalize: Scale pixels to floats in [0, 1]; else uint8 0..255.
+        flatten: Images as ``(4000, 784)`` rows; else ``(4000, 1, 28, 28)``.
+        one_hot_label: Labels as ``(N, 10)`` one-hot floats; else ``(N,)``
+            int64 class numbers.
+        dtype: The float dtype of normalized images and one-hot labels
+            (``"float32"`` or ``"float64"``); the backend's default float
+            dtype if omitted.
+
+    Returns:
+        ``((x_train, t_train), (x_test, t_test))`` with N = 4000 and 1000,
+        arrays of the active backend.
+
+    Raises:
+        FileNotFoundError: A file of the sample is missing (a broken install).
+        IDXFormatError: A file is damaged (wrong size or SHA-256).
+        ValueError: ``dtype`` is not a float dtype.
+    """
+    directory = check_mnist5k(MNIST5K_DIR)
     return load_mnist_dir(
         directory, normalize=normalize, flatten=flatten, one_hot_label=one_hot_label, dtype=dtype
     )
