@@ -104,7 +104,7 @@ def test_pickle_and_foreign_files_are_refused(tmp_path):
     with pytest.raises(ModelFileError, match="no xpnn metadata"):
         load(plain)
     unknown = tmp_path / "unknown.npz"
-    np.savez(unknown, __xpnn__=np.array(json.dumps({"model": "ResNet"})))
+    np.savez(unknown, __xpnn__=np.array(json.dumps({"format": 2, "model": "ResNet"})))
     with pytest.raises(ModelFileError, match="unknown model 'ResNet'"):
         load(unknown)
     with pytest.raises(FileNotFoundError):

@@ -13,6 +13,17 @@ the layer's next call (copy it to keep it). Elsewhere each call returns new
 arrays. Both paths do the same operations in the same order.
 
 Shapes: ``x`` is ``(N, D)``, ``W`` is ``(D, H)``, ``b`` is ``(H,)``.
+
+A layer declares its config so any model made of layers saves and loads
+(:func:`xpnn.io.save`), as data, never pickle: :meth:`Layer.config` gives its
+sizes and hyper-parameters as JSON, :meth:`Layer.param_shapes` (and
+:meth:`Layer.state_shapes`, for non-parameter arrays such as running
+statistics) the shapes that config implies, computed without allocating, and
+:meth:`Layer.from_config` builds the layer with zero arrays of those shapes.
+A layer joins :data:`LAYERS`, the registry of kinds a file may name, with
+:func:`register_layer`. A new layer with hyper-parameters (a dropout ratio, a
+convolution's stride and pad) overrides the four; one with running
+statistics also lists them in ``state_names``, as attributes.
 """
 
 from __future__ import annotations
@@ -20,10 +31,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from xpnn.backend import _dtype_name, device_of, get_namespace, ops
+from xpnn.backend import _dtype_name, device_of, get_namespace, ops, zeros
 from xpnn.functions import check_labels, softmax
 
 __all__ = [
+    "LAYERS",
     "Affine",
     "Layer",
     "MatMul",
@@ -33,11 +45,22 @@ __all__ = [
     "SoftmaxWithLoss",
     "backward",
     "one_hot",
+    "register_layer",
 ]
 
 
 class Layer:
-    """Base class: a layer with no parameters."""
+    """Base class: a layer with no parameters.
+
+    Attributes:
+        param_names: The names of ``params`` in order (a file stores layer
+            ``i``'s as ``layers.i.W``, ``layers.i.b``...).
+        state_names: Attributes holding non-parameter arrays that a saved
+            model keeps (running statistics); none in the layers so far.
+    """
+
+    param_names: tuple[str, ...] = ()
+    state_names: tuple[str, ...] = ()
 
     def __init__(self) -> None:
         self.params: list[Any] = []
@@ -54,9 +77,78 @@ class Layer:
     def _buffer(self, k: Any, name: str, shape: tuple[int, ...], dtype: Any, like: Any) -> Any:
         return k.buffer(self._buffers, name, shape, dtype, like)
 
+    def config(self) -> dict[str, Any]:
+        """Sizes and hyper-parameters, JSON-able: what :meth:`from_config` needs."""
+        return {}
+
+    @classmethod
+    def param_shapes(cls, config: Any) -> dict[str, tuple[int, ...]]:
+        """The shapes of ``params`` by name that ``config`` implies, allocating nothing.
+
+        Raises:
+            ValueError: ``config`` is not one this layer wrote (it comes from a
+                file: the message names the layer and the key).
+        """
+        _config_sizes(cls, config)
+        return {}
+
+    @classmethod
+    def state_shapes(cls, config: Any) -> dict[str, tuple[int, ...]]:
+        """The shapes of the ``state_names`` arrays that ``config`` implies."""
+        return {}
+
+    @classmethod
+    def from_config(cls, config: Any, *, dtype: Any, backend: Any) -> Layer:
+        """The layer of ``config`` with zero parameters of ``dtype`` on ``backend``.
+
+        This default passes the parameters to the constructor in
+        ``param_names`` order; a layer with hyper-parameters overrides it.
+        """
+        shapes = cls.param_shapes(config)
+        return cls(*(zeros(s, dtype=dtype, backend=backend) for s in shapes.values()))
+
     def __repr__(self) -> str:
         shapes = ", ".join(str(tuple(p.shape)) for p in self.params)
         return f"{type(self).__name__}({shapes})"
+
+
+#: The layer kinds a saved model may name, by class name (see :func:`register_layer`).
+LAYERS: dict[str, type[Layer]] = {}
+
+
+def register_layer(cls: type[Layer]) -> type[Layer]:
+    """Add a layer class to :data:`LAYERS` so models using it save and load.
+
+    Use it as a class decorator, after declaring the config methods.
+
+    Raises:
+        ValueError: Another class of the same name is registered already
+            (a file names a layer kind by class name, which must be unique).
+    """
+    known = LAYERS.get(cls.__name__)
+    if known is not None and known is not cls:
+        raise ValueError(
+            f"a layer kind {cls.__name__!r} is registered already ({known.__module__}."
+            f"{known.__qualname__}); give {cls.__module__}.{cls.__qualname__} another name"
+        )
+    LAYERS[cls.__name__] = cls
+    return cls
+
+
+def _config_sizes(cls: type, config: Any, *names: str) -> tuple[int, ...]:
+    """The positive ints ``names`` of a layer config that must have exactly those keys."""
+    if not isinstance(config, dict) or sorted(config) != sorted(names):
+        got = sorted(config) if isinstance(config, dict) else type(config).__name__
+        raise ValueError(
+            f"{cls.__name__} config must have exactly the keys {sorted(names)}, got {got!s:.200}"
+        )
+    for name in names:
+        value = config[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(
+                f"{cls.__name__} config {name!r} must be a positive int, got {value!r:.80}"
+            )
+    return tuple(config[name] for name in names)
 
 
 def _into(dst: Any, value: Any) -> None:
@@ -81,8 +173,14 @@ def _check_input(k: Any, x: Any, who: str) -> None:
         )
 
 
+@register_layer
 class MatMul(Layer):
-    """out = x @ W; ``x`` ``(N, D)`` floating point, ``W`` ``(D, H)``."""
+    """out = x @ W; ``x`` ``(N, D)`` floating point, ``W`` ``(D, H)``.
+
+    Config: ``{"input_size": D, "output_size": H}``.
+    """
+
+    param_names = ("W",)
 
     def __init__(self, W: Any):
         super().__init__()
@@ -106,9 +204,26 @@ class MatMul(Layer):
             return None
         return k.matmul(dout, W.T, out=self._buffer(k, "dx", tuple(self.x.shape), W.dtype, dout))
 
+    def config(self) -> dict[str, Any]:
+        shape = tuple(self.params[0].shape)
+        if len(shape) != 2:
+            raise ValueError(f"{type(self).__name__}'s W must be 2-D (D, H), got shape {shape}")
+        return {"input_size": int(shape[0]), "output_size": int(shape[1])}
 
+    @classmethod
+    def param_shapes(cls, config: Any) -> dict[str, tuple[int, ...]]:
+        d, h = _config_sizes(cls, config, "input_size", "output_size")
+        return {"W": (d, h)}
+
+
+@register_layer
 class Affine(MatMul):
-    """out = x @ W + b; ``x`` ``(N, D)`` floating point, ``W`` ``(D, H)``, ``b`` ``(H,)``."""
+    """out = x @ W + b; ``x`` ``(N, D)`` floating point, ``W`` ``(D, H)``, ``b`` ``(H,)``.
+
+    Config: ``{"input_size": D, "output_size": H}``.
+    """
+
+    param_names = ("W", "b")
 
     def __init__(self, W: Any, b: Any):
         super().__init__(W)
@@ -132,7 +247,13 @@ class Affine(MatMul):
             return None
         return k.matmul(dout, W.T, out=self._buffer(k, "dx", tuple(self.x.shape), W.dtype, dout))
 
+    @classmethod
+    def param_shapes(cls, config: Any) -> dict[str, tuple[int, ...]]:
+        d, h = _config_sizes(cls, config, "input_size", "output_size")
+        return {"W": (d, h), "b": (h,)}
 
+
+@register_layer
 class Sigmoid(Layer):
     """out = 1 / (1 + exp(-x)), element-wise; backward uses the saved output.
 
@@ -159,6 +280,7 @@ class Sigmoid(Layer):
         return k.sigmoid_backward(self.out, dout, out=dx)
 
 
+@register_layer
 class Relu(Layer):
     """out = max(0, x); backward zeroes the gradient where x <= 0.
 
@@ -181,6 +303,7 @@ class Relu(Layer):
         return xp.where(self.mask, xp.zeros_like(dout), dout)
 
 
+@register_layer
 class Softmax(Layer):
     """Softmax over the last axis."""
 
@@ -205,6 +328,7 @@ def one_hot(t: Any, num_classes: int, dtype: Any) -> Any:
     return xp.astype(xp.reshape(t, (-1, 1)) == classes, dtype)
 
 
+@register_layer
 class SoftmaxWithLoss(Layer):
     """Softmax and cross-entropy in one layer (fused, numerically stable).
 

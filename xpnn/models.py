@@ -5,6 +5,15 @@ Parameters are created on the active backend (``xpnn.use_backend``) in its
 default float dtype unless ``dtype`` is given, from a seeded
 :class:`xpnn.Generator`, so the same seed gives the same initial weights on
 every backend. All methods take their namespace from the data passed in.
+
+Every model saves and loads with :mod:`xpnn.io`: it gives its ``config``
+(JSON data), :meth:`~LayeredNet.named_arrays` (the arrays a file stores, by
+name) and, as class methods, :meth:`~LayeredNet.array_shapes` (the names and
+shapes a config implies, allocating nothing, so a file is checked before a
+model is built) and :meth:`~LayeredNet.from_config`. A :class:`LayeredNet`
+records its layers' own configs, so any model made of registered layers
+(:data:`xpnn.layers.LAYERS`) saves. :data:`MODELS` lists the classes a file
+may name.
 """
 
 from __future__ import annotations
@@ -24,10 +33,11 @@ from xpnn.backend import (
 )
 from xpnn.functions import cross_entropy_error, softmax
 from xpnn.gradient import _two_layer_numerical_gradient, warn_if_float32
-from xpnn.layers import Affine, Sigmoid, SoftmaxWithLoss, backward
+from xpnn.layers import LAYERS, Affine, Layer, Sigmoid, SoftmaxWithLoss, _config_sizes, backward
 from xpnn.random import default_rng
 
 __all__ = [
+    "MODELS",
     "LayeredNet",
     "LayeredTwoLayerNet",
     "ParamDict",
@@ -211,6 +221,22 @@ class SimpleNet:
         self.W = default_rng(seed).standard_normal((2, 3), dtype=_float_dtype(dtype))
         self.config: dict[str, Any] = {}  # what xpnn.io.save records to rebuild it
 
+    @classmethod
+    def array_shapes(cls, config: Any) -> dict[str, tuple[int, ...]]:
+        """``{"W": (2, 3)}`` for the only config, ``{}``; see :meth:`LayeredNet.array_shapes`."""
+        _config_sizes(cls, config)
+        return {"W": (2, 3)}
+
+    @classmethod
+    def from_config(cls, config: Any, *, dtype: Any = None) -> SimpleNet:
+        """A SimpleNet (random ``W``) for ``config``; see :meth:`LayeredNet.from_config`."""
+        cls.array_shapes(config)
+        return cls(dtype=dtype)
+
+    def named_arrays(self) -> dict[str, Any]:
+        """``{"W": W}``, the array a saved file holds."""
+        return {"W": self.W}
+
     def predict(self, x: Any) -> Any:
         """Scores ``x @ W``: ``(2,)`` -> ``(3,)`` or ``(N, 2)`` -> ``(N, 3)``."""
         _check_input(x, 2, "SimpleNet.predict")
@@ -275,6 +301,80 @@ class LayeredNet:
             params.update(values)
         else:
             params[:] = values
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The architecture as JSON data, what :func:`xpnn.io.save` records.
+
+        ``{"layers": [{"kind": "Affine", "config": {"input_size": 2,
+        "output_size": 6}}, {"kind": "Relu", "config": {}}, ...], "loss":
+        {"kind": "SoftmaxWithLoss", "config": {}}, "input_size": 2}`` (or
+        ``None``): each layer's kind and :meth:`xpnn.layers.Layer.config`.
+
+        Raises:
+            TypeError: A layer's class is not in :data:`xpnn.layers.LAYERS`.
+        """
+        return {
+            "layers": [_layer_entry(layer, f"layer {i}") for i, layer in enumerate(self.layers)],
+            "loss": _layer_entry(self.loss_layer, "the loss layer"),
+            "input_size": self.input_size,
+        }
+
+    @classmethod
+    def array_shapes(cls, config: Any) -> dict[str, tuple[int, ...]]:
+        """The names and shapes of the arrays a model of ``config`` saves, allocating nothing.
+
+        Layer ``i``'s parameters and state arrays are ``layers.i.<name>``
+        (``layers.0.W``, ``layers.0.b``).
+
+        Raises:
+            ValueError: ``config`` is not one :attr:`config` gives (an unknown
+                layer kind, a missing or wrong size: the message names it).
+        """
+        layers, _, _ = _layered_spec(config)
+        shapes: dict[str, tuple[int, ...]] = {}
+        for i, (kind, layer_config) in enumerate(layers):
+            for name, shape in {
+                **kind.param_shapes(layer_config),
+                **kind.state_shapes(layer_config),
+            }.items():
+                shapes[f"layers.{i}.{name}"] = shape
+        return shapes
+
+    @classmethod
+    def from_config(cls, config: Any, *, dtype: Any = None) -> LayeredNet:
+        """A model of ``config`` with zero arrays, on the active backend.
+
+        Args:
+            config: As :attr:`config` gives it.
+            dtype: Float dtype (the backend's default if omitted).
+
+        Raises:
+            ValueError: As :meth:`array_shapes`.
+        """
+        layers, (loss_kind, loss_config), input_size = _layered_spec(config)
+        backend, dtype = get_backend(), _float_dtype(dtype)
+        built = [kind.from_config(c, dtype=dtype, backend=backend) for kind, c in layers]
+        loss = loss_kind.from_config(loss_config, dtype=dtype, backend=backend)
+        return cls(built, loss, input_size)
+
+    def named_arrays(self) -> dict[str, Any]:
+        """The arrays a saved file holds by name (the layers' own arrays).
+
+        Raises:
+            TypeError: A layer's ``params`` do not match its ``param_names``.
+        """
+        arrays: dict[str, Any] = {}
+        for i, layer in enumerate(self.layers):
+            names = type(layer).param_names
+            if len(names) != len(layer.params):
+                raise TypeError(
+                    f"layer {i} ({type(layer).__name__}) has {len(layer.params)} parameters "
+                    f"but declares param_names {names}"
+                )
+            arrays.update({f"layers.{i}.{n}": p for n, p in zip(names, layer.params, strict=True)})
+            arrays.update({f"layers.{i}.{n}": getattr(layer, n) for n in type(layer).state_names})
+        return arrays
 
     def scores(self, x: Any) -> Any:
         """Scores (before softmax) ``(N, classes)`` for inputs ``(N, features)``."""
@@ -383,12 +483,31 @@ class LayeredTwoLayerNet(LayeredNet):
         ]
         super().__init__(layers, SoftmaxWithLoss(), input_size)
         self.output_size = output_size
-        # What xpnn.io.save records to rebuild the model.
-        self.config = {
-            "input_size": input_size,
-            "hidden_size": hidden_size,
-            "output_size": output_size,
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The sizes, what :func:`xpnn.io.save` records to rebuild the model."""
+        return {
+            "input_size": self.input_size,
+            "hidden_size": int(self.layers[0].params[0].shape[1]),
+            "output_size": self.output_size,
         }
+
+    @classmethod
+    def array_shapes(cls, config: Any) -> dict[str, tuple[int, ...]]:
+        """``params.0`` ... ``params.3`` and their shapes for ``config``, allocating nothing."""
+        d, h, c = _config_sizes(cls, config, "input_size", "hidden_size", "output_size")
+        return {f"params.{i}": s for i, s in enumerate([(d, h), (h,), (h, c), (c,)])}
+
+    @classmethod
+    def from_config(cls, config: Any, *, dtype: Any = None) -> Any:
+        """A model of ``config`` (random weights), on the active backend."""
+        cls.array_shapes(config)
+        return cls(**config, dtype=dtype)
+
+    def named_arrays(self) -> dict[str, Any]:
+        """``params.0`` ... ``params.3``: the arrays a saved file holds."""
+        return {f"params.{i}": p for i, p in enumerate(self.params_list())}
 
 
 class TwoLayerNet(LayeredTwoLayerNet):
@@ -432,6 +551,15 @@ class TwoLayerNet(LayeredTwoLayerNet):
         # The same arrays as the layers hold, under the book's chapter-4 keys.
         self._params = ParamDict(zip(self.KEYS, self._params, strict=True), type(self).__name__)
         self.grads = dict(zip(self.KEYS, self.grads, strict=True))
+
+    @classmethod
+    def array_shapes(cls, config: Any) -> dict[str, tuple[int, ...]]:
+        """``W1``, ``b1``, ``W2``, ``b2`` and their shapes for ``config``, allocating nothing."""
+        return dict(zip(cls.KEYS, super().array_shapes(config).values(), strict=True))
+
+    def named_arrays(self) -> dict[str, Any]:
+        """``params`` as a plain dict: the arrays a saved file holds."""
+        return dict(self.params)
 
     def predict(self, x: Any) -> Any:
         """Class probabilities ``(N, output_size)`` (softmax output, as in ch. 4)."""
@@ -479,3 +607,63 @@ class TwoLayerNet(LayeredTwoLayerNet):
 
 #: The book's name for :class:`SimpleNet` (``ch04/gradient_simplenet.py``).
 simpleNet = SimpleNet
+
+#: The model classes a saved file may name (exactly these: a subclass may
+#: compute otherwise, so it does not load as one of them).
+MODELS: dict[str, type] = {
+    cls.__name__: cls for cls in (SimpleNet, TwoLayerNet, LayeredTwoLayerNet, LayeredNet)
+}
+
+
+def _layer_entry(layer: Any, where: str) -> dict[str, Any]:
+    """``{"kind", "config"}`` of a layer whose class is registered."""
+    kind = type(layer)
+    if LAYERS.get(kind.__name__) is not kind:
+        raise TypeError(
+            f"cannot describe {where}, a {kind.__module__}.{kind.__qualname__}: it is not a "
+            "registered layer kind; declare its config (see xpnn.layers.Layer.config) and "
+            "register it with xpnn.layers.register_layer"
+        )
+    return {"kind": kind.__name__, "config": layer.config()}
+
+
+def _layered_spec(config: Any) -> tuple[list[tuple[type[Layer], Any]], tuple[Any, Any], Any]:
+    """Check a LayeredNet config (from a file): ``(layers, loss, input_size)``.
+
+    Raises:
+        ValueError: Not of the form :attr:`LayeredNet.config` gives, or a
+            layer kind not in :data:`xpnn.layers.LAYERS`, or a layer config
+            that kind refuses.
+    """
+    keys = ["input_size", "layers", "loss"]
+    if not isinstance(config, dict) or sorted(config) != keys:
+        got = sorted(config) if isinstance(config, dict) else type(config).__name__
+        raise ValueError(f"LayeredNet config must have exactly the keys {keys}, got {got!s:.200}")
+    size = config["input_size"]
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size <= 0):
+        raise ValueError(
+            f"LayeredNet config 'input_size' must be a positive int or null, got {size!r}"
+        )
+    if not isinstance(config["layers"], list) or not config["layers"]:
+        raise ValueError(
+            f"LayeredNet config 'layers' must be a non-empty list, got {config['layers']!r:.80}"
+        )
+
+    def entry(spec: Any, where: str) -> tuple[type[Layer], Any]:
+        if not isinstance(spec, dict) or sorted(spec) != ["config", "kind"]:
+            raise ValueError(f"{where} must be {{'kind': ..., 'config': ...}}, got {spec!r:.80}")
+        kind = LAYERS.get(spec["kind"]) if isinstance(spec["kind"], str) else None
+        if kind is None:
+            raise ValueError(
+                f"{where} is of unknown layer kind {spec['kind']!r:.80}; known kinds: "
+                f"{', '.join(LAYERS)} (a newer xpnn, or a layer registered by the program "
+                "that saved it? register it with xpnn.layers.register_layer before loading)"
+            )
+        kind.param_shapes(spec["config"])  # its own checks
+        return kind, spec["config"]
+
+    layers = [entry(spec, f"layer {i}") for i, spec in enumerate(config["layers"])]
+    loss = entry(config["loss"], "the loss layer")
+    if loss[0].param_shapes(loss[1]) or loss[0].state_shapes(loss[1]):
+        raise ValueError(f"the loss layer {loss[0].__name__} has arrays; a loss layer cannot")
+    return layers, loss, size
