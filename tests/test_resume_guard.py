@@ -589,3 +589,29 @@ def test_a_huge_learning_rate_diverges_on_every_backend(backend):
         FloatingPointError, match=r"diverged.*smaller learning rate \(it is 1e\+06\)"
     ):
         trainer.fit(x, t, max_epoch=30, batch_size=30, eval_interval=10, progress=False)
+
+
+@pytest.mark.parametrize("kind", ["symlink", "folder", "under-a-file", "fifo"])
+def test_a_checkpoint_path_that_cannot_be_written_fails_before_training(tmp_path, kind):
+    import os
+
+    target = tmp_path / "run.npz"
+    if kind == "symlink":
+        (tmp_path / "real.npz").write_bytes(b"")
+        target.symlink_to(tmp_path / "real.npz")
+    elif kind == "folder":
+        target.mkdir()
+    elif kind == "under-a-file":
+        (tmp_path / "file").write_text("x")
+        target = tmp_path / "file" / "run.npz"
+    else:
+        os.mkfifo(target)
+    x, t = load_spiral()
+    net = xpnn.LayeredTwoLayerNet(2, 6, 3, seed=0)
+    before = [np.array(xpnn.to_numpy(p)) for p in net.params]
+    with pytest.raises(ValueError, match="checkpoint"):
+        xpnn.Trainer(net, SGD(lr=1.0)).fit(
+            x, t, max_epoch=1, batch_size=30, checkpoint=target, progress=False, verbose=False
+        )
+    after = [np.array(xpnn.to_numpy(p)) for p in net.params]
+    assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))

@@ -31,6 +31,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from xpnn.io import check_output_path
+
 __all__ = ["main"]
 
 #: Exit status of ``xpnn train`` when training diverged or the loss became NaN.
@@ -133,68 +135,6 @@ def _make_optimizer(name: str, lr: float) -> Any:
 
 
 # Checking paths before any work ------------------------------------------
-
-
-def check_output_path(
-    path: str,
-    option: str,
-    formats: Sequence[str] = (),
-    example: str = "out",
-    links: bool = True,
-) -> Path:
-    """Check that a file can be written at ``path``, before any work is done.
-
-    The file may exist (it is replaced) if it is a writable regular file; its
-    parent folder may be missing (it is created) if the nearest existing
-    ancestor is a folder this process can write in.
-
-    Args:
-        path: The path given on the command line.
-        option: The option's name, for the message (``"--plot"``).
-        formats: Allowed extensions (lower case, with the dot); any if empty.
-        example: A file name to suggest when ``path`` is a folder.
-        links: Whether ``path`` may be a symbolic link (:func:`xpnn.io.save`
-            replaces files, never links).
-
-    Returns:
-        ``Path(path)``.
-
-    Raises:
-        ValueError: The path cannot be written: empty, a wrong extension, a
-            folder, not a regular file, not writable, under a file, or in a
-            folder that cannot be written or created. The message names the
-            option, the path and the fix.
-    """
-    if not path:
-        raise ValueError(f"{option}: the file name is empty")
-    out = Path(path)
-    if out.is_dir():
-        raise ValueError(f"{option} {path} is a folder; give a file name, e.g. {out / example}")
-    if formats and out.suffix.lower() not in formats:
-        raise ValueError(
-            f"{option} {path}: the extension must be one of {', '.join(formats)} "
-            "(it chooses the format)"
-        )
-    if out.is_symlink() and not links:
-        raise ValueError(
-            f"{option} {path} is a symbolic link (to {os.readlink(out)}); give the real path"
-        )
-    if out.exists() or out.is_symlink():
-        if not out.is_file():
-            raise ValueError(f"{option} {path} exists and is not a regular file; give a file name")
-        if not os.access(out, os.W_OK):
-            raise ValueError(f"{option} {path}: the file exists and is not writable")
-    ancestor = out.absolute().parent
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise ValueError(
-            f"{option} {path}: {ancestor} is a file, not a folder; choose another path"
-        )
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        what = "write in" if ancestor == out.absolute().parent else "create folders in"
-        raise ValueError(f"{option} {path}: cannot {what} {ancestor} (permission denied)")
-    return out
 
 
 def _check_train_paths(args: argparse.Namespace) -> None:

@@ -294,6 +294,11 @@ class Trainer:
             raise ValueError(f"max_grad must be a positive number, got {max_grad!r}")
         if on_nan not in ("raise", "warn", "ignore"):
             raise ValueError(f"on_nan must be 'raise', 'warn' or 'ignore', got {on_nan!r}")
+        if checkpoint is not None:
+            from xpnn.io import check_output_path
+
+            # A checkpoint that cannot be written must fail now, not after an epoch.
+            check_output_path(os.fspath(checkpoint), "checkpoint", example="run.npz", links=False)
         graph_step = _GraphStep(self, x, t, batch_size, max_grad) if cuda_graph else None
         if validation_data is not None:
             x_val, t_val = validation_data

@@ -41,6 +41,7 @@ from xpnn.io.npz import (
     MODEL_FORMAT,
     MODEL_META_CHARS,
     ModelFileError,
+    check_output_path,
 )
 from xpnn.io.saving import _file_arrays as _file_arrays  # for tests
 from xpnn.io.saving import _named_params as _named_params
@@ -54,6 +55,7 @@ __all__ = [
     "MODEL_FORMAT",
     "MODEL_META_CHARS",
     "ModelFileError",
+    "check_output_path",
     "load",
     "load_params",
     "read_checkpoint",
