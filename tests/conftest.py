@@ -107,3 +107,32 @@ def cupy_backend(request: pytest.FixtureRequest):
     b = open_or_skip(request, "cupy:0")
     with xpnn.use_backend(b.spec):
         yield b
+
+
+def refused_url() -> str:
+    """A base URL on a local port nobody listens on (connection refused)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """Nothing goes online or into ~/.cache, whatever a test forgets.
+
+    MNIST mirrors refuse connections, timeouts are short, the data folder is
+    the test's own, and no proxy from the environment is used (urllib would
+    send even 127.0.0.1 through one).
+    """
+    from xpnn.datasets import download as dl
+
+    monkeypatch.setattr(dl, "MNIST_MIRRORS", (refused_url(),))
+    monkeypatch.setattr(dl, "DEFAULT_TIMEOUT", 3.0)
+    monkeypatch.delenv(dl.MIRRORS_ENV, raising=False)
+    monkeypatch.setenv("XPNN_DATA_DIR", str(tmp_path / "xpnn-data"))
+    for var in ("http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+        monkeypatch.delenv(var.upper(), raising=False)

@@ -12,7 +12,6 @@ import functools
 import hashlib
 import http.server
 import os
-import socket
 import sys
 import threading
 from pathlib import Path
@@ -34,23 +33,9 @@ def run(capsys, *argv):
     return code, out, err
 
 
-def refused_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/"
-
-
 @pytest.fixture(autouse=True)
-def _offline(monkeypatch, tmp_path):
-    """Nothing goes online or into ~/.cache, whatever a test forgets."""
-    monkeypatch.setattr(dl, "MNIST_MIRRORS", (refused_url(),))
-    monkeypatch.setattr(dl, "DEFAULT_TIMEOUT", 3.0)
-    monkeypatch.delenv(dl.MIRRORS_ENV, raising=False)
-    monkeypatch.setenv("XPNN_DATA_DIR", str(tmp_path / "xpnn-data"))
-    for var in ("http_proxy", "https_proxy", "all_proxy"):
-        monkeypatch.delenv(var, raising=False)
-        monkeypatch.delenv(var.upper(), raising=False)
+def _offline(offline):
+    """Every test here is offline (see conftest.offline)."""
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ from pathlib import Path
 import array_api_compat
 import numpy as np
 import pytest
+from conftest import refused_url
 
 import xpnn
 from xpnn.datasets import DownloadError, load_mnist
@@ -75,14 +76,6 @@ BLOBS = {FILES[key]: idx_gz(array) for key, array in ARRAYS.items()}
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def refused_url() -> str:
-    """A base URL on a local port nobody listens on (connection refused)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/"
 
 
 # ------------------------------------------------------ the local mirror
@@ -218,16 +211,9 @@ def mirror():
 
 
 @pytest.fixture(autouse=True)
-def _offline(monkeypatch, tmp_path):
-    """Whatever a test forgets to set, nothing goes online or into ~/.cache."""
-    monkeypatch.setattr(dl, "MNIST_MIRRORS", (refused_url(),))
+def _offline(offline, monkeypatch):
+    """Every test here is offline (see conftest.offline), with this file's timeout."""
     monkeypatch.setattr(dl, "DEFAULT_TIMEOUT", TIMEOUT)
-    monkeypatch.delenv(dl.MIRRORS_ENV, raising=False)
-    monkeypatch.setenv("XPNN_DATA_DIR", str(tmp_path / "xpnn-data"))
-    # urllib would send even 127.0.0.1 through a proxy named in the environment.
-    for var in ("http_proxy", "https_proxy", "all_proxy"):
-        monkeypatch.delenv(var, raising=False)
-        monkeypatch.delenv(var.upper(), raising=False)
 
 
 @pytest.fixture

@@ -65,6 +65,19 @@ def _file_arrays(model: Any) -> dict[str, Any]:
     return named() if callable(named) else _named_params(model)
 
 
+def _check_names(
+    source: str, model: str, expected: Mapping[str, Any], got: Mapping[str, Any]
+) -> None:
+    """The arrays ``got`` must be named exactly as ``expected`` (a model's arrays)."""
+    missing = sorted(set(expected) - set(got))
+    extra = sorted(set(got) - set(expected))
+    if missing or extra:
+        raise ModelFileError(
+            f"{source}: parameters do not fit {model}: "
+            f"missing {missing or 'none'}, unexpected {extra or 'none'}"
+        )
+
+
 def save(model: Any, path: str | os.PathLike[str]) -> Path:
     """Write a model's arrays and description to an ``.npz`` file.
 
@@ -188,13 +201,7 @@ def _check_model_file(npz: _NpzFile) -> tuple[type, Any, str]:
             f"({MAX_ELEMENTS})"
         )
     headers = npz.headers
-    missing = sorted(set(expected) - set(headers))
-    extra = sorted(set(headers) - set(expected))
-    if missing or extra:
-        raise ModelFileError(
-            f"{path}: parameters do not fit {model}: "
-            f"missing {missing or 'none'}, unexpected {extra or 'none'}"
-        )
+    _check_names(str(path), model, expected, headers)
     wrong = [
         f"{k} {headers[k].shape} (expected {shape})"
         for k, shape in expected.items()
@@ -310,13 +317,7 @@ def load_params(
             (unless ``allow_nonfinite``).
     """
     params = _file_arrays(model)
-    missing = sorted(set(params) - set(arrays))
-    extra = sorted(set(arrays) - set(params))
-    if missing or extra:
-        raise ModelFileError(
-            f"{source}: parameters do not fit {type(model).__name__}: "
-            f"missing {missing or 'none'}, unexpected {extra or 'none'}"
-        )
+    _check_names(source, type(model).__name__, params, arrays)
     host = {k: to_numpy(arrays[k]) for k in params}
     wrong = [
         f"{k} {tuple(host[k].shape)} (expected {tuple(p.shape)})"
