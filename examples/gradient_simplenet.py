@@ -2,10 +2,12 @@
 
 The book's simpleNet: one 2x3 weight matrix W, input x = [0.6, 0.9], label
 t = [0, 0, 1]. It prints W, the scores, the predicted class, the loss and
-dW = the numerical gradient of the loss with respect to W::
+dW = the numerical gradient of the loss with respect to W. The figure shows
+the softmax probabilities of the three classes beside dW as a heat map::
 
+    python examples/gradient_simplenet.py                    # writes gradient_simplenet.png
     python examples/gradient_simplenet.py --book-weights     # the book's W and numbers
-    python examples/gradient_simplenet.py --seed 3 --backend cupy
+    python examples/gradient_simplenet.py --seed 3 --backend cupy --out simplenet.svg
 
 The book's W is random; ``--book-weights`` uses the W the book printed, so
 the numbers can be compared with the book's. They agree to about 1e-7, not
@@ -20,9 +22,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
 
 import xpnn
+from xpnn.functions import softmax
 from xpnn.gradient import numerical_gradient
+from xpnn.plot import show_or_save
 
 #: The W the book printed (its simpleNet draws W at random).
 BOOK_W = [[0.47355232, 0.9977393, 0.84668094], [0.85557411, 0.03563661, 0.69422093]]
@@ -35,7 +43,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--seed", type=int, default=0, help="seed of the random W (default: %(default)s)"
     )
+    p.add_argument(
+        "--out",
+        default="gradient_simplenet.png",
+        help="figure file, .png, .svg or .pdf (default: %(default)s)",
+    )
     return p.parse_args(argv)
+
+
+def draw(probs: np.ndarray, label: int, loss: float, dW: np.ndarray) -> Figure:
+    """The class probabilities as bars (the label's in another colour) and dW as a heat map."""
+    fig = Figure(figsize=(10, 3.6), layout="constrained")
+    ax_p, ax_w = fig.subplots(1, 2)
+    classes = np.arange(probs.size)
+    ax_p.bar(classes, probs, color=["C2" if c == label else "C0" for c in classes])
+    ax_p.set(xticks=classes, xlabel="class", ylabel="softmax probability", ylim=(0, 1))
+    ax_p.set_title(f"label: class {label}, loss {loss:.4f}")
+    limit = float(np.abs(dW).max()) or 1.0  # a diverging scale centred on 0
+    image = ax_w.imshow(dW, cmap="RdBu_r", vmin=-limit, vmax=limit)
+    for (i, j), value in np.ndenumerate(dW):
+        dark = abs(value) > 0.6 * limit
+        ax_w.text(j, i, f"{value:+.3f}", ha="center", va="center", color="w" if dark else "k")
+    ax_w.set(xticks=range(dW.shape[1]), yticks=range(dW.shape[0]))
+    ax_w.set(xlabel="W column (class)", ylabel="W row (input)")
+    ax_w.set_title("dW: W -= lr * dW raises the label's score")
+    fig.colorbar(image, ax=ax_w)
+    return fig
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,6 +94,12 @@ def main(argv: list[str] | None = None) -> int:
         f = lambda w: net.loss(x, t)  # noqa: E731
         dW = numerical_gradient(f, net.W)
         print(xpnn.to_numpy(dW))
+
+        probs = xpnn.to_numpy(softmax(p))
+        label = int(xpnn.to_numpy(xp.argmax(t)))
+        loss = float(xpnn.to_numpy(net.loss(x, t)))
+    out = show_or_save(draw(probs, label, loss, xpnn.to_numpy(dW)), Path(args.out))
+    print(f"figure written to {out}")
     return 0
 
 

@@ -3,9 +3,10 @@
 The training of train_spiral.py (or, with ``--dataset mnist``, a
 LayeredTwoLayerNet(784, 50, 10) on MNIST) runs twice from the same seed, once
 on ``--backend`` and once on NumPy, and a table compares wall time, final
-loss, accuracy and the speed-up over NumPy::
+loss, accuracy and the speed-up over NumPy. The figure shows both loss curves
+(they should lie on top of each other) beside the wall times::
 
-    python examples/train_gpu.py --backend cupy
+    python examples/train_gpu.py --backend cupy               # writes train_gpu.png
     python examples/train_gpu.py --backend torch:cuda --dataset mnist --epochs 5
     python examples/train_gpu.py --backend cupy --cuda-graph   # one graph launch per iteration
 
@@ -24,10 +25,17 @@ import argparse
 import dataclasses
 import sys
 import time
+from pathlib import Path
 from typing import Any
+
+from matplotlib.figure import Figure
 
 import xpnn
 from xpnn.datasets import load_mnist5k, load_mnist_dir, load_spiral
+from xpnn.plot import show_or_save
+
+#: Iterations per recorded loss (Trainer.fit's eval_interval).
+EVAL_INTERVAL = 10
 
 #: The book's settings for each data set (spiral: vol. 2 ch. 1; MNIST: vol. 1 ch. 4).
 DEFAULTS = {
@@ -44,6 +52,7 @@ class Result:
     wall_s: float
     loss: float  # on the whole training set, after training
     accuracy: float  # training set (spiral) or test set (MNIST)
+    loss_list: list[float]  # Trainer.loss_list: the mean loss of every EVAL_INTERVAL iterations
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -90,6 +99,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="also time the first kernel launches (CuPy compiles each kernel on first use)",
     )
+    p.add_argument(
+        "--out",
+        default="train_gpu.png",
+        help="figure of the loss curves and wall times, .png, .svg or .pdf (default: %(default)s)",
+    )
     args = p.parse_args(argv)
     for name, value in DEFAULTS[args.dataset].items():
         if getattr(args, name) is None:
@@ -99,6 +113,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"--{name.replace('_', '-')} must be positive")
     if args.data_dir is not None and args.dataset != "mnist":
         p.error("--data-dir applies only to --dataset mnist")
+    # Before training, not after.
+    if Path(args.out).suffix.lower() not in (".png", ".svg", ".pdf"):
+        p.error(f"--out {args.out}: the extension must be .png, .svg or .pdf")
+    if Path(args.out).is_dir():
+        p.error(f"--out {args.out} is a folder; give a file name")
     return args
 
 
@@ -134,7 +153,7 @@ def run(spec: str, args: argparse.Namespace, cuda_graph: bool = False) -> Result
                 t,
                 max_epoch=epochs,
                 batch_size=args.batch_size,
-                eval_interval=10,
+                eval_interval=EVAL_INTERVAL,
                 seed=args.seed,
                 progress=False,
                 verbose=False,
@@ -155,7 +174,7 @@ def run(spec: str, args: argparse.Namespace, cuda_graph: bool = False) -> Result
         wall = time.perf_counter() - start
         loss = float(xpnn.to_numpy(trainer.model.forward(x, t)))
         accuracy = float(xpnn.to_numpy(trainer.model.accuracy(x_eval, t_eval)))
-    return Result(backend.spec, wall, loss, accuracy)
+    return Result(backend.spec, wall, loss, accuracy, list(trainer.loss_list))
 
 
 def print_table(results: list[Result], accuracy_of: str) -> None:
@@ -166,6 +185,23 @@ def print_table(results: list[Result], accuracy_of: str) -> None:
         print(
             f"{r.backend:<26}{r.wall_s:>9.3f} s{r.loss:>12.4f}{r.accuracy:>11.4f}{speedup:>9.2f}x"
         )
+
+
+def draw(results: list[Result], title: str) -> Figure:
+    """The loss curves of the runs (one on top of the other) beside their wall times."""
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    ax_loss, ax_time = fig.subplots(1, 2)
+    for r, style in zip(results, ("-", "--"), strict=False):
+        ax_loss.plot(r.loss_list, style, label=r.backend)
+    ax_loss.set(xlabel=f"iterations (x{EVAL_INTERVAL})", ylabel="loss", title=title)
+    ax_loss.legend()
+    names = [r.backend for r in results]
+    bars = ax_time.barh(names, [r.wall_s for r in results], color=["C0", "C1"][: len(results)])
+    ax_time.bar_label(bars, labels=[f"{r.wall_s:.3f} s" for r in results], padding=3)
+    ax_time.invert_yaxis()  # the table's order, NumPy first
+    ax_time.margins(x=0.2)
+    ax_time.set(xlabel="wall time (s)", title="training time")
+    return fig
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -183,9 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     if chosen.backend == "numpy:cpu":
         print("(the backend timed is numpy itself: choose one with --backend cupy or torch:cuda)")
-    print_table(
-        [run("numpy", args), chosen], "test acc" if args.dataset == "mnist" else "train acc"
-    )
+    results = [run("numpy", args), chosen]
+    print_table(results, "test acc" if args.dataset == "mnist" else "train acc")
+    title = f"{args.dataset}, {args.epochs} epochs"
+    out = show_or_save(draw(results, title), Path(args.out))
+    print(f"figure written to {out}")
     return 0
 
 

@@ -5,11 +5,18 @@ textbook nets must give xpnn's float64 gradients and loss for the same
 weights and batch.
 """
 
+import json
+import os
+import subprocess
+import sys
+import types
+
 import numpy as np
 import pytest
 
 import xpnn
-from xpnn.bench import TextbookNet, TidiedTextbookNet, _textbook_step
+from xpnn import bench
+from xpnn.bench import TextbookNet, TidiedTextbookNet, _textbook_step, thread_settings
 
 
 @pytest.fixture
@@ -76,3 +83,62 @@ def test_bare_numpy_floor_step_computes_the_same_training():
     for k, v in step.params.items():
         np.testing.assert_allclose(v, net.params[k], rtol=1e-4, atol=1e-6, err_msg=k)
     assert np.abs(step.params["b2"]).max() > 1e-3  # it did train
+
+
+# --------------------------------------------------------------------------
+# The thread settings recorded with every report
+# --------------------------------------------------------------------------
+
+
+def test_thread_settings_record_env_cpus_torch_and_threadpools(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(get_num_threads=lambda: 5))
+    pools = [{"user_api": "blas", "internal_api": "openblas", "num_threads": 3}]
+    fake = types.SimpleNamespace(threadpool_info=lambda: pools)
+    monkeypatch.setitem(sys.modules, "threadpoolctl", fake)
+    threads = thread_settings()
+    assert threads["env"] == {
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "3",
+        "MKL_NUM_THREADS": None,
+    }
+    assert threads["cpu_count"] == os.cpu_count()
+    if hasattr(os, "sched_getaffinity"):
+        assert threads["affinity"] == len(os.sched_getaffinity(0))
+    assert threads["torch"] == 5
+    assert threads["threadpools"] == pools
+    json.dumps(threads)  # goes into bench.json as it is
+
+
+def test_thread_settings_without_torch_or_threadpoolctl(monkeypatch):
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)  # import -> ImportError
+    threads = thread_settings()
+    assert threads["torch"] is None
+    assert threads["threadpools"] is None
+    assert "torch" not in sys.modules  # asked only if already imported
+
+
+def test_thread_settings_never_import_torch():
+    code = (
+        "import sys; from xpnn.bench import thread_settings; thread_settings(); "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_report_json_and_header_carry_the_thread_settings(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
+    monkeypatch.setattr(bench, "CASES", {"tiny": lambda: {"unit": "s", "x": 0.5}})
+    out = tmp_path / "bench.json"
+    assert bench.main(["tiny"], json_path=str(out)) == 0
+    header = capsys.readouterr().out.splitlines()[1]
+    assert header.startswith("threads: ")
+    assert "OPENBLAS_NUM_THREADS=1" in header and "MKL_NUM_THREADS=" in header
+    assert "cpu_count" in header
+    threads = json.loads(out.read_text())["machine"]["threads"]
+    assert threads["env"]["OPENBLAS_NUM_THREADS"] == "1"
+    assert set(threads) == {"env", "cpu_count", "affinity", "torch", "threadpools"}

@@ -1,4 +1,9 @@
-"""The example scripts run, print what the book prints, and agree across backends."""
+"""The example scripts run, print what the book prints, write figures, agree across backends.
+
+Every test runs in its own temporary folder (``_in_tmp_path``): an example
+writes its figure into the current folder unless told otherwise, and the
+tests check those default files, never leaving one in the repository.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,12 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp_path(tmp_path, monkeypatch):
+    """Run each test in its tmp_path: the examples' default figures land there."""
+    monkeypatch.chdir(tmp_path)
+
+
 def load_example(name: str):
     # Examples import their siblings, as the book's scripts do (python puts
     # a script's folder on sys.path when it runs it).
@@ -31,24 +42,39 @@ def load_example(name: str):
 
 def test_train_neuralnet_learns_and_reports(mnist_dir, tmp_path, capsys):
     example = load_example("train_neuralnet")
-    plot = tmp_path / "curves.png"
     args = ["--data-dir", str(mnist_dir), "--iters", "150", "--batch-size", "20", "--lr", "0.5"]
-    assert example.main([*args, "--backend", "numpy", "--plot", str(plot)]) == 0
+    assert example.main([*args, "--backend", "numpy"]) == 0
     out = capsys.readouterr().out
     assert "epoch   0 | train acc, test acc |" in out
     final = float(out.split("final test accuracy")[1].split()[0])
     assert final >= 0.9  # ten well-separated prototypes
     assert "wall time" in out
-    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "figure written to train_neuralnet.png" in out
+    assert_png(tmp_path / "train_neuralnet.png")
 
 
-@pytest.mark.parametrize("bad", [["--iters", "0"], ["--hidden", "-1"], ["--dtype", "int8"]])
-def test_train_neuralnet_bad_options(bad, mnist_dir, capsys):
+def test_train_neuralnet_plot_is_another_name_for_out():
+    example = load_example("train_neuralnet")
+    assert example.parse_args(["--plot", "curves.svg"]).out == "curves.svg"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ["--iters", "0"],
+        ["--hidden", "-1"],
+        ["--dtype", "int8"],
+        ["--out", "curves.txt"],
+        ["--out", "."],
+    ],
+)
+def test_train_neuralnet_bad_options(bad, mnist_dir, tmp_path, capsys):
     example = load_example("train_neuralnet")
     with pytest.raises(SystemExit) as err:
         example.main(["--data-dir", str(mnist_dir), *bad])
     assert err.value.code == 2
     assert "error" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.png"))  # refused before training: nothing written
 
 
 def test_train_neuralnet_missing_data_dir(tmp_path):
@@ -96,18 +122,48 @@ def test_every_example_has_a_smoke_test():
         assert callable(globals()[test])
 
 
+#: The figures each example writes into the current folder by default; the
+#: smoke tests run them so and check each file.
+DEFAULT_FIGURES = {
+    "gradient_1d": ["gradient_1d.png"],
+    "gradient_2d": ["gradient_2d.png"],
+    "gradient_method": ["gradient_method.png"],
+    "gradient_simplenet": ["gradient_simplenet.png"],
+    "train_neuralnet": ["train_neuralnet.png"],
+    "train_numerical": ["train_numerical.png"],
+    "train_spiral": ["spiral_loss.png", "spiral_boundary.png"],
+    "train_gpu": ["train_gpu.png"],
+}
+
+
+def test_every_example_writes_a_figure_by_default():
+    assert set(DEFAULT_FIGURES) == set(SMOKE_TESTED)
+    for name, figures in DEFAULT_FIGURES.items():
+        args = load_example(name).parse_args([])
+        if name == "train_spiral":
+            written = [f"{args.out_prefix}loss.png", f"{args.out_prefix}boundary.png"]
+        else:
+            written = [args.out]
+        assert written == figures, name
+
+
+def assert_figures(name: str, folder: Path, lines: list[str]) -> None:
+    """The example's default figures are PNG files in ``folder``, and it said so."""
+    for figure in DEFAULT_FIGURES[name]:
+        assert_png(folder / figure)
+        assert any(figure in line for line in lines if "written to" in line), figure
+
+
 def test_gradient_1d_prints_the_books_slopes(backend, tmp_path, capsys):
-    out = tmp_path / "gradient_1d.png"
-    lines = run_main("gradient_1d", ["--backend", backend.spec, "--out", str(out)], capsys)
+    lines = run_main("gradient_1d", ["--backend", backend.spec], capsys)
     assert lines[:2] == ["0.1999999999990898", "0.2999999999986347"]  # as in the book
-    assert_png(out)
+    assert_figures("gradient_1d", tmp_path, lines)
 
 
 def test_gradient_2d_prints_the_books_gradients(backend, tmp_path, capsys):
-    out = tmp_path / "gradient_2d.png"
-    lines = run_main("gradient_2d", ["--backend", backend.spec, "--out", str(out)], capsys)
+    lines = run_main("gradient_2d", ["--backend", backend.spec], capsys)
     assert lines[:3] == ["[6. 8.]", "[0. 4.]", "[6. 0.]"]
-    assert_png(out)
+    assert_figures("gradient_2d", tmp_path, lines)
 
 
 def test_gradient_2d_gradients_of_a_batch_stay_on_the_backend(backend):
@@ -119,10 +175,16 @@ def test_gradient_2d_gradients_of_a_batch_stay_on_the_backend(backend):
 
 
 def test_gradient_method_reaches_the_books_minimum(backend, tmp_path, capsys):
-    out = tmp_path / "path.png"
-    lines = run_main("gradient_method", ["--backend", backend.spec, "--out", str(out)], capsys)
+    lines = run_main("gradient_method", ["--backend", backend.spec], capsys)
     np.testing.assert_allclose(numbers(lines[0]), [-6.11110793e-10, 8.14814391e-10], rtol=1e-8)
-    assert_png(out)
+    assert_figures("gradient_method", tmp_path, lines)
+
+
+def test_gradient_method_out_names_the_figure(tmp_path, capsys):
+    out = tmp_path / "figures" / "path.svg"
+    lines = run_main("gradient_method", ["--backend", "numpy", "--out", str(out)], capsys)
+    assert out.read_bytes().lstrip().startswith(b"<?xml")
+    assert lines[-1] == f"figure written to {out}"
 
 
 @pytest.mark.parametrize(
@@ -135,8 +197,9 @@ def test_gradient_method_bad_learning_rates_as_in_the_book(lr, book, tmp_path, c
     np.testing.assert_allclose(numbers(lines[0]), book, rtol=1e-8)
 
 
-def test_gradient_simplenet_book_weights(backend, capsys):
+def test_gradient_simplenet_book_weights(backend, tmp_path, capsys):
     lines = run_main("gradient_simplenet", ["--backend", backend.spec, "--book-weights"], capsys)
+    assert_figures("gradient_simplenet", tmp_path, lines)
     w, p, cls, loss, dw = lines[:2], lines[2], lines[3], lines[4], lines[5:7]
     assert w == [
         "[[0.47355232 0.9977393  0.84668094]",
@@ -152,8 +215,12 @@ def test_gradient_simplenet_book_weights(backend, capsys):
     np.testing.assert_allclose(numbers(" ".join(dw)).reshape(2, 3), book_dw, atol=2e-7)
 
 
-def test_gradient_simplenet_random_weights_give_the_analytic_gradient(capsys):
-    lines = run_main("gradient_simplenet", ["--backend", "numpy", "--seed", "3"], capsys)
+def test_gradient_simplenet_random_weights_give_the_analytic_gradient(tmp_path, capsys):
+    out = tmp_path / "dW.png"
+    lines = run_main(
+        "gradient_simplenet", ["--backend", "numpy", "--seed", "3", "--out", str(out)], capsys
+    )
+    assert_png(out)
     w = numbers(" ".join(lines[:2])).reshape(2, 3)
     x = np.array([0.6, 0.9])
     y = np.exp(x @ w) / np.exp(x @ w).sum()
@@ -166,14 +233,20 @@ SPIRAL_TINY = ["--epochs", "2", "--hidden", "5", "--grid-step", "0.05"]
 
 
 def test_train_spiral_prints_progress_and_figures(backend, tmp_path, capsys):
-    prefix = str(tmp_path / "spiral_")
-    argv = [*SPIRAL_TINY, "--backend", backend.spec, "--out-prefix", prefix]
-    lines = run_main("train_spiral", argv, capsys)
+    lines = run_main("train_spiral", [*SPIRAL_TINY, "--backend", backend.spec], capsys)
     assert re.fullmatch(r"\| epoch 1 \|  iter 10 / 10 \| time \d+\[s\] \| loss 1\.\d\d", lines[0])
     assert lines[1].startswith("| epoch 2 |  iter 10 / 10 |")
     assert lines[2].startswith("accuracy on the training data")
-    assert_png(tmp_path / "spiral_loss.png")
-    assert_png(tmp_path / "spiral_boundary.png")
+    assert_figures("train_spiral", tmp_path, lines)
+
+
+def test_train_spiral_out_prefix(tmp_path, capsys):
+    prefix = tmp_path / "runs" / "a_"
+    run_main(
+        "train_spiral", [*SPIRAL_TINY, "--backend", "numpy", "--out-prefix", str(prefix)], capsys
+    )
+    assert_png(tmp_path / "runs" / "a_loss.png")
+    assert_png(tmp_path / "runs" / "a_boundary.png")
 
 
 def test_train_spiral_same_losses_on_every_backend(backend):
@@ -207,7 +280,7 @@ def test_plot_decision_boundary_predicts_in_chunks_on_the_backend(backend, tmp_p
 
 
 @pytest.mark.parametrize("graph", [False, True], ids=["eager", "cuda-graph"])
-def test_train_gpu_prints_the_table(backend, capsys, graph):
+def test_train_gpu_prints_the_table(backend, tmp_path, capsys, graph):
     if graph and backend.name != "cupy":
         pytest.skip("CUDA graphs run on CuPy")
     argv = ["--backend", backend.spec, "--epochs", "2", "--hidden", "5"]
@@ -219,32 +292,47 @@ def test_train_gpu_prints_the_table(backend, capsys, graph):
     assert chosen_row[0] == backend.spec
     # The same seed: the same training on both (float32, so nearly equal).
     assert float(chosen_row[3]) == pytest.approx(float(numpy_row[3]), abs=2e-4)
+    assert_figures("train_gpu", tmp_path, lines)
 
 
-def test_train_gpu_on_mnist(mnist_dir, capsys):
+def test_train_gpu_on_mnist(mnist_dir, tmp_path, capsys):
     argv = ["--backend", "numpy", "--dataset", "mnist", "--data-dir", str(mnist_dir)]
-    lines = run_main("train_gpu", [*argv, "--epochs", "1", "--batch-size", "20"], capsys)
+    out = tmp_path / "mnist.pdf"
+    argv += ["--epochs", "1", "--batch-size", "20", "--out", str(out)]
+    lines = run_main("train_gpu", argv, capsys)
     assert any("test acc" in line for line in lines)
+    assert out.read_bytes()[:5] == b"%PDF-"
 
 
-def test_train_gpu_without_cupy_says_why_and_does_not_fall_back(monkeypatch, capsys):
+def test_train_gpu_refuses_a_bad_figure_name_before_training(tmp_path, capsys):
+    with pytest.raises(SystemExit) as err:
+        load_example("train_gpu").main(["--backend", "numpy", "--out", "timing.jpg"])
+    assert err.value.code == 2
+    assert "--out timing.jpg" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+def test_train_gpu_without_cupy_says_why_and_does_not_fall_back(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "cupy", None)  # import cupy -> ImportError
-    monkeypatch.setattr(xpnn.backend, "_cache", {})
+    # The opened-backend cache: xpnn.backend.selection's (a module, or the package's).
+    monkeypatch.setattr(getattr(xpnn.backend, "selection", xpnn.backend), "_cache", {})
     assert load_example("train_gpu").main(["--backend", "cupy", "--epochs", "1"]) != 0
     captured = capsys.readouterr()
     assert "'cupy:0' is unavailable" in captured.err
     assert "not installed" in captured.err and "To fix:" in captured.err
     assert "numpy" not in captured.out  # nothing was trained instead
+    assert not (tmp_path / "train_gpu.png").exists()
 
 
-def test_train_gpu_cuda_graph_needs_cupy(capsys):
+def test_train_gpu_cuda_graph_needs_cupy(tmp_path, capsys):
     assert load_example("train_gpu").main(["--backend", "numpy", "--cuda-graph"]) != 0
     captured = capsys.readouterr()
     assert "cuda_graph=True needs the data on CuPy" in captured.err
     assert "backend" not in captured.out  # no table: nothing was timed
+    assert not (tmp_path / "train_gpu.png").exists()
 
 
-def test_train_numerical_trains_and_reports(mnist_dir, capsys):
+def test_train_numerical_trains_and_reports(mnist_dir, tmp_path, capsys):
     """examples/train_numerical.py on the tiny MNIST look-alike of conftest."""
     example = load_example("train_numerical")
     argv = ["--data-dir", str(mnist_dir), "--iters", "100", "--batch-size", "20", "--lr", "0.5"]
@@ -255,8 +343,10 @@ def test_train_numerical_trains_and_reports(mnist_dir, capsys):
     assert "textbook loop (estimate):" in out
     final = float(out.split("final test accuracy")[1].split()[0])
     assert final >= 0.5  # ten well-separated prototypes; chance is 0.1
-    with pytest.raises(SystemExit):
-        example.main(["--data-dir", str(mnist_dir), "--iters", "0"])
+    assert_figures("train_numerical", tmp_path, out.splitlines())
+    for bad in (["--iters", "0"], ["--out", "curves.gif"]):
+        with pytest.raises(SystemExit):
+            example.main(["--data-dir", str(mnist_dir), *bad])
 
 
 @pytest.mark.parametrize(

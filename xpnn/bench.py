@@ -25,6 +25,10 @@ Cases:
 * ``gpu``: on a CUDA machine, CuPy against PyTorch CUDA eager at batch 100,
   1024 and 8192, and NumPy against CuPy.
 
+The report also records the machine, including the thread settings of the CPU
+libraries (:func:`thread_settings`): on a busy machine they can change a
+timing several times over.
+
 Host-side NumPy appears here on purpose: the textbook reference is NumPy code.
 """
 
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -44,12 +49,17 @@ import numpy as np
 
 import xpnn
 
-__all__ = ["main", "run"]
+__all__ = ["main", "run", "thread_settings"]
 
 N_DATA, D_IN, HIDDEN, CLASSES, BATCH, LR = 60_000, 784, 50, 10, 100, 0.1
 TEXTBOOK = "textbook (book's code)"
 TIDIED = "textbook, tidied (info only)"
 FLOOR = "bare NumPy, hand-fused (info only)"
+
+#: The environment variables that set the CPU libraries' thread counts (read
+#: when a library loads): OpenMP (libgomp, PyTorch's intra-op pool, OpenMP
+#: builds of OpenBLAS), OpenBLAS (NumPy's wheels) and MKL.
+THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 # ------------------------------------------------------------------ timing
@@ -596,6 +606,61 @@ def _steady_heap() -> bool:
         return False
 
 
+def thread_settings() -> dict[str, Any]:
+    """How many threads the CPU libraries may use here, as far as can be seen.
+
+    Nothing is imported to find out: PyTorch is asked only if it is already
+    imported, and threadpoolctl only if it is installed.
+
+    Returns:
+        ``env``: each of :data:`THREAD_ENV` and its value (None when unset);
+        ``cpu_count``: :func:`os.cpu_count`; ``affinity``: how many CPUs this
+        process may run on (``len(os.sched_getaffinity(0))``, None where the
+        platform has no affinity); ``torch``: ``torch.get_num_threads()``, or
+        None when torch is not imported; ``threadpools``: threadpoolctl's
+        ``threadpool_info()`` (one dict per loaded BLAS or OpenMP library,
+        with ``internal_api`` and ``num_threads``), or None when threadpoolctl
+        is not installed.
+    """
+    try:
+        affinity: int | None = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on macOS or Windows
+        affinity = None
+    torch = sys.modules.get("torch")
+    torch_threads = None
+    if torch is not None and hasattr(torch, "get_num_threads"):
+        torch_threads = int(torch.get_num_threads())
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        pools = None
+    else:
+        pools = [dict(pool) for pool in threadpool_info()]
+    return {
+        "env": {name: os.environ.get(name) for name in THREAD_ENV},
+        "cpu_count": os.cpu_count(),
+        "affinity": affinity,
+        "torch": torch_threads,
+        "threadpools": pools,
+    }
+
+
+def _format_threads(threads: dict[str, Any]) -> str:
+    """One line of :func:`thread_settings` for the report's header."""
+    env = " ".join(f"{k}={'unset' if v is None else v}" for k, v in threads["env"].items())
+    parts = [env, f"cpu_count {threads['cpu_count']}"]
+    if threads.get("affinity") is not None:
+        parts.append(f"affinity {threads['affinity']}")
+    if threads.get("torch") is not None:
+        parts.append(f"torch {threads['torch']}")
+    pools = threads.get("threadpools")
+    if pools is None:
+        parts.append("threadpoolctl not installed")
+    else:
+        parts += [f"{p.get('internal_api')} {p.get('num_threads')}" for p in pools]
+    return "threads: " + ", ".join(parts)
+
+
 def run(cases: list[str] | None = None) -> dict[str, Any]:
     """Run the named cases (all by default); returns the results as a dict."""
     steady = _steady_heap()
@@ -612,12 +677,16 @@ def run(cases: list[str] | None = None) -> dict[str, Any]:
         result = CASES[name]()
         if result is not None:
             report[name] = result
+    # After the cases: the thread pools of the libraries they loaded are there now.
+    report["machine"]["threads"] = thread_settings()
     return report
 
 
 def format_report(report: dict[str, Any]) -> str:
     """The report as a plain-text table."""
     lines = [f"machine: {report['machine']['platform']}, Python {report['machine']['python']}"]
+    if "threads" in report["machine"]:
+        lines.append(_format_threads(report["machine"]["threads"]))
     for case, result in report.items():
         if case == "machine":
             continue

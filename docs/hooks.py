@@ -1,0 +1,39 @@
+"""mkdocs hook: the environment in which mkdocs-jupyter executes the notebooks.
+
+The site shows ``docs/notebooks/*.ipynb`` executed at build time (the plugin's
+``execute: true``). Their kernels inherit this process's environment, so it is
+set here, before any page is built, for ``nox -s docs`` and a bare ``mkdocs
+build`` alike:
+
+* ``XPNN_BACKEND=numpy`` and ``XPNN_MNIST_DIR`` = the MNIST sample shipped
+  with xpnn: the pages show the same CPU run on every machine, offline,
+  whatever the builder's shell says or has downloaded.
+* BLAS single-threaded unless the caller set the thread counts: the
+  notebooks' matrices are small, and on a busy machine spinning BLAS threads
+  made the training cells many times slower (as in ``run_notebooks.py``).
+* The kernel is this environment's Python: its ``bin`` folder goes first on
+  ``PATH`` (ipykernel's kernel spec runs ``python``), and Jupyter prefers
+  this environment's kernel specs to the user's (``JUPYTER_PREFER_ENV_PATH``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def on_config(config: Any) -> Any:
+    from xpnn.datasets.mnist import MNIST5K_DIR
+
+    os.environ["XPNN_BACKEND"] = "numpy"
+    os.environ["XPNN_MNIST_DIR"] = str(MNIST5K_DIR)
+    for name in BLAS_THREADS:
+        os.environ.setdefault(name, "1")
+    os.environ["JUPYTER_PREFER_ENV_PATH"] = "1"
+    bin_dir = str(Path(sys.executable).parent)
+    os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
+    return config
