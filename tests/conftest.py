@@ -12,6 +12,7 @@ import pytest
 
 import xpnn
 from xpnn import backend as _backend
+from xpnn.backend import selection as _selection
 
 BACKEND_PARAMS = [
     pytest.param("numpy", id="numpy"),
@@ -69,9 +70,10 @@ def xp(backend: xpnn.Backend):
 @pytest.fixture(autouse=True)
 def _restore_global_backend():
     """Tests may call set_backend(); put the process default back afterwards."""
-    saved = (_backend._default, _backend._env_spec)
+    # The state lives in the selection module: the package only re-exports.
+    saved = (_selection._default, _selection._env_spec)
     yield
-    _backend._default, _backend._env_spec = saved
+    _selection._default, _selection._env_spec = saved
 
 
 def write_idx(path, array) -> None:

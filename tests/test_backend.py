@@ -14,12 +14,14 @@ import pytest
 
 import xpnn
 from xpnn import backend as B
+from xpnn.backend import selection
+from xpnn.backend.cuda import errors as cuda_errors
 
 
 @pytest.fixture(autouse=True)
 def _fresh_backend_cache(monkeypatch):
     """Open backends anew in each test, so faked modules are really consulted."""
-    monkeypatch.setattr(B, "_cache", {})
+    monkeypatch.setattr(selection, "_cache", {})
 
 
 # ---------------------------------------------------------------- selecting
@@ -88,6 +90,23 @@ def test_env_var_cupy_without_cupy_raises_at_first_use_not_at_import():
     assert "BackendUnavailableError" in out.stderr
     assert "not installed" in out.stderr
     assert 'pip install "xpnn[cuda12]"' in out.stderr
+
+
+def test_importing_xpnn_imports_no_gpu_library():
+    # CuPy and PyTorch are imported when their backend is opened, not before.
+    code = "import sys, xpnn; print(sorted({'cupy', 'torch'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_active_backend_is_state_of_one_module():
+    # Kept only in xpnn.backend.selection: a copy on the package would go
+    # stale, and patching it there would change nothing. Absent from the
+    # package, such a patch fails loudly instead.
+    for name in ("_default", "_env_spec", "_cache", "_active"):
+        assert hasattr(selection, name)
+        assert not hasattr(B, name), name
 
 
 def test_set_backend_changes_process_default():
@@ -259,8 +278,8 @@ def test_cupy_not_installed(monkeypatch):
 )
 def test_cupy_without_a_working_gpu_says_why(monkeypatch, message, reason):
     # The version queries fail (as they may), but a driver library loads.
-    monkeypatch.setattr(B, "_cupy_distributions", lambda: ["cupy-cuda12x"])
-    monkeypatch.setattr(B, "_libcuda_loadable", lambda: True)
+    monkeypatch.setattr(cuda_errors, "_cupy_distributions", lambda: ["cupy-cuda12x"])
+    monkeypatch.setattr(cuda_errors, "_libcuda_loadable", lambda: True)
     monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(CUDARuntimeError(message)))
     with pytest.raises(xpnn.BackendUnavailableError, match=reason) as err:
         with xpnn.use_backend("cupy"):
@@ -275,8 +294,8 @@ _NO_DEVICE = "cudaErrorNoDevice: no CUDA-capable device is detected"
 
 
 def _cupy_error(monkeypatch, dists, message, *, libcuda=True, **versions):
-    monkeypatch.setattr(B, "_cupy_distributions", lambda: list(dists))
-    monkeypatch.setattr(B, "_libcuda_loadable", lambda: libcuda)
+    monkeypatch.setattr(cuda_errors, "_cupy_distributions", lambda: list(dists))
+    monkeypatch.setattr(cuda_errors, "_libcuda_loadable", lambda: libcuda)
     fake = _fake_cupy(CUDARuntimeError(message), **versions)
     monkeypatch.setitem(sys.modules, "cupy", fake)
     with pytest.raises(xpnn.BackendUnavailableError) as err:

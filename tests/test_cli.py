@@ -129,7 +129,7 @@ def test_train_bad_options_are_one_line(capsys, argv, message):
 
 def test_train_runtime_errors_are_one_line(capsys, monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "cupy", None)
-    monkeypatch.setattr(xpnn.backend, "_cache", {})
+    monkeypatch.setattr(xpnn.backend.selection, "_cache", {})
     code, _, err = run(capsys, "train", "--backend", "cupy")
     assert code == 2 and "not installed" in err and err.count("\n") == 1
     code, _, err = run(

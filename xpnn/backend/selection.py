@@ -1,0 +1,223 @@
+"""Backend specs, the :class:`Backend` object, and the active backend.
+
+Owns parsing ``"name:device"`` specs, opening a backend once and caching it
+(:func:`_open`; the per-library work is in :mod:`xpnn.backend.openers`), and
+the one piece of global state of the backend layer: where new arrays go. That
+is the innermost :func:`use_backend` block (a context variable), else the
+process default ``_default`` set by :func:`set_backend`, else the
+``XPNN_BACKEND`` value ``_env_spec`` read at import. Both live here and only
+here; code that must save or reset them uses this module (or
+:func:`_reset_for_tests`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from xpnn.backend.dtypes import _dtype_name
+from xpnn.backend.openers import _OPENERS, _device_label
+
+__all__ = [
+    "BACKEND_NAMES",
+    "Backend",
+    "get_backend",
+    "set_backend",
+    "use_backend",
+]
+
+#: Every backend name xpnn knows, in the order it lists them.
+BACKEND_NAMES = ("numpy", "cupy", "torch", "array_api_strict")
+
+#: The environment variable read when xpnn is imported.
+ENV_VAR = "XPNN_BACKEND"
+
+#: Models and data default to float32: GPUs are many times slower at float64.
+DEFAULT_FLOAT_DTYPE = "float32"
+
+_FLOAT_NAMES = ("float32", "float64")
+
+
+@dataclasses.dataclass(frozen=True)
+class Backend:
+    """An array library on one device, where xpnn creates new arrays.
+
+    Attributes:
+        name: One of :data:`BACKEND_NAMES`.
+        xp: The Array API namespace (array-api-compat's wrapper for numpy,
+            cupy and torch; the module itself for array_api_strict).
+        device: The device object of that namespace (``"cpu"`` for numpy, a
+            ``cupy.cuda.Device``, a ``torch.device``, an
+            ``array_api_strict.Device``).
+        float_dtype: The default floating dtype of new arrays (a dtype of
+            ``xp``; float32 unless asked otherwise).
+    """
+
+    name: str
+    xp: Any
+    device: Any
+    float_dtype: Any
+
+    @property
+    def spec(self) -> str:
+        """The ``"name:device"`` string that selects this backend again."""
+        return f"{self.name}:{_device_label(self.name, self.device)}"
+
+    @property
+    def is_gpu(self) -> bool:
+        """Whether arrays of this backend live on a CUDA GPU."""
+        if self.name == "cupy":
+            return True
+        return self.name == "torch" and self.device.type == "cuda"
+
+    def __repr__(self) -> str:
+        return f"Backend({self.spec!r}, float_dtype={_dtype_name(self.float_dtype)})"
+
+
+# --------------------------------------------------------------------------
+# Opening a backend once per spec and dtype (the library's part: openers.py)
+# --------------------------------------------------------------------------
+
+_cache: dict[tuple[str, str, str], Backend] = {}
+_cache_lock = threading.Lock()
+
+
+def _parse_spec(name: str, device: Any = None) -> tuple[str, Any]:
+    """Split ``"name:device"`` and check the name; returns ``(name, device)``."""
+    if not isinstance(name, str):
+        raise TypeError(f"backend name must be a string, got {type(name).__name__}")
+    raw = name.strip()
+    base, sep, rest = raw.partition(":")
+    base = base.strip().lower().replace("-", "_")
+    if base not in BACKEND_NAMES:
+        raise ValueError(
+            f"unknown backend {name!r}; valid names are: {', '.join(BACKEND_NAMES)} "
+            "(optionally followed by ':device', e.g. 'cupy:1', 'torch:cuda', "
+            "'array_api_strict:device1')"
+        )
+    if sep:
+        if device is not None:
+            raise ValueError(f"device given twice: in {name!r} and as device={device!r}")
+        if not rest:
+            raise ValueError(f"empty device in backend spec {name!r}")
+        device = rest
+    return base, device
+
+
+def _open(name: str, device: Any = None, dtype: Any = None) -> Backend:
+    """Open (or take from the cache) the backend ``name`` on ``device``."""
+    name, device = _parse_spec(name, device)
+    dtype_name = DEFAULT_FLOAT_DTYPE if dtype is None else _dtype_name(dtype)
+    if dtype_name not in _FLOAT_NAMES:
+        raise ValueError(f"the default float dtype must be one of {_FLOAT_NAMES}, got {dtype!r}")
+    key = (name, "" if device is None else str(device), dtype_name)
+    with _cache_lock:
+        if key in _cache:
+            return _cache[key]
+    xp, dev = _OPENERS[name](device)
+    backend = Backend(name, xp, dev, getattr(xp, dtype_name))
+    with _cache_lock:
+        # "numpy" and "numpy:cpu" are one backend: keep one object for both.
+        backend = _cache.setdefault((name, backend.spec, dtype_name), backend)
+        _cache[key] = backend
+    return backend
+
+
+# --------------------------------------------------------------------------
+# Selecting the active backend
+# --------------------------------------------------------------------------
+
+_active: contextvars.ContextVar[Backend | None] = contextvars.ContextVar(
+    "xpnn_backend", default=None
+)
+_default: Backend | None = None
+_default_lock = threading.Lock()
+# Read once at import; opened lazily so that `import xpnn` never fails and a
+# bad value raises at first use, with the reason, every time it is used.
+_env_spec: str | None = os.environ.get(ENV_VAR) or None
+
+
+def get_backend() -> Backend:
+    """Return the active backend: where new arrays are created.
+
+    The innermost :func:`use_backend` block wins; otherwise the process-wide
+    default set by :func:`set_backend`; otherwise ``XPNN_BACKEND`` as read at
+    import; otherwise numpy in float32.
+
+    Raises:
+        BackendUnavailableError: ``XPNN_BACKEND`` names a backend that cannot run.
+        ValueError: ``XPNN_BACKEND`` names no known backend.
+    """
+    backend = _active.get()
+    if backend is not None:
+        return backend
+    global _default
+    with _default_lock:
+        if _default is None:
+            if _env_spec is None:
+                _default = _open("numpy")
+            else:
+                try:
+                    _default = _open(_env_spec)
+                except ValueError as exc:
+                    raise ValueError(f"{ENV_VAR}={_env_spec!r}: {exc}") from None
+        return _default
+
+
+def set_backend(name: str, device: Any = None, *, dtype: Any = None) -> Backend:
+    """Make a backend the process-wide default for new arrays.
+
+    Inside a :func:`use_backend` block this also changes the active backend
+    until that block ends.
+
+    Args:
+        name: A backend name or ``"name:device"`` spec (see module docs).
+        device: The device, if not given in ``name`` (``1``, ``"cuda:0"``,
+            ``"device1"``, or the library's device object).
+        dtype: Default float dtype of new arrays, ``"float32"`` (default) or
+            ``"float64"``.
+
+    Returns:
+        The opened :class:`Backend`.
+    """
+    global _default
+    backend = _open(name, device, dtype)
+    with _default_lock:
+        _default = backend
+    if _active.get() is not None:
+        _active.set(backend)
+    return backend
+
+
+@contextlib.contextmanager
+def use_backend(name: str, device: Any = None, *, dtype: Any = None) -> Iterator[Backend]:
+    """Use a backend for new arrays inside a ``with`` block.
+
+    The choice is local to the current thread / asyncio task (a context
+    variable): blocks nest, the previous backend comes back on exit (also on
+    an exception), and other threads are not affected.
+
+    Example::
+
+        with xpnn.use_backend("cupy"):
+            net = xpnn.TwoLayerNet(784, 50, 10)   # parameters on the GPU
+    """
+    backend = _open(name, device, dtype)
+    token = _active.set(backend)
+    try:
+        yield backend
+    finally:
+        _active.reset(token)
+
+
+def _reset_for_tests(env_spec: str | None = None) -> None:
+    """Forget the process default and re-read an ``XPNN_BACKEND`` value."""
+    global _default, _env_spec
+    with _default_lock:
+        _default = None
+        _env_spec = env_spec or None
