@@ -45,7 +45,7 @@ def no_work(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("the data were loaded before the paths were checked")
 
-    monkeypatch.setattr(cli, "_load_data", forbidden)
+    monkeypatch.setattr(cli.train, "_load_data", forbidden)
     monkeypatch.setattr(xpnn.Trainer, "fit", forbidden)
 
 
@@ -366,7 +366,7 @@ def test_huge_hidden_is_refused_before_allocating(capsys, no_work, dataset):
 
 
 def test_run_larger_than_memory_is_refused(capsys, monkeypatch, no_work):
-    monkeypatch.setattr(cli, "memory_available", lambda backend: (10_000, "in this test"))
+    monkeypatch.setattr(cli.memory, "memory_available", lambda backend: (10_000, "in this test"))
     code, _, err = run(capsys, "train", "--optimizer", "adam", "--dtype", "float64")
     line = one_line_error(code, err)
     assert "is available in this test" in line
@@ -374,7 +374,7 @@ def test_run_larger_than_memory_is_refused(capsys, monkeypatch, no_work):
 
 
 def test_unknown_memory_is_not_a_refusal(capsys, monkeypatch):
-    monkeypatch.setattr(cli, "memory_available", lambda backend: (None, "unknown"))
+    monkeypatch.setattr(cli.memory, "memory_available", lambda backend: (None, "unknown"))
     code, out, _ = run(capsys, "train", "--quiet", "--epochs", "2")
     assert code == 0 and out.startswith("final loss")
 

@@ -1,0 +1,7 @@
+"""``python -m xpnn.cli`` runs the ``xpnn`` command."""
+
+import sys
+
+from xpnn.cli import main
+
+sys.exit(main())

@@ -1,0 +1,198 @@
+"""The argument parser of the ``xpnn`` command: its options and the command table.
+
+Each subcommand's parser names the function that runs it (``func``): the
+``run`` of :mod:`~xpnn.cli.info`, :mod:`~xpnn.cli.train`,
+:mod:`~xpnn.cli.gradcheck` or :mod:`~xpnn.cli.bench`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from xpnn.cli import bench, gradcheck, info, train
+from xpnn.cli.train import DATASET_DEFAULTS, OPTIMIZERS
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad option is one line, not the whole usage text."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Show ``(default: ...)`` after each option that has a default value.
+
+    Options without one (None: chosen at run time, per data set; False: a
+    flag) keep their help as written, where the help says what happens.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or action.default is False or action.default is argparse.SUPPRESS:
+            return action.help or ""
+        return super()._get_help_string(action) or ""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``xpnn`` command."""
+    from xpnn import __version__
+
+    parser = _Parser(
+        prog="xpnn",
+        description="Neural networks of 'Deep Learning from Scratch' on CPU or GPU.",
+        formatter_class=_HelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"xpnn {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p_info = sub.add_parser(
+        "info", help="backends that can run here, versions, GPUs", formatter_class=_HelpFormatter
+    )
+    p_info.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p_info.set_defaults(func=info.run)
+
+    p = sub.add_parser(
+        "train",
+        help="train the book's two-layer net (spiral or MNIST)",
+        description="Train the book's two-layer network. Defaults are the book's: "
+        "spiral (vol. 2 ch. 1): hidden 10, SGD lr 1.0, batch 30, 300 epochs; "
+        "mnist5k and mnist (vol. 1 ch. 4): 784-50-10, lr 0.1, batch 100, 10,000 iterations. "
+        "mnist5k is the 5,000-digit MNIST sample shipped with xpnn (no network); mnist is the "
+        "full MNIST, read from --data-dir or downloaded once into a cache folder. Every output "
+        "path is checked before training; file errors end with one line and exit status 2.",
+        formatter_class=_HelpFormatter,
+    )
+    p.add_argument(
+        "--dataset",
+        choices=tuple(DATASET_DEFAULTS),
+        default="spiral",
+        help="spiral (generated), mnist5k (4,000 + 1,000 digits shipped with xpnn) "
+        "or mnist (the full 60,000 + 10,000, downloaded)",
+    )
+    p.add_argument(
+        "--backend", help="numpy, cupy, cupy:1, torch:cuda, ... (default: XPNN_BACKEND, else numpy)"
+    )
+    p.add_argument(
+        "--dtype", choices=("float32", "float64"), default="float32", help="float precision"
+    )
+    p.add_argument(
+        "--hidden", type=_positive_int, help="hidden units (default: 10 spiral, 50 MNIST)"
+    )
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd", help="update rule")
+    p.add_argument(
+        "--lr", type=_positive_float, help="learning rate (default: 1.0 spiral, 0.1 MNIST)"
+    )
+    length = p.add_mutually_exclusive_group()
+    length.add_argument(
+        "--epochs", type=_positive_int, help="epochs (default: 300 spiral; MNIST: see --iters)"
+    )
+    length.add_argument(
+        "--iters",
+        type=_positive_int,
+        help="iterations, rounded up to whole epochs (default: 10000 MNIST; spiral: see --epochs)",
+    )
+    p.add_argument(
+        "--batch-size", type=_positive_int, help="mini-batch size (default: 30 spiral, 100 MNIST)"
+    )
+    p.add_argument(
+        "--eval-interval",
+        type=_positive_int,
+        help="iterations between loss reports (default: 10 spiral, 100 MNIST)",
+    )
+    p.add_argument(
+        "--max-grad",
+        type=_positive_float,
+        help="clip the global gradient norm to this, e.g. 5 (default: no clipping)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of weights and shuffling")
+    p.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="--dataset mnist: an existing folder with the four MNIST .gz files; nothing is "
+        "downloaded into it without --download (default: the cache folder, $XPNN_DATA_DIR/mnist "
+        "or ~/.cache/xpnn/mnist, where missing files are downloaded)",
+    )
+    fetch = p.add_mutually_exclusive_group()
+    fetch.add_argument(
+        "--download",
+        action="store_true",
+        help="--dataset mnist: download the missing files into --data-dir",
+    )
+    fetch.add_argument(
+        "--no-download",
+        action="store_true",
+        help="--dataset mnist: never download, not even into the cache folder",
+    )
+    p.add_argument(
+        "--plot",
+        metavar="FILE",
+        help="write the loss/accuracy figure (.png, .svg or .pdf; written after --save)",
+    )
+    p.add_argument("--save", metavar="FILE", help="write the trained parameters (.npz)")
+    p.add_argument("--quiet", action="store_true", help="print only the final result")
+    p.add_argument(
+        "--cuda-graph",
+        action="store_true",
+        help="CuPy only: replay each iteration as a recorded CUDA graph (much faster on a GPU)",
+    )
+    p.set_defaults(func=train.run)
+
+    g = sub.add_parser(
+        "gradcheck",
+        help="numerical vs backprop gradients of TwoLayerNet",
+        description="Compare the backpropagation gradients of a small TwoLayerNet with "
+        "numerical ones (central differences, float64) on random data; exit status 1 when "
+        "they differ by more than --tol.",
+        formatter_class=_HelpFormatter,
+    )
+    g.add_argument("--backend", help="backend spec (default: XPNN_BACKEND, else numpy)")
+    g.add_argument("--input-size", type=_positive_int, default=6, help="inputs of the net")
+    g.add_argument("--hidden", type=_positive_int, default=5, help="hidden units")
+    g.add_argument("--classes", type=_positive_int, default=3, help="output classes")
+    g.add_argument("--batch", type=_positive_int, default=4, help="random samples")
+    g.add_argument("--seed", type=int, default=0, help="seed of the weights and the data")
+    g.add_argument(
+        "--tol", type=_positive_float, default=1e-6, help="largest allowed relative difference"
+    )
+    g.set_defaults(func=gradcheck.run)
+
+    from xpnn.bench import CASES
+
+    b = sub.add_parser(
+        "bench",
+        help="benchmarks against the textbook code and PyTorch",
+        formatter_class=_HelpFormatter,
+    )
+    b.add_argument(
+        "cases", nargs="*", metavar="CASE", help=f"cases to run (default: all): {', '.join(CASES)}"
+    )
+    b.add_argument(
+        "--json",
+        default="bench.json",
+        metavar="FILE",
+        help="where to write the results (checked before the benchmarks run)",
+    )
+    b.set_defaults(func=bench.run)
+    return parser

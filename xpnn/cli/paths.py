@@ -1,0 +1,108 @@
+"""The paths of ``xpnn train``, checked before anything is loaded or trained.
+
+``--plot`` and ``--save`` must be writable files, and ``--data-dir`` (or,
+without it, the MNIST cache folder) must hold MNIST or be a folder it can be
+downloaded into. Each problem is a ``ValueError`` with a one-line message in
+the command line's words.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from xpnn.io import check_output_path
+
+#: Image formats of ``--plot`` (matplotlib picks the writer from the extension).
+PLOT_FORMATS = (".png", ".svg", ".pdf")
+
+SAMPLE_HINT = "or use --dataset mnist5k, the 5,000-digit MNIST sample shipped with xpnn"
+
+
+def check_train_paths(args: argparse.Namespace) -> None:
+    """Every path of ``xpnn train``, checked before anything is loaded or trained."""
+    if args.dataset != "mnist":
+        for option, given in (
+            ("--data-dir", args.data_dir is not None),
+            ("--download", args.download),
+            ("--no-download", args.no_download),
+        ):
+            if given:
+                why = "it ships with xpnn" if args.dataset == "mnist5k" else "it is generated"
+                raise ValueError(
+                    f"{option} applies only to --dataset mnist, not {args.dataset} ({why})"
+                )
+    if args.plot is not None:
+        check_output_path(args.plot, "--plot", PLOT_FORMATS, example="loss.png")
+    if args.save is not None:
+        check_output_path(args.save, "--save", example="net.npz", links=False)
+    if args.plot and args.save and os.path.realpath(args.plot) == os.path.realpath(args.save):
+        raise ValueError(f"--plot and --save name the same file ({args.save}); give two names")
+    if args.data_dir is not None:
+        _check_data_dir(args)
+    elif args.dataset == "mnist":
+        from xpnn.datasets.mnist import mnist_data_dir
+
+        _check_cache(mnist_data_dir(), args.no_download)
+
+
+def _check_data_dir(args: argparse.Namespace) -> None:
+    """``--data-dir`` must be an existing folder; it holds MNIST or ``--download`` fills it."""
+    from xpnn.datasets.mnist import FILES, _missing_files, mnist_data_dir
+
+    directory = Path(args.data_dir).expanduser()
+    if not args.data_dir or not directory.exists():
+        raise ValueError(
+            f"--data-dir {args.data_dir or repr('')} does not exist; check the path, or create the "
+            "folder (mkdir) and add --download to download MNIST into it, or omit --data-dir "
+            f"to use the cache folder {mnist_data_dir()}, {SAMPLE_HINT}"
+        )
+    if not directory.is_dir():
+        raise ValueError(
+            f"--data-dir {args.data_dir} is a file, not a folder; give the folder that holds "
+            f"the four MNIST files ({', '.join(FILES.values())})"
+        )
+    missing = _missing_files(directory)
+    if not missing:
+        return
+    if not args.download:
+        raise ValueError(
+            f"--data-dir {args.data_dir} lacks {_count(missing)} MNIST files: "
+            f"{', '.join(missing)}; add --download to download them into it (about 11 MB, "
+            f"checked against the official SHA-256), copy them there, {SAMPLE_HINT}"
+        )
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ValueError(f"--data-dir {args.data_dir}: cannot download into it (permission denied)")
+
+
+def _count(missing: Sequence[str]) -> str:
+    return "all four" if len(missing) == 4 else f"{len(missing)} of the four"
+
+
+def _check_cache(directory: Path, no_download: bool) -> None:
+    """Without ``--data-dir``: the cache folder holds MNIST, or it can be downloaded there."""
+    from xpnn.datasets.download import MIRRORS_ENV
+    from xpnn.datasets.mnist import DATA_DIR_ENV, _missing_files
+
+    missing = _missing_files(directory)
+    if not missing:
+        return
+    if no_download:
+        raise ValueError(
+            f"MNIST is not in the cache folder {directory} (missing: {', '.join(missing)}) "
+            "and --no-download forbids downloading it; drop --no-download to download it "
+            "there (about 11 MB, checked against the official SHA-256), give --data-dir with "
+            f"a folder that holds the files, {SAMPLE_HINT}"
+        )
+    ancestor = directory.absolute()
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+        problem = "is a file" if not ancestor.is_dir() else "is not writable"
+        raise ValueError(
+            f"cannot download MNIST into the cache folder {directory}: {ancestor} {problem}; "
+            f"set {DATA_DIR_ENV} to a writable folder, or give --data-dir "
+            f"(downloads honour {MIRRORS_ENV}), {SAMPLE_HINT}"
+        )

@@ -1,0 +1,209 @@
+"""``xpnn train``: train the book's two-layer net on a data set and write the results.
+
+The data set's defaults (the book's settings), loading the data, building the
+model and optimizer, the run itself, and writing the model and figure at the
+end. The checks made before any work live in :mod:`xpnn.cli.paths` and
+:mod:`xpnn.cli.memory`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from typing import Any
+
+from xpnn.cli import memory
+from xpnn.cli.memory import OPTIMIZER_STATE, check_memory, estimate_memory
+from xpnn.cli.paths import SAMPLE_HINT, check_train_paths
+
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
+
+#: The book's settings: vol. 2 ch. 1 for the spiral, vol. 1 ch. 4 for MNIST
+#: (and for its 5,000-digit sample shipped with xpnn).
+DATASET_DEFAULTS = {
+    "spiral": {"hidden": 10, "lr": 1.0, "batch_size": 30, "epochs": 300, "eval_interval": 10},
+    "mnist5k": {"hidden": 50, "lr": 0.1, "batch_size": 100, "iters": 10_000, "eval_interval": 100},
+    "mnist": {"hidden": 50, "lr": 0.1, "batch_size": 100, "iters": 10_000, "eval_interval": 100},
+}
+
+#: ``(train samples, test samples, input size, classes)`` of each data set
+#: (for ``mnist``, the official files; a ``--data-dir`` may hold others).
+DATASET_SHAPES = {
+    "spiral": (300, 0, 2, 3),
+    "mnist5k": (4000, 1000, 784, 10),
+    "mnist": (60_000, 10_000, 784, 10),
+}
+
+
+def _make_optimizer(name: str, lr: float) -> Any:
+    import xpnn.optimizers as opt
+
+    classes = {
+        "sgd": opt.SGD,
+        "momentum": opt.Momentum,
+        "nesterov": opt.Nesterov,
+        "adagrad": opt.AdaGrad,
+        "rmsprop": opt.RMSprop,
+        "adam": opt.Adam,
+    }
+    return classes[name](lr=lr)
+
+
+def _load_data(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, int]:
+    """(x_train, t_train, x_test, t_test, classes) on the active backend."""
+    if args.dataset == "spiral":
+        from xpnn.datasets import load_spiral
+
+        x, t = load_spiral(dtype=args.dtype)
+        return x, t, None, None, 3
+    if args.dataset == "mnist5k":
+        from xpnn.datasets import load_mnist5k
+
+        (x, t), (x_test, t_test) = load_mnist5k(dtype=args.dtype)
+        return x, t, x_test, t_test, 10
+    from xpnn.datasets import DownloadError, load_mnist
+    from xpnn.datasets.mnist import mnist_data_dir
+
+    directory = mnist_data_dir(args.data_dir)
+    try:
+        (x, t), (x_test, t_test) = load_mnist(
+            data_dir=directory,
+            download=not args.no_download,
+            dtype=args.dtype,
+            progress=not args.quiet,
+        )
+    except DownloadError as exc:  # the hint, in the command line's words
+        exc.hint = (
+            f"Put the four files in {directory} by hand, give --data-dir with a folder that "
+            f"holds them, list mirrors you can reach in XPNN_MNIST_MIRRORS, {SAMPLE_HINT}."
+        )
+        raise
+    return x, t, x_test, t_test, 10
+
+
+def _write_results(args: argparse.Namespace, model: Any, trainer: Any) -> int:
+    """Write the model, then the figure; a failure is one line and exit 2, the rest kept."""
+    saved, failures = None, []
+    if args.save:
+        from xpnn.io import save
+
+        try:
+            saved = save(model, args.save)
+            print(f"parameters: {saved}")
+        except (OSError, ValueError) as exc:
+            failures.append(f"--save {args.save}: {exc}")
+    if args.plot:
+        try:
+            print(f"figure: {trainer.plot(args.plot)}")
+        except (OSError, ValueError) as exc:
+            failures.append(f"--plot {args.plot}: {exc}")
+    if not failures:
+        return 0
+    kept = (
+        f"the parameters were saved to {saved}"
+        if saved
+        else "the trained parameters were not saved"
+        if args.save
+        else "nothing else was to be written"
+    )
+    print(
+        f"xpnn train: error: training finished, but writing failed: {'; '.join(failures)}; {kept}",
+        file=sys.stderr,
+    )
+    return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``xpnn train`` with the parsed ``args``; returns the exit status."""
+    import xpnn
+
+    defaults = DATASET_DEFAULTS[args.dataset]
+    for key, value in defaults.items():
+        if getattr(args, key, None) is None and key != "iters":
+            setattr(args, key, value)
+    check_train_paths(args)  # before any backend, download or training
+    if args.backend:
+        xpnn.set_backend(args.backend, dtype=args.dtype)
+    backend = xpnn.get_backend()
+    if args.cuda_graph and backend.name != "cupy":  # before loading (maybe downloading) data
+        raise ValueError(f"--cuda-graph needs --backend cupy, not {backend.spec}")
+    n_train, n_test, input_size, classes = DATASET_SHAPES[args.dataset]
+    if args.data_dir is not None:  # unknown until read: count the model and a batch only
+        n_train = n_test = 0
+    elif args.batch_size > n_train:
+        raise ValueError(f"--batch-size {args.batch_size} is larger than the data set ({n_train})")
+    available, where = memory.memory_available(backend)  # via the module: tests replace it
+
+    def check(n: int, n_test: int) -> None:
+        parts = estimate_memory(
+            input_size,
+            args.hidden,
+            classes,
+            args.batch_size,
+            optimizer=args.optimizer,
+            dtype=args.dtype,
+            n_train=n,
+            n_test=n_test,
+        )
+        fixes = ["a smaller --hidden", "--batch-size"]
+        if args.dtype != "float32":
+            fixes.append("--dtype float32")
+        if OPTIMIZER_STATE[args.optimizer]:
+            fixes.append("--optimizer sgd")
+        check_memory(parts, available, where, f"{', '.join(fixes[:-1])} or {fixes[-1]}")
+
+    check(n_train, n_test)  # before loading (maybe downloading) data
+    params = input_size * args.hidden + args.hidden + args.hidden * classes + classes
+    most = getattr(xpnn.io, "MAX_ELEMENTS", None)  # what xpnn.io.save writes and load reads
+    if args.save and most is not None and params > most:
+        raise ValueError(
+            f"--save: a model of {params} parameters is more than xpnn.io saves ({most}); "
+            "choose a smaller --hidden"
+        )
+    x, t, x_test, t_test, classes = _load_data(args)
+    n = x.shape[0]
+    if args.batch_size > n:
+        raise ValueError(f"--batch-size {args.batch_size} is larger than the data set ({n})")
+    if args.data_dir is not None:
+        check(n, 0 if x_test is None else x_test.shape[0])
+    iters_per_epoch = n // args.batch_size
+    if args.epochs is None:  # MNIST is counted in iterations, as in ch. 4
+        iters = args.iters or defaults.get("iters", iters_per_epoch)
+        args.epochs = max(1, math.ceil(iters / iters_per_epoch))
+    if args.dataset == "spiral":
+        model = xpnn.LayeredTwoLayerNet(2, args.hidden, classes, seed=args.seed, dtype=args.dtype)
+    else:
+        model = xpnn.TwoLayerNet(x.shape[1], args.hidden, classes, seed=args.seed, dtype=args.dtype)
+    optimizer = _make_optimizer(args.optimizer, args.lr)
+    say = (lambda *a, **k: None) if args.quiet else print
+    say(
+        f"xpnn train: {args.dataset} ({n} samples) on {backend.spec}, {args.dtype}, "
+        f"{type(model).__name__}(hidden={args.hidden}), {args.optimizer} lr={args.lr}, "
+        f"batch {args.batch_size}, {args.epochs} epochs x {iters_per_epoch} iterations"
+        + (f", gradients clipped to norm {args.max_grad}" if args.max_grad else "")
+    )
+    trainer = xpnn.Trainer(model, optimizer)
+    start = time.perf_counter()
+    validation = (x_test, t_test) if x_test is not None else None
+    trainer.fit(
+        x,
+        t,
+        max_epoch=args.epochs,
+        batch_size=args.batch_size,
+        max_grad=args.max_grad,
+        eval_interval=args.eval_interval,
+        validation_data=validation,
+        seed=args.seed,
+        progress=not args.quiet,
+        verbose=not args.quiet,
+        cuda_graph=args.cuda_graph,
+    )
+    wall = time.perf_counter() - start
+    train_acc = float(xpnn.to_numpy(model.accuracy(x, t)))
+    summary = f"final loss {trainer.loss_list[-1]:.4f} | train accuracy {train_acc:.4f}"
+    if validation is not None:
+        summary += f" | test accuracy {trainer.test_acc_list[-1]:.4f}"
+    print(f"{summary} | {wall:.1f} s")
+    return _write_results(args, model, trainer)
