@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 import xpnn
+import xpnn.callbacks
+import xpnn.checkpointer
 import xpnn.trainer
 from xpnn.datasets.spiral import load_spiral
 from xpnn.optimizers import SGD
@@ -18,6 +20,19 @@ from xpnn.trainer import clip_grads
 
 def host(a):
     return xpnn.to_numpy(a)
+
+
+#: The modules of Trainer.fit and its parts: each reads the device through its own to_numpy.
+FIT_MODULES = (xpnn.trainer, xpnn.callbacks, xpnn.checkpointer)
+
+
+def count_reads(monkeypatch):
+    """A list that gets an entry at each device read of Trainer.fit and its parts."""
+    reads = []
+    real = xpnn.to_numpy
+    for module in FIT_MODULES:
+        monkeypatch.setattr(module, "to_numpy", lambda a: reads.append(1) or real(a))
+    return reads
 
 
 def test_spiral_reproduces_the_book(backend):
@@ -167,9 +182,7 @@ def test_shuffling_follows_the_seed(backend):
 
 
 def test_loss_is_read_only_at_eval_intervals(backend, monkeypatch):
-    reads = []
-    real = xpnn.trainer.to_numpy
-    monkeypatch.setattr(xpnn.trainer, "to_numpy", lambda a: reads.append(1) or real(a))
+    reads = count_reads(monkeypatch)
     x, t = load_spiral()
     net = xpnn.LayeredTwoLayerNet(2, 5, 3, seed=0)
     xpnn.Trainer(net, SGD(lr=1.0)).fit(

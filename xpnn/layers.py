@@ -12,7 +12,10 @@ so that a training step allocates nothing; an output is therefore valid until
 the layer's next call (copy it to keep it). Elsewhere each call returns new
 arrays. Both paths do the same operations in the same order.
 
-Shapes: ``x`` is ``(N, D)``, ``W`` is ``(D, H)``, ``b`` is ``(H,)``.
+Shapes: ``x`` is ``(N, D)``, ``W`` is ``(D, H)``, ``b`` is ``(H,)``. Samples
+of more dimensions (images ``(N, C, H, W)``) become rows with :class:`Flatten`,
+or in :class:`Affine` itself, which flattens them as the book's chapter-7
+``Affine`` does.
 
 A layer declares its config so any model made of layers saves and loads
 (:func:`xpnn.io.save`), as data, never pickle: :meth:`Layer.config` gives its
@@ -28,6 +31,7 @@ statistics also lists them in ``state_names``, as attributes.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,6 +41,7 @@ from xpnn.functions import check_labels, softmax
 __all__ = [
     "LAYERS",
     "Affine",
+    "Flatten",
     "Layer",
     "MatMul",
     "Relu",
@@ -220,6 +225,10 @@ class MatMul(Layer):
 class Affine(MatMul):
     """out = x @ W + b; ``x`` ``(N, D)`` floating point, ``W`` ``(D, H)``, ``b`` ``(H,)``.
 
+    As the book's chapter-7 ``Affine``, samples of more dimensions (``x``
+    ``(N, C, H, W)`` with ``C * H * W == D``) are flattened to rows, and the
+    input gradient gets ``x``'s shape back (``original_x_shape``).
+
     Config: ``{"input_size": D, "output_size": H}``.
     """
 
@@ -229,11 +238,17 @@ class Affine(MatMul):
         super().__init__(W)
         self.params = [W, b]
         self.grads = _zeros_like_all(self.params)
+        self.original_x_shape: tuple[int, ...] | None = None
 
     def forward(self, x: Any) -> Any:
         W, b = self.params
         k = ops(x, W)
         _check_input(k, x, "Affine")
+        if x.ndim > 2:  # the book's ch. 7: (N, C, H, W) -> (N, C*H*W)
+            self.original_x_shape = tuple(x.shape)
+            x = k.xp.reshape(x, (x.shape[0], math.prod(x.shape[1:])))
+        else:
+            self.original_x_shape = None
         self.x = x
         out = self._buffer(k, "out", (x.shape[0], W.shape[1]), W.dtype, x)
         return k.add(k.matmul(x, W, out=out), b, out=out)
@@ -245,12 +260,55 @@ class Affine(MatMul):
         _into(self.grads[1], k.sum(dout, axis=0, out=self.grads[1]))
         if not input_grad:  # the first layer: nobody needs dL/dx, skip a matrix product
             return None
-        return k.matmul(dout, W.T, out=self._buffer(k, "dx", tuple(self.x.shape), W.dtype, dout))
+        dx = k.matmul(dout, W.T, out=self._buffer(k, "dx", tuple(self.x.shape), W.dtype, dout))
+        if self.original_x_shape is not None:
+            return k.xp.reshape(dx, self.original_x_shape)
+        return dx
 
     @classmethod
     def param_shapes(cls, config: Any) -> dict[str, tuple[int, ...]]:
         d, h = _config_sizes(cls, config, "input_size", "output_size")
         return {"W": (d, h), "b": (h,)}
+
+
+@register_layer
+class Flatten(Layer):
+    """Samples of any shape become rows: ``(N, d1, d2, ...)`` -> ``(N, d1 * d2 * ...)``.
+
+    The reshape the book's chapter-7 ``Affine`` does first, as a layer of its
+    own, so that a :class:`xpnn.models.LayeredNet` takes images ``(N, C, H,
+    W)`` (``LayeredNet([Flatten(), Affine(W, b), ...], SoftmaxWithLoss(),
+    input_size=(C, H, W))``). Backward gives the gradient ``x``'s shape back.
+    Both are views where the backend allows (no copy); dtype is kept. A 2-D
+    ``x`` passes unchanged. No parameters; config ``{}``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.x_shape: tuple[int, ...] | None = None
+
+    def forward(self, x: Any) -> Any:
+        """``x`` ``(N, ...)`` with at least one axis after N -> ``(N, features)``.
+
+        Raises:
+            ValueError: ``x`` has fewer than 2 dimensions.
+        """
+        if x.ndim < 2:
+            raise ValueError(
+                f"Flatten needs samples (N, ...) with at least 2 dimensions, got shape "
+                f"{tuple(x.shape)}"
+            )
+        self.x_shape = tuple(x.shape)
+        if x.ndim == 2:
+            return x
+        return get_namespace(x).reshape(x, (x.shape[0], math.prod(x.shape[1:])))
+
+    def backward(self, dout: Any, *, input_grad: bool = True) -> Any:
+        if not input_grad:
+            return None
+        if dout.ndim == len(self.x_shape):
+            return dout
+        return get_namespace(dout).reshape(dout, self.x_shape)
 
 
 @register_layer
@@ -433,7 +491,12 @@ def backward(
         when ``input_grad`` is False).
     """
     dout = loss_layer.backward(dout)
-    last = len(layers) - 1
-    for i, layer in enumerate(reversed(layers)):
-        dout = layer.backward(dout, input_grad=input_grad or i < last)
+    # Without input_grad, the layers before the first one with parameters
+    # (a leading Flatten) need no gradient, nor does that layer's input.
+    first = 0
+    if not input_grad:
+        while first < len(layers) - 1 and not layers[first].params:
+            first += 1
+    for i in range(len(layers) - 1, first - 1, -1):
+        dout = layers[i].backward(dout, input_grad=input_grad or i > first)
     return dout

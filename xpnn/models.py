@@ -59,11 +59,37 @@ def _float_dtype(dtype: Any) -> Any:
     return backend.float_dtype if dtype is None else resolve_dtype(backend.xp, dtype)
 
 
-def _check_input(x: Any, features: int, who: str) -> None:
-    if x.ndim not in (1, 2) or x.shape[-1] != features:
+def _check_input(x: Any, features: int | tuple[int, ...], who: str) -> None:
+    """``x`` fits ``input_size``: ``(N, features)`` or ``(features,)`` rows for an int,
+    ``(N, *shape)`` samples for a tuple."""
+    if isinstance(features, tuple):
+        if tuple(x.shape[1:]) != features or x.ndim != len(features) + 1:
+            shape = ", ".join(map(str, features))
+            raise ValueError(f"{who} expects x of shape (N, {shape}), got {tuple(x.shape)}")
+    elif x.ndim not in (1, 2) or x.shape[-1] != features:
         raise ValueError(
             f"{who} expects x of shape (N, {features}) or ({features},), got {tuple(x.shape)}"
         )
+
+
+def _input_size(value: Any, where: str) -> int | tuple[int, ...] | None:
+    """A checked ``input_size``: None, a positive int, or a tuple of them (a sample's shape).
+
+    Raises:
+        ValueError: Anything else (``where`` names it).
+    """
+
+    def size(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+    if value is None or size(value):
+        return value
+    if isinstance(value, (tuple, list)) and value and all(size(v) for v in value):
+        return tuple(value)
+    raise ValueError(
+        f"{where} must be a positive int (features), a non-empty list of positive ints (the "
+        f"shape of a sample, such as (1, 28, 28)) or null, got {value!r:.80}"
+    )
 
 
 # --------------------------------------------------------------------------
@@ -265,15 +291,26 @@ class LayeredNet:
     Args:
         layers: The layers, input to output.
         loss_layer: The loss (SoftmaxWithLoss).
-        input_size: Features per sample, checked on every call if given.
+        input_size: What a sample is, checked on every call if given: an int
+            is the features of ``(N, features)`` rows (or one ``(features,)``
+            row); a tuple is the shape of a sample, so ``input_size=(1, 28,
+            28)`` takes ``(N, 1, 28, 28)`` images (for a model that flattens
+            them first: ``[Flatten(), Affine(W, b), ...]``).
+
+    Raises:
+        ValueError: ``input_size`` is not None, a positive int or a tuple of
+            them.
     """
 
     def __init__(
-        self, layers: list[Any], loss_layer: SoftmaxWithLoss, input_size: int | None = None
+        self,
+        layers: list[Any],
+        loss_layer: SoftmaxWithLoss,
+        input_size: int | tuple[int, ...] | None = None,
     ):
         self.layers = layers
         self.loss_layer = loss_layer
-        self.input_size = input_size
+        self.input_size = _input_size(input_size, "input_size")
         owner = type(self).__name__
         self._params: Any = ParamList([p for layer in layers for p in layer.params], owner)
         self.grads: Any = [g for layer in layers for g in layer.grads]
@@ -309,7 +346,8 @@ class LayeredNet:
         ``{"layers": [{"kind": "Affine", "config": {"input_size": 2,
         "output_size": 6}}, {"kind": "Relu", "config": {}}, ...], "loss":
         {"kind": "SoftmaxWithLoss", "config": {}}, "input_size": 2}`` (or
-        ``None``): each layer's kind and :meth:`xpnn.layers.Layer.config`.
+        ``None``, or a list such as ``[1, 28, 28]`` for a tuple): each
+        layer's kind and :meth:`xpnn.layers.Layer.config`.
 
         Raises:
             TypeError: A layer's class is not in :data:`xpnn.layers.LAYERS`.
@@ -317,7 +355,9 @@ class LayeredNet:
         return {
             "layers": [_layer_entry(layer, f"layer {i}") for i, layer in enumerate(self.layers)],
             "loss": _layer_entry(self.loss_layer, "the loss layer"),
-            "input_size": self.input_size,
+            "input_size": (
+                list(self.input_size) if isinstance(self.input_size, tuple) else self.input_size
+            ),
         }
 
     @classmethod
@@ -377,7 +417,7 @@ class LayeredNet:
         return arrays
 
     def scores(self, x: Any) -> Any:
-        """Scores (before softmax) ``(N, classes)`` for inputs ``(N, features)``."""
+        """Scores (before softmax) ``(N, classes)`` for inputs ``(N, features)`` or ``(N, ...)``."""
         # A copy: the last layer's output is its reusable buffer on NumPy/CuPy.
         return get_namespace(x).asarray(self._run(x), copy=True)
 
@@ -385,7 +425,7 @@ class LayeredNet:
         """The layers' forward pass (the output may be a layer's buffer).
 
         Raises:
-            ValueError: ``x`` has the wrong number of features.
+            ValueError: ``x`` does not fit ``input_size``.
             TypeError: ``x`` is not floating point.
             xpnn.BackendMismatchError: ``x`` is on another backend or device
                 than the parameters.
@@ -639,11 +679,7 @@ def _layered_spec(config: Any) -> tuple[list[tuple[type[Layer], Any]], tuple[Any
     if not isinstance(config, dict) or sorted(config) != keys:
         got = sorted(config) if isinstance(config, dict) else type(config).__name__
         raise ValueError(f"LayeredNet config must have exactly the keys {keys}, got {got!s:.200}")
-    size = config["input_size"]
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size <= 0):
-        raise ValueError(
-            f"LayeredNet config 'input_size' must be a positive int or null, got {size!r}"
-        )
+    size = _input_size(config["input_size"], "LayeredNet config 'input_size'")
     if not isinstance(config["layers"], list) or not config["layers"]:
         raise ValueError(
             f"LayeredNet config 'layers' must be a non-empty list, got {config['layers']!r:.80}"
