@@ -183,3 +183,33 @@ def test_inputs_of_another_float_dtype_are_refused_with_the_fix(backend):
     x = xpnn.asarray(np.zeros((2, 4)))  # float64, kept
     with pytest.raises(TypeError, match=r"float32.*float64.*dtype='float32'"):
         net.predict(x)
+
+
+@pytest.mark.parametrize("model", ["TwoLayerNet", "LayeredTwoLayerNet"])
+def test_one_sample_gives_one_row_of_results(backend, model):
+    """A (features,) sample once gave (features, classes) on NumPy, (classes,) on torch."""
+    net = getattr(xpnn, model)(4, 3, 2, seed=0)
+    rng = np.random.default_rng(0)
+    rows = rng.normal(size=(3, 4))
+    batch = xpnn.asarray(rows, dtype="float32")
+    one = xpnn.asarray(rows[0], dtype="float32")
+    row = host(net.predict(batch))[0]
+    got = host(net.predict(one))
+    assert got.shape == (2,)
+    np.testing.assert_allclose(got, row, rtol=1e-6)
+    t = xpnn.asarray(np.array(1))
+    single = float(host(net.forward(one, t)))
+    batch_of_one = float(
+        host(net.forward(xpnn.get_namespace(one).reshape(one, (1, 4)), xpnn.asarray(np.array([1]))))
+    )
+    assert single == batch_of_one
+    assert float(host(net.accuracy(one, t))) in (0.0, 1.0)
+
+
+def test_layers_refuse_a_lone_row(backend):
+    from xpnn.layers import Affine
+
+    net = xpnn.TwoLayerNet(4, 3, 2, seed=0)
+    layer = Affine(net.params["W1"], net.params["b1"])
+    with pytest.raises(ValueError, match=r"batch \(N, D\).*\(4,\)"):
+        layer.forward(xpnn.asarray(np.ones(4), dtype="float32"))

@@ -176,6 +176,13 @@ def _check_input(k: Any, x: Any, who: str) -> None:
             f"{who} needs floating-point inputs, got {_dtype_name(x.dtype)}; "
             'convert them, e.g. with xpnn.asarray(x, dtype="float32")'
         )
+    if x.ndim < 2:
+        # Its output buffer and backward are (N, ...): a lone (D,) row would
+        # broadcast into a (D, H) buffer on NumPy (a wrong answer, no error).
+        raise ValueError(
+            f"{who} takes a batch (N, D), got shape {tuple(x.shape)}; for one sample "
+            "use xp.reshape(x, (1, -1)) (the models do this for you)"
+        )
 
 
 @register_layer

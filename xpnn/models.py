@@ -417,9 +417,19 @@ class LayeredNet:
         return arrays
 
     def scores(self, x: Any) -> Any:
-        """Scores (before softmax) ``(N, classes)`` for inputs ``(N, features)`` or ``(N, ...)``."""
+        """Scores (before softmax) ``(N, classes)`` for inputs ``(N, features)`` or ``(N, ...)``.
+
+        One sample ``(features,)`` gives its ``(classes,)`` scores.
+        """
+        xp = get_namespace(x)
+        single = self._single(x)
         # A copy: the last layer's output is its reusable buffer on NumPy/CuPy.
-        return get_namespace(x).asarray(self._run(x), copy=True)
+        out = xp.asarray(self._run(xp.reshape(x, (1, -1)) if single else x), copy=True)
+        return out[0, ...] if single else out
+
+    def _single(self, x: Any) -> bool:
+        """Whether ``x`` is one sample ``(features,)`` rather than a batch."""
+        return x.ndim == 1 and not isinstance(self.input_size, tuple)
 
     def _run(self, x: Any) -> Any:
         """The layers' forward pass (the output may be a layer's buffer).
@@ -462,8 +472,13 @@ class LayeredNet:
     def forward(self, x: Any, t: Any) -> Any:
         """Mean loss of the batch (a 0-d array), keeping what backward needs.
 
-        ``t`` is one-hot ``(N, classes)`` or integer labels ``(N,)``.
+        ``t`` is one-hot ``(N, classes)`` or integer labels ``(N,)``; one
+        sample ``x`` ``(features,)`` takes a label ``()`` or one-hot ``(classes,)``.
         """
+        if self._single(x):  # the layers compute on batches: a batch of one
+            xp = get_namespace(x, t)
+            x = xp.reshape(x, (1, -1))
+            t = xp.reshape(t, (1, *t.shape))
         return self.loss_layer.forward(self._run(x), t)
 
     def backward(self, dout: Any = 1, *, input_grad: bool = True) -> Any:
@@ -477,6 +492,8 @@ class LayeredNet:
     def accuracy(self, x: Any, t: Any) -> Any:
         """Fraction of correctly classified samples (a 0-d array)."""
         xp = get_namespace(x, t)
+        if self._single(x):
+            x, t = xp.reshape(x, (1, -1)), xp.reshape(t, (1, *t.shape))
         y = xp.argmax(self._run(x), axis=1)
         if t.ndim != 1:
             t = xp.argmax(t, axis=1)
@@ -602,8 +619,11 @@ class TwoLayerNet(LayeredTwoLayerNet):
         return dict(self.params)
 
     def predict(self, x: Any) -> Any:
-        """Class probabilities ``(N, output_size)`` (softmax output, as in ch. 4)."""
-        return softmax(self._run(x))
+        """Class probabilities ``(N, output_size)`` (softmax output, as in ch. 4).
+
+        One sample ``(input_size,)`` gives its ``(output_size,)`` probabilities.
+        """
+        return softmax(self.scores(x) if self._single(x) else self._run(x))
 
     def loss(self, x: Any, t: Any) -> Any:
         """Mean cross-entropy of softmax(scores) against ``t`` (a 0-d array).
