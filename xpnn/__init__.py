@@ -29,12 +29,14 @@ from xpnn.backend import (
     use_backend,
     zeros,
 )
+from xpnn.callbacks import Callback
 from xpnn.models import LayeredNet, LayeredTwoLayerNet, SimpleNet, TwoLayerNet, simpleNet
 from xpnn.optimizers import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
 from xpnn.random import Generator, default_rng
 from xpnn.trainer import Trainer
 
 __all__ = [
+    "Callback",
     "SGD",
     "AdaGrad",
     "Adam",
