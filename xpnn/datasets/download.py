@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from xpnn import __version__
+from xpnn.io.npz import stale_part_files
 
 __all__ = [
     "DEFAULT_DEADLINE",
@@ -466,27 +467,18 @@ def _remove_stale_parts(target: Path) -> list[Path]:
     in progress holds the lock of its own). Best effort: what cannot be
     checked or removed stays.
     """
-    pattern = re.compile(rf"\.{re.escape(target.name)}\.[a-z0-9_]{{8}}\.part")
     removed = []
-    try:
-        entries = list(os.scandir(target.parent))
-    except OSError:
-        return removed
-    now = time.time()
-    for entry in entries:
-        if not pattern.fullmatch(entry.name):
+    for entry, _, age in stale_part_files(target):
+        if age < _STALE_AFTER:
             continue
         try:
-            st = entry.stat(follow_symlinks=False)
-            if not entry.is_file(follow_symlinks=False) or now - st.st_mtime < _STALE_AFTER:
-                continue
             flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
             fd = os.open(entry.path, flags)
             try:
                 locked = _lock(fd)
                 if locked is False:
                     continue  # a download in progress
-                if locked is None and now - st.st_mtime < _STALE_AFTER_UNLOCKED:
+                if locked is None and age < _STALE_AFTER_UNLOCKED:
                     continue
                 os.unlink(entry.path)
             finally:

@@ -527,6 +527,32 @@ def _create_temp(path: Path) -> tuple[int, Path]:
     raise FileExistsError(f"could not create a temporary file beside {path}")
 
 
+def stale_part_files(target: Path) -> list[tuple[os.DirEntry, os.stat_result, float]]:
+    """The temporary files of ``target`` that an interrupted write may have left.
+
+    xpnn writes ``target`` through a hidden ``.NAME.XXXXXXXX.part`` beside it
+    (model files, checkpoints, downloads). Returns those that are regular
+    files (not links), with their ``lstat`` and their age in seconds since
+    the last write; each writer decides which are stale. Best effort: an
+    unreadable folder or entry is skipped.
+    """
+    pattern = re.compile(re.escape(f".{target.name}.") + r"[a-z0-9_]{8}\.part")
+    now = time.time()
+    try:
+        entries = list(os.scandir(target.parent))
+    except OSError:
+        return []
+    found = []
+    for entry in entries:
+        if not pattern.fullmatch(entry.name):
+            continue
+        with contextlib.suppress(OSError):  # gone already
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISREG(st.st_mode):
+                found.append((entry, st, now - st.st_mtime))
+    return found
+
+
 def _remove_stale(path: Path, keep: Path) -> None:
     """Remove temporary files of ``path`` that a killed save left behind.
 
@@ -535,19 +561,10 @@ def _remove_stale(path: Path, keep: Path) -> None:
     a concurrent save of the same file stalled for longer would fail at its
     rename, loudly, leaving the target as it was.
     """
-    pattern = re.compile(re.escape(f".{path.name}.") + r"[a-z0-9_]{8}\.part")
-    now = time.time()
-    try:
-        entries = list(os.scandir(path.parent))
-    except OSError:
-        return
-    for entry in entries:
-        if entry.name == keep.name or not pattern.fullmatch(entry.name):
-            continue
-        with contextlib.suppress(OSError):  # gone already, or not ours to remove
-            st = entry.stat(follow_symlinks=False)
-            ours = not hasattr(os, "getuid") or st.st_uid == os.getuid()
-            if stat.S_ISREG(st.st_mode) and ours and now - st.st_mtime > _STALE_SECONDS:
+    for entry, st, age in stale_part_files(path):
+        ours = not hasattr(os, "getuid") or st.st_uid == os.getuid()
+        if entry.name != keep.name and ours and age > _STALE_SECONDS:
+            with contextlib.suppress(OSError):  # gone already, or not ours to remove
                 os.unlink(entry.path)
 
 
