@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from xpnn.backend import _dtype_name, _library, backend_of, device_of, get_namespace, to_numpy
-from xpnn.functions import sigmoid, softmax
+from xpnn.functions import check_labels, sigmoid, softmax
 
 __all__ = [
     "Float32GradientWarning",
@@ -250,8 +250,6 @@ def _check_two_layer(W1: Any, b1: Any, W2: Any, b2: Any, x: Any, t: Any, xp: Any
             f"give ({n},) integer labels or ({n}, {c}) one-hot"
         )
     if t.ndim == 1:
-        from xpnn.functions import check_labels
-
         check_labels(t, c, who=f"{who}: labels")
     for name, a in (("W1", W1), ("b1", b1), ("W2", W2), ("b2", b2), ("x", x)):
         _require_float(a, xp, f"{who} ({name})")
