@@ -13,7 +13,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from xpnn.io import check_output_path
+from xpnn.io.npz import check_output_path, nearest_existing
 
 #: Image formats of ``--plot`` (matplotlib picks the writer from the extension).
 PLOT_FORMATS = (".png", ".svg", ".pdf")
@@ -96,9 +96,7 @@ def _check_cache(directory: Path, no_download: bool) -> None:
             "there (about 11 MB, checked against the official SHA-256), give --data-dir with "
             f"a folder that holds the files, {SAMPLE_HINT}"
         )
-    ancestor = directory.absolute()
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
+    ancestor = nearest_existing(directory.absolute())
     if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
         problem = "is a file" if not ancestor.is_dir() else "is not writable"
         raise ValueError(

@@ -426,6 +426,13 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 # --------------------------------------------------------------------------
 
 
+def nearest_existing(path: Path) -> Path:
+    """``path`` or its nearest ancestor that exists (where missing folders would be made)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
 def check_output_path(
     path: str,
     option: str,
@@ -475,9 +482,7 @@ def check_output_path(
             raise ValueError(f"{option} {path} exists and is not a regular file; give a file name")
         if not os.access(out, os.W_OK):
             raise ValueError(f"{option} {path}: the file exists and is not writable")
-    ancestor = out.absolute().parent
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
+    ancestor = nearest_existing(out.absolute().parent)
     if not ancestor.is_dir():
         raise ValueError(
             f"{option} {path}: {ancestor} is a file, not a folder; choose another path"
