@@ -409,10 +409,18 @@ def test_load_mnist_dir_follows_the_backend_float_dtype(mnist):
     assert x.dtype == np.float64
 
 
-@pytest.mark.parametrize("dtype", ["int32", "uint8", "float16"])
+@pytest.mark.parametrize("dtype", ["int32", "uint8", "bfloat16"])
 def test_load_mnist_dir_rejects_non_float_dtype(mnist, dtype):
-    with pytest.raises(ValueError, match="dtype"):
+    with pytest.raises(ValueError, match=r"dtype|bfloat16"):
         load_mnist_dir(mnist[0], dtype=dtype)
+
+
+def test_load_mnist_dir_in_float16_halves_the_images(mnist):
+    (x16, _), _ = load_mnist_dir(mnist[0], dtype="float16")
+    (x32, _), _ = load_mnist_dir(mnist[0], dtype="float32")
+    assert x16.dtype == np.float16 and x16.nbytes * 2 == x32.nbytes
+    # Each pixel is k / 255 rounded once to float16 (half an ulp, 2**-12 relative).
+    np.testing.assert_allclose(x16.astype(np.float32), x32, rtol=2.0**-11, atol=0)
 
 
 def test_load_mnist_dir_reads_raw_files_under_gz_names(tmp_path):

@@ -61,12 +61,19 @@ class Generator:
         Rounding on the host makes every backend get the same numbers. With
         ``below``, values that rounding pushed up to it (float32 rounds any
         float64 above 1 - 2**-25 to 1.0) are set to the largest float under
-        it, so half-open intervals stay half-open.
+        it, so half-open intervals stay half-open. NumPy has no bfloat16: those
+        draws are rounded on the host into float32 values that bfloat16 holds
+        exactly (to nearest, ties to even, as every library casts).
         """
         backend = self.backend or get_backend()
         name = _dtype_name(backend.float_dtype if dtype is None else dtype)
-        if name not in ("float32", "float64"):
-            raise ValueError(f"float draws need dtype float32 or float64, got {dtype!r}")
+        if name not in ("float16", "bfloat16", "float32", "float64"):
+            raise ValueError(f"float draws need a float dtype, got {dtype!r}")
+        if name == "bfloat16":
+            values = _bfloat16_values(np.asarray(host, dtype=np.float64))
+            if below is not None:
+                values = np.minimum(values, _bfloat16_below(below))
+            return asarray(values, dtype=name, backend=backend)
         values = np.asarray(host).astype(name)
         if below is not None:
             top = np.nextafter(np.asarray(below, dtype=name), np.asarray(-np.inf, dtype=name))
@@ -163,3 +170,30 @@ class Generator:
 def default_rng(seed: int | None = None, *, backend: Backend | None = None) -> Generator:
     """Return a :class:`Generator`; ``seed`` makes it reproducible on every backend."""
     return Generator(seed, backend=backend)
+
+
+def _bfloat16_values(values: np.ndarray) -> np.ndarray:
+    """float64 values rounded to bfloat16 (to nearest, ties to even), as float32.
+
+    bfloat16 is the upper half of a float32: round the lower 16 bits away.
+    """
+    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
+    with np.errstate(over="ignore"):
+        rounded = (bits + np.uint32(0x7FFF) + ((bits >> 16) & np.uint32(1))) & np.uint32(0xFFFF0000)
+    return rounded.view(np.float32)
+
+
+def _bfloat16_below(below: float) -> np.float32:
+    """The largest bfloat16 value under ``below`` (finite, as float32)."""
+    top = _bfloat16_values(np.asarray([below], dtype=np.float64))
+    if top[0] >= below:  # one bfloat16 step down: the upper 16 bits are the value
+        bits = top.view(np.uint32)
+        step = np.uint32(0x10000)
+        if top[0] > 0:
+            bits = bits - step
+        elif top[0] < 0:
+            bits = bits + step
+        else:
+            bits = np.asarray([0x80010000], dtype=np.uint32)  # -smallest subnormal
+        top = bits.view(np.float32)
+    return top[0]

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from xpnn.backend.dtypes import _dtype_name
+from xpnn.backend.dtypes import _dtype_name, resolve_dtype
 from xpnn.backend.openers import _OPENERS, _device_label
 
 __all__ = [
@@ -40,7 +40,7 @@ ENV_VAR = "XPNN_BACKEND"
 #: Models and data default to float32: GPUs are many times slower at float64.
 DEFAULT_FLOAT_DTYPE = "float32"
 
-_FLOAT_NAMES = ("float32", "float64")
+_FLOAT_NAMES = ("float16", "bfloat16", "float32", "float64")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +120,7 @@ def _open(name: str, device: Any = None, dtype: Any = None) -> Backend:
         if key in _cache:
             return _cache[key]
     xp, dev = _OPENERS[name](device)
-    backend = Backend(name, xp, dev, getattr(xp, dtype_name))
+    backend = Backend(name, xp, dev, resolve_dtype(xp, dtype_name))  # half floats may be missing
     with _cache_lock:
         # "numpy" and "numpy:cpu" are one backend: keep one object for both.
         backend = _cache.setdefault((name, backend.spec, dtype_name), backend)
@@ -179,11 +179,17 @@ def set_backend(name: str, device: Any = None, *, dtype: Any = None) -> Backend:
         name: A backend name or ``"name:device"`` spec (see module docs).
         device: The device, if not given in ``name`` (``1``, ``"cuda:0"``,
             ``"device1"``, or the library's device object).
-        dtype: Default float dtype of new arrays, ``"float32"`` (default) or
-            ``"float64"``.
+        dtype: Default float dtype of new arrays, ``"float32"`` (default),
+            ``"float64"``, or a half float where the library has it
+            (``"float16"``: numpy, cupy, torch; ``"bfloat16"``: torch).
 
     Returns:
         The opened :class:`Backend`.
+
+    Raises:
+        ValueError: An unknown name or device, or a dtype the library has
+            not (array_api_strict has no half floats: the Array API
+            standard defines none).
     """
     global _default
     backend = _open(name, device, dtype)

@@ -25,14 +25,21 @@ def to_numpy(a: Any) -> np.ndarray:
     The result of a device array (CuPy, PyTorch, array-api-strict) never
     shares memory with it. NumPy arrays, the numpy backend's included, come
     back as they are, like ``numpy.asarray``: copy one before changing it.
-    Python scalars and lists become NumPy arrays.
+    Python scalars and lists become NumPy arrays. NumPy has no bfloat16: a
+    PyTorch bfloat16 tensor comes back as float32, which holds every
+    bfloat16 value exactly.
     """
     lib = _library(a)
     if lib == "cupy":
         return a.get()
     if lib == "torch":
+        import torch
+
+        a = a.detach()
+        if a.dtype == torch.bfloat16:
+            a = a.float()
         # .numpy() of a CPU tensor is a view of the tensor: copy it.
-        return np.array(a.detach().cpu().numpy(), copy=True)
+        return np.array(a.cpu().numpy(), copy=True)
     if lib == "array_api_strict":
         import array_api_strict
 

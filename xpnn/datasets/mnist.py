@@ -32,7 +32,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from xpnn.backend import asarray, get_backend, resolve_dtype
+from xpnn.backend import _dtype_name, asarray, get_backend, resolve_dtype
 from xpnn.datasets import download as _download
 
 __all__ = [
@@ -326,8 +326,10 @@ def load_mnist_dir(
         host_float = np.float32
     elif float_dtype == backend.xp.float64:
         host_float = np.float64
+    elif _dtype_name(float_dtype) == "float16":  # the book's bit-precision section
+        host_float = np.float16
     else:
-        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+        raise ValueError(f"dtype must be float16, float32 or float64, got {dtype!r}")
 
     missing = _missing_files(data_dir)
     if missing:
