@@ -8,6 +8,10 @@ when you need the number, never inside a training step).
 Shapes: ``x``/``y`` are ``(C,)`` for one sample or ``(N, C)`` for a batch.
 Labels ``t`` are either one-hot with the shape of ``y``, or integer class
 indices of shape ``()``/``(N,)``.
+
+Half-precision inputs (float16, bfloat16) are computed on in float32 by
+softmax and the losses, as PyTorch's autocast does: softmax returns the
+input's dtype (rounded once at the end), the losses a float32 0-d array.
 """
 
 from __future__ import annotations
@@ -81,7 +85,9 @@ def softmax(x: Any) -> Any:
 
     The row maximum is subtracted first, so large scores do not overflow
     (where ``x - max`` overflows to -inf, exp gives the right 0). An empty
-    batch ``(0, C)`` gives an empty result.
+    batch ``(0, C)`` gives an empty result. Half-precision ``x`` (float16,
+    bfloat16) is computed on in float32 and the result rounded once to x's
+    dtype.
 
     Raises:
         TypeError: ``x`` is not floating point.
@@ -89,8 +95,10 @@ def softmax(x: Any) -> Any:
     """
     xp = get_namespace(x)
     _check_scores(x, "softmax", batch=False)
-    e = xp.exp(x - xp.max(x, axis=-1, keepdims=True))
-    return e / xp.sum(e, axis=-1, keepdims=True)
+    wide = ops(x).widen(x)  # x itself unless half
+    e = xp.exp(wide - xp.max(wide, axis=-1, keepdims=True))
+    p = e / xp.sum(e, axis=-1, keepdims=True)
+    return p if wide is x else xp.astype(p, x.dtype)
 
 
 def mean_squared_error(y: Any, t: Any) -> Any:
@@ -101,11 +109,12 @@ def mean_squared_error(y: Any, t: Any) -> Any:
         t: Target of the same shape (one-hot for classification).
 
     Returns:
-        A 0-d array in the dtype of ``y``.
+        A 0-d array in the dtype of ``y`` (float32 for half ``y``).
     """
     xp = get_namespace(y, t)
     if y.shape != t.shape:
         raise ValueError(f"y and t must have the same shape, got {y.shape} and {t.shape}")
+    y = ops(y).widen(y)  # half: the squares summed in float32
     d = y - xp.astype(t, y.dtype)  # integer or float64 t must not promote float32 y
     return 0.5 * xp.sum(d * d)
 
@@ -203,7 +212,8 @@ def cross_entropy_error(y: Any, t: Any) -> Any:
             ``(N,)``.
 
     Returns:
-        A 0-d array in the dtype of ``y``.
+        A 0-d array in the dtype of ``y`` (float32 for half ``y``: the log
+        and the sum in float32).
 
     Raises:
         TypeError: ``y`` is not floating point, or labels are not integers.
@@ -213,7 +223,7 @@ def cross_entropy_error(y: Any, t: Any) -> Any:
     """
     xp = get_namespace(y, t)
     _check_scores(y, "cross_entropy_error")
-    y, t = _as_batch(y, t, xp)
+    y, t = _as_batch(ops(y).widen(y), t, xp)
     return -xp.sum(xp.log(_pick(xp, y, t) + CEE_DELTA)) / y.shape[0]
 
 
@@ -231,7 +241,8 @@ def softmax_cross_entropy(scores: Any, t: Any) -> Any:
         t: One-hot (or soft) targets of that shape, or integer labels.
 
     Returns:
-        A 0-d array in the dtype of ``scores``.
+        A 0-d array in the dtype of ``scores`` (float32 for half
+        ``scores``, which are computed on in float32).
 
     Raises:
         TypeError: ``scores`` are not floating point, or labels are not
@@ -242,6 +253,7 @@ def softmax_cross_entropy(scores: Any, t: Any) -> Any:
     """
     xp = get_namespace(scores, t)
     _check_scores(scores, "softmax_cross_entropy")
+    scores = ops(scores).widen(scores)
     if scores.ndim == 1:
         scores = xp.reshape(scores, (1, scores.shape[0]))
         t = xp.reshape(t, (1, -1)) if t.ndim == 1 else xp.reshape(t, (1,))

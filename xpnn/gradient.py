@@ -36,29 +36,55 @@ H = 1e-4
 
 
 class Float32GradientWarning(UserWarning):
-    """A numerical derivative is taken in float32, where it is mostly rounding noise."""
+    """A numerical derivative is taken in a float narrower than float64.
+
+    float32 (where it is mostly rounding noise), float16 or bfloat16 (where
+    it is nothing but); the message names the dtype and the error to
+    expect. The name is historical: it covers every float below float64.
+    """
+
+
+#: Machine epsilon of the floats narrower than float64 (2**-23, 2**-10, 2**-7).
+_NARROW_EPS = {"float32": 2.0**-23, "float16": 2.0**-10, "bfloat16": 2.0**-7}
 
 
 def warn_if_float32(dtype: Any, who: str, h: float = H, *, stacklevel: int = 3) -> None:
-    """Warn (once per call site, Python's default) when differentiating in float32.
+    """Warn (once per call site, Python's default) when differentiating below float64.
 
     A central difference ``(f(x + h) - f(x - h)) / 2h`` carries the rounding of
     ``f`` and of ``x + h``, about ``eps * |f| / h``: with float32's eps of
     1.2e-7 and the book's h = 1e-4 that is ~1e-3 relative, three of the
     book's digits (numerical_gradient of x0**2 + x1**2 at (3, 4) gives
-    [5.989, 8.001], not [6, 8]). ``torch.autograd.gradcheck`` refuses
-    non-double inputs for the same reason.
+    [5.989, 8.001], not [6, 8]). In float16 (eps 9.8e-4) and bfloat16 (eps
+    7.8e-3) it is 10 to 100 times the derivative itself: ``x + h`` even
+    rounds back to ``x`` wherever ``|x|`` exceeds about ``2h / eps`` (0.2
+    and 0.026 for h = 1e-4), giving a 0 slope. ``torch.autograd.gradcheck``
+    refuses non-double inputs for the same reason. Any dtype of float64 or
+    wider, or not a float, passes silently.
     """
-    if _dtype_name(dtype) != "float32":
+    name = _dtype_name(dtype)
+    eps = _NARROW_EPS.get(name)
+    if eps is None:
         return
-    warnings.warn(
-        f"{who} differentiates in float32: with h={h:g} expect errors of about "
-        f"{1.2e-7 / h:.0e} relative (float32 rounding / h), not the book's numbers. "
-        "Use float64: xpnn.asarray(x, dtype='float64') (NumPy float64 data keeps its "
-        "dtype), or build the model with dtype='float64'",
-        Float32GradientWarning,
-        stacklevel=stacklevel,
+    how = (
+        "xpnn.asarray(x, dtype='float64') (NumPy float64 data keeps its dtype), or "
+        "build the model with dtype='float64'"
     )
+    if name == "float32":
+        message = (
+            f"{who} differentiates in float32: with h={h:g} expect errors of about "
+            f"{eps / h:.0e} relative (float32 rounding / h), not the book's numbers. "
+            f"Use float64: {how}"
+        )
+    else:
+        message = (
+            f"{who} differentiates in {name}: with h={h:g} expect errors of about "
+            f"{eps / h:.0e} relative ({name} rounding {eps:.1e} / h), no correct digit, "
+            f"and x + h rounds back to x (a 0 slope) where |x| exceeds about "
+            f"{2 * h / eps:.2g}. Numerical differentiation needs float64 (check gradients "
+            f"in float64 even when training in {name}): {how}"
+        )
+    warnings.warn(message, Float32GradientWarning, stacklevel=stacklevel)
 
 
 def numerical_diff(f: Callable[[Any], Any], x: Any, h: float = H) -> Any:
@@ -67,7 +93,8 @@ def numerical_diff(f: Callable[[Any], Any], x: Any, h: float = H) -> Any:
     Args:
         f: A function of one variable.
         x: A Python number (float64) or an array (then element-wise). A
-            float32 array gives a :class:`Float32GradientWarning`.
+            float32, float16 or bfloat16 array gives a
+            :class:`Float32GradientWarning`.
         h: The step.
     """
     if _library(x) is not None:
@@ -100,8 +127,8 @@ def numerical_gradient(f: Callable[[Any], Any], x: Any, h: float = H) -> Any:
         TypeError: ``x`` is not a floating-point array.
 
     Warns:
-        Float32GradientWarning: ``x`` is float32 (use float64 for the book's
-            numbers).
+        Float32GradientWarning: ``x`` is float32, float16 or bfloat16 (use
+            float64 for the book's numbers).
     """
     _require_float(x, get_namespace(x), "numerical_gradient")
     warn_if_float32(x.dtype, "numerical_gradient", h)
@@ -338,7 +365,7 @@ def two_layer_numerical_gradient(
             gradient NaN instead (a check would cost a sync).
 
     Warns:
-        Float32GradientWarning: The parameters are float32.
+        Float32GradientWarning: The parameters are float32, float16 or bfloat16.
     """
     warn_if_float32(W1.dtype, "two_layer_numerical_gradient", h)
     return _two_layer_numerical_gradient(W1, b1, W2, b2, x, t, h)

@@ -264,7 +264,8 @@ class Affine(MatMul):
         W, _ = self.params
         k = ops(dout, W)
         _into(self.grads[0], k.matmul(self.x.T, dout, out=self.grads[0]))
-        _into(self.grads[1], k.sum(dout, axis=0, out=self.grads[1]))
+        # Half floats: summed in float32, rounded once (NumPy would round per row).
+        _into(self.grads[1], k.sum_wide(dout, axis=0, out=self.grads[1]))
         if not input_grad:  # the first layer: nobody needs dL/dx, skip a matrix product
             return None
         dx = k.matmul(dout, W.T, out=self._buffer(k, "dx", tuple(self.x.shape), W.dtype, dout))
@@ -382,8 +383,11 @@ class Softmax(Layer):
 
     def backward(self, dout: Any, *, input_grad: bool = True) -> Any:
         xp = get_namespace(dout)
-        dx = self.out * dout
-        return dx - self.out * xp.sum(dx, axis=-1, keepdims=True)
+        k = ops(dout)
+        out, d = k.widen(self.out), k.widen(dout)  # half floats: the sum in float32
+        dx = out * d
+        dx = dx - out * xp.sum(dx, axis=-1, keepdims=True)
+        return dx if d is dout else xp.astype(dx, dout.dtype)
 
 
 def one_hot(t: Any, num_classes: int, dtype: Any) -> Any:
@@ -412,6 +416,17 @@ class SoftmaxWithLoss(Layer):
     Integer labels must be in ``0..C-1``: :func:`xpnn.functions.check_labels`
     refuses others where reading them is free (NumPy, PyTorch CPU); on a
     device the loss and the gradient rows of invalid labels are NaN instead.
+
+    Half-precision scores (float16, bfloat16) are computed on in float32, as
+    PyTorch's autocast does: the loss is a float32 0-d array, the softmax
+    ``y`` is kept in float32, and backward computes ``(y - t) * dout / N`` in
+    float32 and rounds it once to the scores' dtype, so the layers below stay
+    in half. Without that a float16 exp overflows where scores differ by
+    more than about 11.
+
+    ``dout`` may be a Python number or a 0-d array on the scores' device
+    (a loss scale that mixed-precision training keeps there): it is used
+    on the device, never read on the host.
     """
 
     def __init__(self) -> None:
@@ -419,12 +434,13 @@ class SoftmaxWithLoss(Layer):
         self.loss: Any = None
         self.y: Any = None
         self.t: Any = None
+        self.scores_dtype: Any = None  # x's dtype, which backward's dx gets
 
     def forward(self, x: Any, t: Any) -> Any:
         """Mean loss of scores ``x`` ``(N, C)`` (float, N > 0) against ``t``.
 
         ``t`` is integer labels ``(N,)`` or one-hot (or soft) targets
-        ``(N, C)``. Returns a 0-d array in x's dtype.
+        ``(N, C)``. Returns a 0-d array in x's dtype, float32 for half ``x``.
 
         Raises:
             TypeError: ``x`` is not floating point, or ``(N,)`` labels are
@@ -450,8 +466,11 @@ class SoftmaxWithLoss(Layer):
                 f"labels of shape {tuple(t.shape)} do not fit scores of shape {tuple(x.shape)}: "
                 f"give ({n},) integer labels or ({n}, {c}) one-hot"
             )
-        y = self._buffer(k, "y", (n, c), x.dtype, x)
-        shifted = self._buffer(k, "shifted", (n, c), x.dtype, x)
+        # Half scores: softmax and loss in float32 (the buffers too).
+        wide = k.wide_dtype(x.dtype)
+        y = self._buffer(k, "y", (n, c), wide, x)
+        shifted = self._buffer(k, "shifted", (n, c), wide, x)
+        self.scores_dtype = x.dtype
         if t.ndim == 1:
             check_labels(t, c, "SoftmaxWithLoss labels")
             # Labels stay labels: backward subtracts 1 at them, no one-hot is built.
@@ -461,7 +480,7 @@ class SoftmaxWithLoss(Layer):
         # One-hot (or soft) targets: rows of t sum to 1, so the loss of a row
         # is log(sum(exp(s))) - sum(t * s).
         self.y, shifted, total = k.softmax_rows(x, y, shifted)
-        self.t = xp.astype(t, x.dtype)
+        self.t = xp.astype(t, self.y.dtype)
         # Where t is 0 the term is 0, even where s is -inf (scores spanning
         # more than the float range): 0 * -inf would make the loss NaN.
         s = xp.where(self.t != 0, shifted, 0.0)
@@ -469,12 +488,29 @@ class SoftmaxWithLoss(Layer):
         return self.loss
 
     def backward(self, dout: Any = 1, *, input_grad: bool = True) -> Any:
-        n, c = self.y.shape
-        k = ops(self.y, self.t)
-        dx = self._buffer(k, "dx", (n, c), self.y.dtype, self.y)
+        """``(softmax(x) - t) * dout / N``, in the dtype of the scores ``x``.
+
+        ``dout``: a Python number, or a 0-d array on the scores' backend and
+        device (used there, never read on the host).
+
+        Raises:
+            ValueError: ``dout`` is an array that is not 0-d.
+            xpnn.BackendMismatchError: ``dout`` is on another backend or device.
+        """
+        y = self.y
+        n, c = y.shape
+        k = ops(y, self.t)
+        scale = k.dout_scale(dout, n, y.dtype, like=y)
+        dx = self._buffer(k, "dx", (n, c), y.dtype, y)
         if self.t.ndim == 1:
-            return k.label_difference(self.y, self.t, dout / n, out=dx)
-        return k.scaled_difference(self.y, self.t, dout / n, out=dx)
+            dx = k.label_difference(y, self.t, scale, out=dx)
+        else:
+            dx = k.scaled_difference(y, self.t, scale, out=dx)
+        if self.scores_dtype is None or not k.is_half(self.scores_dtype):
+            return dx
+        # Half scores: computed in float32 above, rounded once to their dtype.
+        half = self._buffer(k, "dx_half", (n, c), self.scores_dtype, y)
+        return k.cast(dx, self.scores_dtype, out=half)
 
 
 def backward(

@@ -348,14 +348,15 @@ class LayeredNet:
         return backward(self.layers, self.loss_layer, dout, input_grad=input_grad)
 
     def accuracy(self, x: Any, t: Any) -> Any:
-        """Fraction of correctly classified samples (a 0-d array)."""
+        """Fraction of correctly classified samples (a 0-d array of x's dtype;
+        float32 for half-precision x, whose count would round above 2,048)."""
         xp = get_namespace(x, t)
         if self._single(x):
             x, t = xp.reshape(x, (1, -1)), xp.reshape(t, (1, *t.shape))
         y = xp.argmax(self._run(x), axis=1)
         if t.ndim != 1:
             t = xp.argmax(t, axis=1)
-        return xp.sum(xp.astype(y == t, x.dtype)) / x.shape[0]
+        return xp.sum(xp.astype(y == t, ops(x).wide_dtype(x.dtype))) / x.shape[0]
 
 
 class LayeredTwoLayerNet(LayeredNet):

@@ -12,13 +12,14 @@ the function.)
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
 
 from xpnn.backend.cuda.cublas import _cupy_gemm
 from xpnn.backend.cuda.kernels import _cupy_kernel
-from xpnn.backend.dtypes import _dtype_name
+from xpnn.backend.dtypes import HALF_FLOATS, _dtype_name
 from xpnn.backend.namespace import backend_of, device_of, get_namespace
 
 __all__ = ["Ops", "ops"]
@@ -65,6 +66,15 @@ class Ops:
             numbers = self._aranges[n] = np.arange(n)
         return numbers
 
+    def quiet(self) -> Any:
+        """A context in which NumPy (and array-api-strict, which computes with it)
+        does not warn of overflow and invalid operations: for steps where an
+        inf or NaN is expected and handled (a loss-scaled step that overflows
+        is detected and skipped). Elsewhere a context that does nothing."""
+        if self.native is np or (self.native is None and self.torch is None):
+            return np.errstate(over="ignore", invalid="ignore", divide="ignore")
+        return contextlib.nullcontext()
+
     def isdtype(self, dtype: Any, kind: str) -> bool:
         """``xp.isdtype(dtype, kind)``, remembered (it is slow for what it does)."""
         key = (type(dtype), dtype, kind)  # the type first: see _dtype_name
@@ -74,6 +84,96 @@ class Ops:
             pass
         answer = self._isdtype[key] = self.xp.isdtype(dtype, kind)
         return answer
+
+    # Half-precision floats (float16, bfloat16) are stored and multiplied in
+    # half, but softmax, the losses and sums accumulate in float32, as
+    # PyTorch's autocast does: a float16 exp overflows above 11.1 and a sum of
+    # float16 values loses a bit per addition. float32 and float64 arrays pass
+    # these helpers untouched (no cast, no copy).
+
+    @staticmethod
+    def is_half(dtype: Any) -> bool:
+        """Whether ``dtype`` is a half-precision float (float16 or bfloat16)."""
+        return _dtype_name(dtype) in HALF_FLOATS
+
+    def wide_dtype(self, dtype: Any) -> Any:
+        """The dtype softmax, losses and sums of ``dtype`` accumulate in: float32
+        for the half floats, ``dtype`` itself otherwise."""
+        return self.xp.float32 if _dtype_name(dtype) in HALF_FLOATS else dtype
+
+    def widen(self, a: Any, out: Any = None) -> Any:
+        """``a`` in float32 if it is a half float, else ``a`` itself (not copied).
+
+        Args:
+            a: Any array.
+            out: A float32 buffer of ``a``'s shape for the copy (NumPy and
+                CuPy; ignored elsewhere and for arrays that are not half).
+
+        Raises:
+            ValueError: ``a`` is half and ``out`` is not float32 (writing
+                there would round the result back to half without a word).
+        """
+        if _dtype_name(a.dtype) not in HALF_FLOATS:
+            return a
+        float32 = self.xp.float32
+        if out is not None and self.native is not None:
+            if out.dtype != float32:
+                raise ValueError(
+                    f"a {_dtype_name(a.dtype)} array is computed on in float32, so its "
+                    f"buffer must be float32, got {_dtype_name(out.dtype)}"
+                )
+            self.native.copyto(out, a)
+            return out
+        return self.xp.astype(a, float32)
+
+    def cast(self, a: Any, dtype: Any, out: Any = None) -> Any:
+        """``a`` rounded once to ``dtype`` (into ``out``, of that dtype, where given)."""
+        if out is not None and self.native is not None:
+            self.native.copyto(out, a, casting="same_kind")
+            return out
+        return self.xp.astype(a, dtype)
+
+    def sum_wide(self, a: Any, axis: int | None, out: Any = None) -> Any:
+        """:meth:`sum`, accumulated in float32 when ``a`` is a half float.
+
+        The float32 total is rounded once to ``out``'s dtype (``a``'s without
+        ``out``). NumPy sums float16 along a non-contiguous axis (``axis=0``
+        of a C-ordered batch: a bias gradient) in float16, one rounding per
+        row; PyTorch and CuPy accumulate wider already. Other dtypes: exactly
+        :meth:`sum`.
+        """
+        if _dtype_name(a.dtype) not in HALF_FLOATS:
+            return self.sum(a, axis=axis, out=out)
+        total = self.sum(self.widen(a), axis=axis)
+        return self.cast(total, a.dtype if out is None else out.dtype, out=out)
+
+    def dout_scale(self, dout: Any, n: int, dtype: Any, like: Any) -> Any:
+        """``dout / n``, the factor of a mean loss's backward, without reading ``dout``.
+
+        Args:
+            dout: The upstream gradient of the loss: a Python number (or a
+                NumPy scalar), used as it always was; or a 0-d array on the
+                backend and device of ``like`` (a loss scale kept on the
+                device), cast to ``dtype`` there, never read on the host.
+            n: The batch size the loss averages over.
+            dtype: The dtype the backward pass computes in.
+            like: An array the backward pass computes on.
+
+        Raises:
+            ValueError: ``dout`` is an array that is not 0-d (a loss is a scalar).
+            xpnn.BackendMismatchError: ``dout`` is on another backend or device.
+        """
+        if isinstance(dout, (int, float, np.generic)):
+            return dout / n
+        if getattr(dout, "ndim", None) != 0:
+            raise ValueError(
+                "dout must be a number or a 0-d array (the loss is a scalar), got "
+                + (f"shape {tuple(dout.shape)}" if hasattr(dout, "shape") else repr(dout))
+            )
+        get_namespace(dout, like)  # the same backend and device, or BackendMismatchError
+        if dout.dtype != dtype:
+            dout = self.xp.astype(dout, dtype)  # on the device: no sync
+        return dout / n
 
     # Each operation writes into ``out`` where the library can, else returns a
     # new array (spelled out per operation: this is the hot path of a step).
@@ -171,12 +271,19 @@ class Ops:
         dx = self.subtract(1.0, y, out=out)
         return self.multiply(self.multiply(dx, y, out=dx), dout, out=dx)
 
-    def scaled_difference(self, a: Any, b: Any, scale: float, out: Any = None) -> Any:
-        """(a - b) * scale."""
+    def scaled_difference(self, a: Any, b: Any, scale: Any, out: Any = None) -> Any:
+        """(a - b) * scale; ``scale`` a number or a 0-d array of a's dtype (never read)."""
         kernel = self._kernel("scaled_difference")
-        if kernel is not None and out is not None and isinstance(scale, (int, float)):
-            return kernel(a, b, a.dtype.type(scale), out)
+        if kernel is not None and out is not None:
+            if isinstance(scale, (int, float)):
+                return kernel(a, b, a.dtype.type(scale), out)
+            if self._device_scalar(scale, a.dtype):  # broadcast by the kernel, never read
+                return kernel(a, b, scale, out)
         return self.multiply(self.subtract(a, b, out=out), scale, out=out)
+
+    def _device_scalar(self, scale: Any, dtype: Any) -> bool:
+        """Whether ``scale`` is a 0-d array of ``dtype`` of this (native) library."""
+        return isinstance(scale, self.native.ndarray) and scale.ndim == 0 and scale.dtype == dtype
 
     def subtract_scaled(self, p: Any, g: Any, lr: float, scratch: Any = None) -> Any:
         """p -= lr * g in place (lr * g goes into ``scratch`` when given)."""
@@ -287,6 +394,11 @@ class Ops:
         exceeds the float range, as for a label whose score is 1e308 below
         the maximum: then it is inf).
 
+        Half-precision scores (float16, bfloat16) are cast to float32 first
+        (into ``shifted``) and everything is computed in float32, as under
+        PyTorch's autocast: float16's exp would overflow for a score 11.1
+        above another's, and its sums lose a bit per addition.
+
         Args:
             x: Scores ``(N, C)``, float, N > 0.
             t: Labels ``(N,)`` in ``0..C-1``, integer.
@@ -294,23 +406,33 @@ class Ops:
             shifted: Work buffer ``(N, C)`` for ``s``, or None.
             checked: :meth:`check_labels` already ran on ``t``.
 
+        Both buffers have x's dtype, or float32 for half ``x``
+        (:meth:`wide_dtype`).
+
         Returns:
-            ``(softmax(x), mean loss)``: ``(N, C)`` and a 0-d array, in x's dtype.
+            ``(softmax(x), mean loss)``: ``(N, C)`` and a 0-d array, in x's
+            dtype (float32 for half ``x``).
 
         Raises:
             ValueError: ``N`` is 0 (a mean over no samples), or a label is
                 out of range where reading labels is free (see
                 :meth:`check_labels`). On a device a label out of range makes
                 its row's loss NaN, so the mean is NaN (on CuPy both results
-                come from one kernel).
+                come from one kernel). Half ``x`` with buffers not float32.
         """
         n, c = x.shape
         if n == 0:
             raise ValueError(f"the loss of an empty batch is undefined: scores of shape {(n, c)}")
         if not checked:
             self.check_labels(t, c)
+        x = self._widen_scores(x, y, shifted)
         kernel = self._kernel("softmax_cross_entropy")
-        if kernel is not None and y is not None and x.dtype in (np.float32, np.float64):
+        if (
+            kernel is not None
+            and y is not None
+            and x.dtype in (np.float32, np.float64)
+            and y.dtype == x.dtype
+        ):
             return kernel(x, t, y)
         y, s, total = self.softmax_rows(x, y, shifted)
         loss = self.sum(self.xp.log(total[:, 0]) - self.pick(s, t, checked=True), axis=None) / n
@@ -319,28 +441,52 @@ class Ops:
     def softmax_rows(self, x: Any, y: Any = None, shifted: Any = None) -> tuple[Any, Any, Any]:
         """Softmax over the rows of ``x`` ``(N, C)``, keeping what a loss needs.
 
+        Half-precision ``x`` is computed on in float32 (cast into
+        ``shifted``), as in :meth:`softmax_cross_entropy`.
+
         Returns:
             ``(softmax(x), s, sum(exp(s)))`` with ``s = x - max(x)`` per row:
             ``(N, C)``, ``(N, C)`` and ``(N, 1)`` (into ``y`` and ``shifted``
-            where given).
+            where given), in x's dtype (float32 for half ``x``).
+
+        Raises:
+            ValueError: Half ``x`` with buffers that are not float32.
         """
+        x = self._widen_scores(x, y, shifted)
         s = self.subtract(x, self.max(x, axis=1, keepdims=True), out=shifted)
         e = self.exp(s, out=y)
         total = self.sum(e, axis=1, keepdims=True)
         return self.divide(e, total, out=e), s, total
 
+    def _widen_scores(self, x: Any, y: Any, shifted: Any) -> Any:
+        """Half scores in float32 (into ``shifted``), checking the softmax
+        buffers are float32 too; other scores unchanged."""
+        if _dtype_name(x.dtype) not in HALF_FLOATS:
+            return x
+        if y is not None and self.native is not None and y.dtype != self.xp.float32:
+            raise ValueError(
+                f"the softmax of {_dtype_name(x.dtype)} scores is computed in float32, so "
+                f"its buffer must be float32, got {_dtype_name(y.dtype)}"
+            )
+        return self.widen(x, out=shifted)
+
     def label_difference(self, y: Any, t: Any, scale: Any, out: Any = None) -> Any:
         """``(y - one_hot(t)) * scale``: softmax-with-loss's backward for integer labels.
 
-        ``y`` is ``(N, C)``, ``t`` integer ``(N,)``; the one-hot is not built
+        ``y`` is ``(N, C)``, ``t`` integer ``(N,)``, ``scale`` a number or a
+        0-d array of y's dtype on y's device (never read on the host,
+        see :meth:`dout_scale`); the one-hot is not built
         on CuPy (one kernel) and is a boolean comparison on NumPy. A row whose
         label is outside ``0..C-1`` is NaN, as its loss is (see :meth:`pick`),
         except on NumPy: there the forward pass refused such labels, and
         checking again would cost a read of the labels every step.
         """
         kernel = self._kernel("label_difference")
-        if kernel is not None and out is not None and isinstance(scale, (int, float)):
-            return kernel(y, t, y.shape[1], y.dtype.type(scale), out)
+        if kernel is not None and out is not None:
+            if isinstance(scale, (int, float)):
+                return kernel(y, t, y.shape[1], y.dtype.type(scale), out)
+            if self._device_scalar(scale, y.dtype):  # broadcast by the kernel, never read
+                return kernel(y, t, y.shape[1], scale, out)
         xp = self.xp
         c = y.shape[1]
         if self.native is np:

@@ -126,7 +126,15 @@ def _load_cublas_gemm() -> _CublasGemm | None:
 
 
 def _cupy_gemm(a: Any, b: Any, out: Any) -> bool:
-    """Run ``out = a @ b`` with :class:`_CublasGemm`; False where it does not apply."""
+    """Run ``out = a @ b`` with :class:`_CublasGemm`; False where it does not apply.
+
+    Only float32 and float64 apply. For float16 it returns False, so
+    ``cupy.matmul`` runs the product: CuPy calls ``cublasGemmEx`` with
+    ``CUBLAS_COMPUTE_32F`` for float16 (float32 accumulation, as NumPy and
+    PyTorch do), but refuses cuBLAS while a CUDA graph is captured, so a
+    float16 step cannot be recorded as one (it raises; nothing is computed
+    wrongly).
+    """
     if not _GEMM:
         _GEMM.append(_load_cublas_gemm())
     gemm = _GEMM[0]

@@ -70,7 +70,12 @@ extern "C" __global__ void softmax_xent_double(
 
 
 class _CupySoftmaxXent:
-    """The fused CuPy softmax-with-loss forward of :meth:`Ops.softmax_cross_entropy`."""
+    """The fused CuPy softmax-with-loss forward of :meth:`Ops.softmax_cross_entropy`.
+
+    float32 and float64 only, ``x`` and ``y`` of one dtype (Ops checks both):
+    float16 scores reach it already cast to float32, as autocast computes
+    softmax and the loss.
+    """
 
     def __init__(self) -> None:
         import cupy
