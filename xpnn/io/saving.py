@@ -2,11 +2,27 @@
 
 A model file holds each array of the model as a plain ``.npy`` member and one
 JSON string of metadata: the model class and its ``config`` (for a
-:class:`~xpnn.models.LayeredNet`, each layer's kind and sizes), the dtype and
-the xpnn version. :func:`load` computes from the metadata the names, shapes
-and dtype of every array without building the model, has the reader check
-the file against them (:mod:`xpnn.io.npz`), and only then reads the data and
-builds the model on the active backend.
+:class:`~xpnn.models.LayeredNet`, each layer's kind and sizes), two dtypes
+and the xpnn version. :func:`load` computes from the metadata the names,
+shapes and dtype of every array without building the model, has the reader
+check the file against them (:mod:`xpnn.io.npz`), and only then reads the
+data and builds the model on the active backend.
+
+Storage dtype and compute dtype. ``"dtype"`` is the dtype the arrays are
+stored in (every ``.npy`` header says it too); ``"compute_dtype"`` is the
+dtype the model computed in, which :func:`load` rebuilds it in. They differ
+when a file is stored narrower than the model, the book's way to halve a
+file (vol. 2, section 1.5, ``np.float16``)::
+
+    xpnn.io.save(net, "net.npz", dtype="float16")   # a float32 net, half the bytes
+    net = xpnn.io.load("net.npz")                   # float32 again (rounded to float16)
+
+and for a bfloat16 model (PyTorch), which is stored in float32 (it holds
+every bfloat16 value exactly) or float16, since NumPy has no bfloat16. The
+conversion is done on the host, after the device-to-host copy, so any
+backend saves in any storage dtype. Files without ``"compute_dtype"``
+(xpnn before it) load in their stored dtype; an older xpnn reading a new
+file ignores the key and loads the stored dtype.
 """
 
 from __future__ import annotations
@@ -32,6 +48,16 @@ from xpnn.io.npz import (
     _NpzFile,
     _write_npz,
 )
+
+#: The dtypes a model may compute in (``"compute_dtype"``); files store one of
+#: ``_FLOATS`` (NumPy, hence ``.npy``, has no bfloat16).
+_COMPUTE_FLOATS = ("float16", "bfloat16", "float32", "float64")
+#: The smallest magnitude that rounds to infinity in bfloat16 (its largest
+#: value, 0x1.fep127, plus half a unit in the last place: a tie, which rounds
+#: to the even neighbour, infinity).
+_BFLOAT16_OVERFLOW = float.fromhex("0x1.ffp127")
+#: What a storage dtype too narrow for the values widens to, in messages.
+_WIDER = {"float16": "float32", "float32": "float64"}
 
 # --------------------------------------------------------------------------
 # Models
@@ -78,7 +104,7 @@ def _check_names(
         )
 
 
-def save(model: Any, path: str | os.PathLike[str]) -> Path:
+def save(model: Any, path: str | os.PathLike[str], *, dtype: Any = None) -> Path:
     """Write a model's arrays and description to an ``.npz`` file.
 
     The description is data (JSON), never pickle: the model's class and
@@ -86,14 +112,27 @@ def save(model: Any, path: str | os.PathLike[str]) -> Path:
     config, so any model made of registered layers (built from Affine,
     Relu, ... or by a new layer that declares its config) saves.
 
+    ``dtype="float16"`` stores a float32 (or float64) model in half the
+    bytes, as the book does with ``np.float16`` (vol. 2, section 1.5): the
+    arrays are rounded on the host, and :func:`load` rebuilds the model in
+    its own dtype, recorded as ``"compute_dtype"``. Rounding small values to
+    zero is accepted; a finite value too large for the storage dtype (over
+    65504 in float16: it would be stored as infinite) is refused. NaN and
+    infinite values are stored as they are (:func:`load` refuses them
+    unless ``allow_nonfinite``).
+
     The file is written to a temporary name beside ``path`` and renamed into
-    place, so an interrupted save never leaves a half-written file.
+    place, so an interrupted save, or a refused one, never leaves a
+    half-written file.
 
     Args:
         model: A SimpleNet, TwoLayerNet, LayeredTwoLayerNet or LayeredNet
-            (any backend, float16/32/64).
+            (any backend; float16, bfloat16, float32 or float64 arrays).
         path: Where to write (``.npz`` is the usual suffix); not a link or
             a device.
+        dtype: Storage dtype, ``"float16"``, ``"float32"`` or ``"float64"``
+            (a name or a NumPy dtype). Omitted: the model's dtype, and
+            float32 for a bfloat16 model (exact; NumPy has no bfloat16).
 
     Returns:
         The path written.
@@ -103,12 +142,16 @@ def save(model: Any, path: str | os.PathLike[str]) -> Path:
             otherwise than the LayeredNet it would load as), or a layer not
             in :data:`xpnn.layers.LAYERS`.
         ValueError: A layer's arrays do not fit its declared config, mixed
-            dtypes, or more than :data:`MAX_ELEMENTS` parameters.
+            dtypes, more than :data:`MAX_ELEMENTS` parameters, ``dtype`` is
+            bfloat16 or not a float dtype, or a parameter holds a value too
+            large for ``dtype`` (the message names it and its largest
+            magnitude). Nothing is written then.
         ModelFileError: ``path`` is a link, a directory or a device.
     """
     from xpnn import __version__
     from xpnn.models import LayeredNet
 
+    store = None if dtype is None else _storage_dtype(dtype)
     name = type(model).__name__
     cls = _models().get(name)
     if cls is not type(model):
@@ -142,29 +185,107 @@ def save(model: Any, path: str | os.PathLike[str]) -> Path:
                 "(shared between layers), which a file cannot record yet"
             )
     dtypes = sorted({_dtype_name(a.dtype) for a in live.values()})
-    if len(dtypes) != 1 or dtypes[0] not in _FLOATS:
+    if len(dtypes) != 1 or dtypes[0] not in _COMPUTE_FLOATS:
         raise ValueError(f"cannot save this {name}: its arrays are {dtypes}, not one float dtype")
+    compute = dtypes[0]
+    if store is None:
+        store = "float32" if compute == "bfloat16" else compute
     total = sum(math.prod(s) for s in shapes.values())
     if total > MAX_ELEMENTS:
         raise ValueError(f"cannot save this {name}: {total} parameters, over {MAX_ELEMENTS}")
-    arrays = {key: to_numpy(a) for key, a in live.items()}
+    arrays = {key: _stored(name, key, to_numpy(a), store) for key, a in live.items()}
     meta = {
         "format": MODEL_FORMAT,
         "kind": "model",
         "xpnn": __version__,
         "model": name,
         "config": config,
-        "dtype": dtypes[0],
+        "dtype": store,
+        "compute_dtype": compute,
         "params": {key: list(s) for key, s in shapes.items()},
     }
     return _write_npz(path, arrays, meta, MODEL_META_CHARS)
 
 
-def _check_model_file(npz: _NpzFile) -> tuple[type, Any, str]:
-    """The class, config and dtype of a model file whose members all fit them.
+def _storage_dtype(dtype: Any) -> str:
+    """The name of a storage dtype :func:`save` accepts (ValueError otherwise).
+
+    Args:
+        dtype: A name (``"float16"``), a NumPy dtype or type, or a dtype of
+            a backend (``torch.float16``).
+
+    Returns:
+        ``"float16"``, ``"float32"`` or ``"float64"``.
+
+    Raises:
+        ValueError: bfloat16 (no ``.npy`` dtype), or not a float dtype.
+    """
+    try:
+        name = _dtype_name(dtype)
+    except TypeError:
+        name = None
+    if name == "bfloat16":
+        raise ValueError(
+            "cannot store parameters in bfloat16: NumPy, whose .npy arrays a model file "
+            "holds, has no bfloat16; store in float16 or float32 (dtype='float16' halves "
+            "the file; float32 holds every bfloat16 value exactly), and load with "
+            "dtype='bfloat16' if the file does not record it"
+        )
+    if name not in _FLOATS:
+        raise ValueError(
+            f"cannot store parameters in {dtype!r:.40}: the storage dtype must be one of "
+            f"{', '.join(_FLOATS)}"
+        )
+    return name
+
+
+def _stored(model: str, key: str, host: np.ndarray, store: str) -> np.ndarray:
+    """A parameter's host array in the storage dtype, refusing values that overflow it.
+
+    Args:
+        model: The model's class name, for the message.
+        key: The parameter's name in the file (``W1``, ``layers.0.W``).
+        host: Its values, any shape, float16/32/64 (bfloat16 arrives as
+            float32 from :func:`~xpnn.to_numpy`).
+        store: The storage dtype's name.
+
+    Returns:
+        ``host`` itself when already ``store``, else a converted copy, same
+        shape, dtype ``store``. Values that round to zero, NaN and infinity
+        are kept as rounding gives them.
+
+    Raises:
+        ValueError: A finite value would be stored as infinite.
+    """
+    if host.dtype.name == store:
+        return host
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = host.astype(store)
+    if np.finfo(out.dtype).max < np.finfo(host.dtype).max:
+        finite = np.isfinite(host)
+        if (finite & ~np.isfinite(out)).any():
+            largest = float(np.abs(host[finite]).max())
+            raise ValueError(
+                f"cannot save this {model} in {store}: {key} holds values up to "
+                f"{largest:.6g} in magnitude, beyond the {store} range (largest "
+                f"{float(np.finfo(store).max):.6g}): they would be stored as infinite; "
+                f"store in {_WIDER[store]} (dtype='{_WIDER[store]}')"
+            )
+    return out
+
+
+def _check_model_file(npz: _NpzFile) -> tuple[type, Any, str, str | None]:
+    """The class, config and dtypes of a model file whose members all fit them.
 
     Everything is checked from the metadata and the ``.npy`` headers; no
     array is read and no model built.
+
+    Returns:
+        The model class, its config, the storage dtype (that of every
+        member) and the compute dtype (None in files without one).
+
+    Raises:
+        ModelFileError: The file does not fit (the message says how).
     """
     path, meta = npz.path, npz.meta
     if meta.get("kind") == "checkpoint":
@@ -189,6 +310,12 @@ def _check_model_file(npz: _NpzFile) -> tuple[type, Any, str]:
     stored = meta.get("dtype")
     if stored not in _FLOATS:
         raise ModelFileError(f"{path}: corrupt metadata: dtype {stored!r:.40}, not {_FLOATS}")
+    compute = meta.get("compute_dtype")
+    if "compute_dtype" in meta and not (isinstance(compute, str) and compute in _COMPUTE_FLOATS):
+        raise ModelFileError(
+            f"{path}: corrupt metadata: compute_dtype {compute!r:.40}, not one of "
+            f"{', '.join(_COMPUTE_FLOATS)}"
+        )
     config = meta.get("config")
     try:
         expected = cls.array_shapes(config)
@@ -217,22 +344,30 @@ def _check_model_file(npz: _NpzFile) -> tuple[type, Any, str]:
                 f"{path}: {key} is {header.dtype.name}, but the metadata says {stored}: "
                 "damaged or edited"
             )
-    return cls, config, stored
+    return cls, config, stored, compute
 
 
 def _converted(
     source: str, arrays: Mapping[str, np.ndarray], dtypes: Mapping[str, str], allow_nonfinite: bool
 ) -> dict[str, np.ndarray]:
-    """Host arrays in their target dtypes, refusing NaN, inf and values that overflow."""
+    """Host arrays in their target dtypes, refusing NaN, inf and values that overflow.
+
+    NumPy has no bfloat16: for that target the host array is float32, and
+    values that would round to infinity in bfloat16 count as overflowing.
+    """
     out = {}
     for key, a in arrays.items():
+        target = dtypes[key]
         with np.errstate(over="ignore", invalid="ignore"):
-            b = a.astype(dtypes[key], copy=False)
-        if not allow_nonfinite and not np.isfinite(b).all():
+            b = a.astype("float32" if target == "bfloat16" else target, copy=False)
+        finite = bool(np.isfinite(b).all())
+        if finite and target == "bfloat16" and b.size:
+            finite = float(np.abs(b).max()) < _BFLOAT16_OVERFLOW
+        if not allow_nonfinite and not finite:
             if np.isfinite(a).all():
                 raise ModelFileError(
                     f"{source}: {key} holds values up to {np.abs(a).max():.3g}, beyond the "
-                    f"{dtypes[key]} range: they would load as infinite; load with "
+                    f"{target} range: they would load as infinite; load with "
                     f"dtype='{a.dtype.name}', or pass allow_nonfinite=True"
                 )
             raise ModelFileError(
@@ -250,9 +385,16 @@ def load(path: str | os.PathLike[str], *, dtype: Any = None, allow_nonfinite: bo
     module docs), and the model is built only once its arrays are read and
     checked.
 
+    The model is built in the dtype it computed in (the file's
+    ``"compute_dtype"``): a float32 model saved with ``dtype="float16"``
+    loads as float32, holding the float16-rounded values. A file without
+    one (xpnn before it) loads in its stored dtype.
+
     Args:
         path: A file written by :func:`save` (any xpnn version).
-        dtype: Float dtype of the parameters (the saved one if omitted).
+        dtype: Float dtype of the parameters (float16, bfloat16, float32 or
+            float64, as the active backend has them); omitted: the file's
+            compute dtype, else its storage dtype.
         allow_nonfinite: Load NaN or infinite values (and values that
             overflow ``dtype``) instead of refusing the file.
 
@@ -265,14 +407,22 @@ def load(path: str | os.PathLike[str], *, dtype: Any = None, allow_nonfinite: bo
             do not fit (the message names them).
         FileNotFoundError: ``path`` does not exist.
         ValueError: ``XPNN_BACKEND`` names no backend, or ``dtype`` (or the
-            file's) is not a float dtype of the active backend.
+            file's: bfloat16 on NumPy, float16 on array-api-strict) is not a
+            float dtype of the active backend; the message says to pass
+            ``dtype=``.
     """
     backend = get_backend()  # a bad XPNN_BACKEND is the variable's fault, not the file's
     want = None if dtype is None else _float_name(backend, dtype, "dtype")
     path = Path(path)
     with _NpzFile(path, MODEL_META_CHARS) as npz:
-        cls, config, stored = _check_model_file(npz)
-        name = want or _float_name(backend, stored, f"{path} holds {stored} parameters;")
+        cls, config, stored, compute = _check_model_file(npz)
+        if want is not None:
+            name = want
+        elif compute is None or compute == stored:
+            name = _float_name(backend, stored, f"{path} holds {stored} parameters;")
+        else:
+            what = f"{path} holds a {compute} model (stored in {stored});"
+            name = _float_name(backend, compute, what)
         host = {key: npz.read(key) for key in npz.headers}
     host = _converted(str(path), host, dict.fromkeys(host, name), allow_nonfinite)
     model = cls.from_config(config, dtype=name)
@@ -286,7 +436,7 @@ def _float_name(backend: Any, dtype: Any, what: str) -> str:
         name = _dtype_name(resolve_dtype(backend.xp, dtype))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{what} {exc}; pass dtype='float32'") from None
-    if name not in _FLOATS:
+    if name not in _COMPUTE_FLOATS:
         raise ValueError(f"{what} {name} is not a float dtype; pass dtype='float32'")
     return name
 
