@@ -193,3 +193,31 @@ def test_gradcheck_fails_beyond_tolerance(capsys, monkeypatch):
     assert np.isclose(
         float(out.split("largest relative difference")[1].split()[0]), 0.0099, rtol=0.05
     )
+
+
+def test_train_mixed_precision_on_every_backend(capsys, backend):
+    argv = ["train", "--quiet", "--epochs", "20", "--backend", backend.spec]
+    if backend.name == "array_api_strict":  # the standard has no float16: one clear line
+        code, _, err = run(capsys, *argv, "--precision", "mixed16")
+        assert code == 2 and err.count("\n") == 1
+        assert "--precision mixed16: float16 on array_api_strict" in err
+        assert "Array API standard" in err
+        return
+    code, out, _ = run(capsys, *argv, "--precision", "mixed16")
+    assert code == 0 and out.startswith("final loss")
+    code, out, _ = run(capsys, *argv, "--dtype", "float16")
+    assert code == 0 and out.startswith("final loss")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--precision", "mixed16", "--dtype", "float64"], "drop --dtype float64"),
+        (["--precision", "mixed_bf16"], "--precision mixed_bf16: bfloat16 on numpy:cpu"),
+        (["--dtype", "bfloat16"], "numpy has no bfloat16"),
+        (["--precision", "mixed16", "--cuda-graph"], "--cuda-graph"),
+    ],
+)
+def test_train_precision_refusals_are_one_line_before_any_data(capsys, argv, message):
+    code, _, err = run(capsys, "train", "--backend", "numpy", *argv)
+    assert code == 2 and message in err and err.count("\n") == 1

@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 
 # The modules a user reaches for as attributes (``xpnn.io.save(...)``); plot
 # and bench stay out: they import matplotlib and the textbook reference.
-from xpnn import datasets, functions, gradient, io, layers, optimizers
+from xpnn import datasets, functions, gradient, io, layers, optimizers, precision
 from xpnn.backend import (
     BACKEND_NAMES,
     Backend,
@@ -32,6 +32,7 @@ from xpnn.backend import (
 from xpnn.callbacks import Callback
 from xpnn.models import LayeredNet, LayeredTwoLayerNet, SimpleNet, TwoLayerNet, simpleNet
 from xpnn.optimizers import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
+from xpnn.precision import LossScaler, MixedPrecision
 from xpnn.random import Generator, default_rng
 from xpnn.trainer import Trainer
 
@@ -50,6 +51,8 @@ __all__ = [
     "Generator",
     "LayeredNet",
     "LayeredTwoLayerNet",
+    "LossScaler",
+    "MixedPrecision",
     "SimpleNet",
     "Trainer",
     "TwoLayerNet",
@@ -69,6 +72,7 @@ __all__ = [
     "io",
     "layers",
     "optimizers",
+    "precision",
     "set_backend",
     "simpleNet",
     "to_numpy",

@@ -94,7 +94,8 @@ class FitState:
     ``classes``, ``validation_data`` (or None), ``data_size`` (N),
     ``batch_size``, ``max_epoch``, ``max_grad``, ``eval_interval`` (at most
     ``max_iters``), ``max_iters`` (iterations an epoch, ``N // batch_size``),
-    ``rng`` (the shuffling generator).
+    ``rng`` (the shuffling generator), ``precision`` (the run's
+    :class:`xpnn.precision.MixedPrecision`, or None).
 
     Position: ``epoch`` (0-based, the epoch running), ``iteration`` (0-based
     index in the epoch of the iteration just run; ``max_iters`` after the
@@ -126,6 +127,7 @@ class FitState:
     max_iters: int
     rng: Any
     validation_data: tuple[Any, Any] | None = None
+    precision: Any = None  # the run's xpnn.MixedPrecision, or None
     epoch: int = 0
     iteration: int = 0
     start_iter: int = 0
@@ -153,6 +155,7 @@ class FitState:
             "max_epoch": self.max_epoch,
             "max_grad": None if self.max_grad is None else float(self.max_grad),
             "eval_interval": self.eval_interval,
+            "precision": None if self.precision is None else self.precision.config(),
         }
 
     def where_saved(self) -> str:

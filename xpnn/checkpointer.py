@@ -33,7 +33,7 @@ FINGERPRINT_ROWS = 64
 
 #: What ``Trainer.fit`` stores in a checkpoint's progress. The run settings
 #: must be those of the resuming fit; the rest is the position in the run.
-_RUN_FIELDS = ("data_size", "batch_size", "max_epoch", "max_grad", "eval_interval")
+_RUN_FIELDS = ("data_size", "batch_size", "max_epoch", "max_grad", "eval_interval", "precision")
 _PROGRESS_FIELDS = (
     *_RUN_FIELDS,
     "data",
@@ -46,7 +46,10 @@ _PROGRESS_FIELDS = (
     "loss_list",
     "train_acc_list",
     "test_acc_list",
+    "scaler",
 )
+#: Fields that checkpoints written before mixed precision lack, and their value then.
+_OPTIONAL_FIELDS = {"precision": None, "scaler": None}
 _EXTRA_ARRAYS = ("initial_loss", "total_loss")
 
 
@@ -151,6 +154,7 @@ class Checkpointer(Callback):
             "loss_list": trainer.loss_list,
             "train_acc_list": trainer.train_acc_list,
             "test_acc_list": trainer.test_acc_list,
+            "scaler": _scaler(state),
         }
         extra = {
             "total_loss": state.total_loss if state.loss_count else 0.0,
@@ -165,8 +169,9 @@ class Checkpointer(Callback):
 
         path, trainer = self.resume_path, state.trainer
         checkpoint = _parse_checkpoint(path, trainer.model, trainer.optimizer)
-        progress = checkpoint.progress
+        progress = {**_OPTIONAL_FIELDS, **checkpoint.progress}
         _check_progress(path, progress, state.settings(), self.data)
+        scaler = _check_scaler(path, progress["scaler"], state)
         total, initial_loss = _check_extra(path, checkpoint.extra, progress["loss_count"])
         loss_count = progress["loss_count"]
         total_loss = (
@@ -184,6 +189,36 @@ class Checkpointer(Callback):
         state.total_loss, state.loss_count = total_loss, loss_count
         state.initial_loss = initial_loss
         state.high_loss_records = progress["high_loss_records"]
+        if scaler is not None:
+            state.precision.scaler.load_state_dict(scaler)
+
+
+def _scaler(state: FitState) -> dict[str, Any] | None:
+    """The loss scaler's state (one device read), or None without one."""
+    scaler = None if state.precision is None else state.precision.scaler
+    return None if scaler is None else scaler.state_dict()
+
+
+def _check_scaler(path: Any, stored: Any, state: FitState) -> dict[str, Any] | None:
+    """The checkpoint's loss scaler state, checked against this run's scaler."""
+    from xpnn.io import ModelFileError
+
+    scaler = None if state.precision is None else state.precision.scaler
+    if scaler is None or stored is None:
+        if (scaler is None) != (stored is None):  # the precision settings matched: damaged
+            raise ModelFileError(
+                f"{path}: progress field 'scaler' is {stored!r:.80} but this run "
+                f"{'has no' if scaler is None else 'has a'} loss scaler; the checkpoint was "
+                "damaged or edited"
+            )
+        return None
+    try:
+        scaler.check_state_dict(stored)
+    except ValueError as exc:
+        raise ModelFileError(
+            f"{path}: progress field 'scaler': {exc}; the checkpoint was damaged or edited"
+        ) from None
+    return stored
 
 
 def fingerprint(x: Any, t: Any) -> dict[str, Any]:

@@ -51,6 +51,7 @@ from xpnn.callbacks import (
 from xpnn.checkpointer import Checkpointer
 from xpnn.graph_step import GraphStep
 from xpnn.models import LayeredNet
+from xpnn.precision import MixedPrecision, mixed_precision
 from xpnn.random import default_rng
 
 __all__ = ["Trainer", "clip_grads"]
@@ -137,6 +138,7 @@ class Trainer:
         on_nan: str = "raise",
         cuda_graph: bool = False,
         callbacks: Iterable[Callback] = (),
+        precision: str | MixedPrecision | None = None,
     ) -> Trainer:
         """Train for ``max_epoch`` epochs of ``len(x) // batch_size`` iterations.
 
@@ -198,6 +200,15 @@ class Trainer:
             callbacks: Your own :class:`xpnn.callbacks.Callback` instances,
                 told of the run's events after fit's own parts (the guard,
                 the accuracies, the printed lines, the checkpoints).
+            precision: None: compute in the model's dtype. ``"mixed16"``:
+                mixed-precision training (:mod:`xpnn.precision`): the
+                model's float32 weights are the master copy, each step runs
+                forward and backward in float16 with dynamic loss scaling
+                (a step with non-finite gradients is skipped, on the
+                device). ``"mixed_bf16"``: the same in bfloat16 (PyTorch),
+                without scaling. A :class:`xpnn.MixedPrecision` for other
+                settings. Needs a model made of layers and an optimizer of
+                :mod:`xpnn.optimizers`; checkpoints keep the scaler's state.
 
         Returns:
             The trainer itself (its lists hold the curves).
@@ -212,6 +223,7 @@ class Trainer:
         """
         # Everything is checked before anything changes.
         state = self._new_state(x, t, max_epoch, batch_size, max_grad, eval_interval, seed)
+        state.precision = self._check_precision(precision, cuda_graph)
         state.validation_data = self._check_validation(state, validation_data)
         guard = Guard(on_nan)
         keeper = Checkpointer(checkpoint, checkpoint_every, resume=resume, guard=guard)
@@ -263,10 +275,11 @@ class Trainer:
 
             return graph_step
         take = state.xp.take
+        iteration = self._iteration if state.precision is None else state.precision.step
 
         def eager_step(order: Any, i: int) -> Any:
             idx = order[i * size : (i + 1) * size]
-            return self._iteration(take(x, idx, axis=0), take(t, idx, axis=0), max_grad)
+            return iteration(take(x, idx, axis=0), take(t, idx, axis=0), max_grad)
 
         return eager_step
 
@@ -305,6 +318,19 @@ class Trainer:
         state.total_loss, state.loss_count = 0, 0
 
     # ------------------------------------------------------------ the checks
+
+    def _check_precision(self, precision: Any, cuda_graph: bool) -> MixedPrecision | None:
+        """``precision`` bound to this model and optimizer (None: the model's dtype)."""
+        mixed = mixed_precision(precision)
+        if mixed is None:
+            return None
+        if cuda_graph:
+            raise ValueError(
+                "cuda_graph=True does not record mixed-precision steps yet: pass one of "
+                "cuda_graph=True and precision=..."
+            )
+        mixed.bind(self.model, self.optimizer)
+        return mixed
 
     def _new_state(
         self,

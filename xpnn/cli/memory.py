@@ -25,11 +25,13 @@ def estimate_memory(
     dtype: str = "float32",
     n_train: int = 0,
     n_test: int = 0,
+    precision: str | None = None,
 ) -> dict[str, int]:
     """The bytes a two-layer net and its training run need, before allocating any.
 
     With ``P = input_size * hidden + hidden + hidden * classes + classes``
-    parameters and ``b`` bytes per float (4 for float32, 8 for float64):
+    parameters and ``b`` bytes per float (2 for float16 and bfloat16, 4 for
+    float32, 8 for float64):
 
     * parameters, gradients: ``P * b`` each;
     * optimizer state: ``k * P * b``, ``k`` = 0 (sgd), 1 (momentum,
@@ -41,7 +43,11 @@ def estimate_memory(
       (each layer's input, output and gradient), and an accuracy pass over a
       whole split, ``max(n_train, n_test) * (2 * hidden + 2 * classes) * b``;
     * data: ``(n_train + n_test) * (input_size + classes) * b`` (images and
-      one-hot-sized labels).
+      one-hot-sized labels);
+    * with ``precision`` ``"mixed16"`` or ``"mixed_bf16"`` (mixed-precision
+      training of a float32 model): the half-precision twin's parameters
+      and gradients, ``2 * P * 2``, and a training step's activations in
+      2-byte floats.
 
     An estimate, not a bound: the array library's own overhead is not
     counted.
@@ -51,7 +57,7 @@ def estimate_memory(
         ``"optimizer state"``, ``"initialization"``, ``"activations"``,
         ``"data"``) and their ``"total"``.
     """
-    item = {"float32": 4, "float64": 8}[dtype]
+    item = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8}[dtype]
     params = input_size * hidden + hidden + hidden * classes + classes
     step = batch_size * (2 * input_size + 4 * hidden + 4 * classes)
     evaluation = max(n_train, n_test) * (2 * hidden + 2 * classes)
@@ -63,6 +69,9 @@ def estimate_memory(
         "activations": max(step, evaluation) * item,
         "data": (n_train + n_test) * (input_size + classes) * item,
     }
+    if precision is not None:
+        parts["half-precision copy"] = 2 * params * 2
+        parts["activations"] = max(step * 2, evaluation * item)
     parts["total"] = sum(parts.values())
     return parts
 

@@ -95,7 +95,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--backend", help="numpy, cupy, cupy:1, torch:cuda, ... (default: XPNN_BACKEND, else numpy)"
     )
     p.add_argument(
-        "--dtype", choices=("float32", "float64"), default="float32", help="float precision"
+        "--dtype",
+        choices=("float32", "float64", "float16", "bfloat16"),
+        default="float32",
+        help="float precision of the model and data (float16: numpy, cupy, torch; bfloat16: "
+        "torch; NumPy computes float16 without BLAS, far slower than float32)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=("mixed16", "mixed_bf16"),
+        help="mixed-precision training of the float32 model: forward and backward in float16 "
+        "with dynamic loss scaling (mixed16), or in bfloat16 (mixed_bf16, torch); for GPUs",
     )
     p.add_argument(
         "--hidden", type=_positive_int, help="hidden units (default: 10 spiral, 50 MNIST)"

@@ -115,6 +115,28 @@ def _write_results(args: argparse.Namespace, model: Any, trainer: Any) -> int:
     return 2
 
 
+def _check_precision(args: argparse.Namespace, backend: Any) -> None:
+    """Refuse --dtype and --precision choices the backend cannot run, before any data."""
+    from xpnn.backend import resolve_dtype
+    from xpnn.precision import PRECISIONS
+
+    wanted = [("--dtype", args.dtype)]
+    if args.precision is not None:
+        if args.dtype != "float32":
+            raise ValueError(
+                f"--precision {args.precision} trains float32 master weights: drop --dtype "
+                f"{args.dtype} (or drop --precision)"
+            )
+        if args.cuda_graph:
+            raise ValueError(f"--cuda-graph does not record --precision {args.precision} steps yet")
+        wanted.append((f"--precision {args.precision}:", PRECISIONS[args.precision]))
+    for option, dtype in wanted:
+        try:
+            resolve_dtype(backend.xp, dtype)
+        except ValueError as exc:
+            raise ValueError(f"{option} {dtype} on {backend.spec}: {exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``xpnn train`` with the parsed ``args``; returns the exit status."""
     import xpnn
@@ -129,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
     backend = xpnn.get_backend()
     if args.cuda_graph and backend.name != "cupy":  # before loading (maybe downloading) data
         raise ValueError(f"--cuda-graph needs --backend cupy, not {backend.spec}")
+    _check_precision(args, backend)
     n_train, n_test, input_size, classes = DATASET_SHAPES[args.dataset]
     if args.data_dir is not None:  # unknown until read: count the model and a batch only
         n_train = n_test = 0
@@ -146,6 +169,7 @@ def run(args: argparse.Namespace) -> int:
             dtype=args.dtype,
             n_train=n,
             n_test=n_test,
+            precision=args.precision,
         )
         fixes = ["a smaller --hidden", "--batch-size"]
         if args.dtype != "float32":
@@ -179,7 +203,9 @@ def run(args: argparse.Namespace) -> int:
     optimizer = _make_optimizer(args.optimizer, args.lr)
     say = (lambda *a, **k: None) if args.quiet else print
     say(
-        f"xpnn train: {args.dataset} ({n} samples) on {backend.spec}, {args.dtype}, "
+        f"xpnn train: {args.dataset} ({n} samples) on {backend.spec}, {args.dtype}"
+        + (f" ({args.precision})" if args.precision else "")
+        + ", "
         f"{type(model).__name__}(hidden={args.hidden}), {args.optimizer} lr={args.lr}, "
         f"batch {args.batch_size}, {args.epochs} epochs x {iters_per_epoch} iterations"
         + (f", gradients clipped to norm {args.max_grad}" if args.max_grad else "")
@@ -199,6 +225,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         verbose=not args.quiet,
         cuda_graph=args.cuda_graph,
+        precision=args.precision,
     )
     wall = time.perf_counter() - start
     train_acc = float(xpnn.to_numpy(model.accuracy(x, t)))

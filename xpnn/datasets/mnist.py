@@ -328,8 +328,10 @@ def load_mnist_dir(
         host_float = np.float64
     elif _dtype_name(float_dtype) == "float16":  # the book's bit-precision section
         host_float = np.float16
+    elif _dtype_name(float_dtype) == "bfloat16":  # NumPy has none: cast on the device
+        host_float = np.float32
     else:
-        raise ValueError(f"dtype must be float16, float32 or float64, got {dtype!r}")
+        raise ValueError(f"dtype must be a float dtype, got {dtype!r}")
 
     missing = _missing_files(data_dir)
     if missing:
