@@ -221,3 +221,22 @@ def test_train_mixed_precision_on_every_backend(capsys, backend):
 def test_train_precision_refusals_are_one_line_before_any_data(capsys, argv, message):
     code, _, err = run(capsys, "train", "--backend", "numpy", *argv)
     assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_train_saves_float16_parameters_the_books_way(capsys, tmp_path):
+    full, half = tmp_path / "net32.npz", tmp_path / "net16.npz"
+    code, out, _ = run(capsys, "train", "--quiet", "--epochs", "5", "--save", str(full))
+    assert code == 0
+    code, out, _ = run(
+        capsys, "train", "--quiet", "--epochs", "5", "--save", str(half), "--save-dtype", "float16"
+    )
+    assert code == 0 and "(float16)" in out
+    a, b = xpnn.io.load(full), xpnn.io.load(half)
+    # Two bytes fewer per parameter; the headers and the metadata are the same size.
+    count = sum(int(np.prod(p.shape)) for p in a.params)
+    assert full.stat().st_size - half.stat().st_size == 2 * count
+    assert b.params[0].dtype == a.params[0].dtype == np.float32
+    for p, q in zip(a.params, b.params, strict=True):
+        np.testing.assert_array_equal(np.asarray(p, np.float16).astype(np.float32), q)
+    code, _, err = run(capsys, "train", "--save-dtype", "float16")
+    assert code == 2 and "add --save FILE" in err

@@ -161,6 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the loss/accuracy figure (.png, .svg or .pdf; written after --save)",
     )
     p.add_argument("--save", metavar="FILE", help="write the trained parameters (.npz)")
+    p.add_argument(
+        "--save-dtype",
+        choices=("float16", "float32", "float64"),
+        help="store the saved parameters in this dtype (float16 halves the file, as the "
+        "book's save_params does; loading gives back the model's dtype)",
+    )
     p.add_argument("--quiet", action="store_true", help="print only the final result")
     p.add_argument(
         "--cuda-graph",

@@ -90,8 +90,8 @@ def _write_results(args: argparse.Namespace, model: Any, trainer: Any) -> int:
         from xpnn.io import save
 
         try:
-            saved = save(model, args.save)
-            print(f"parameters: {saved}")
+            saved = save(model, args.save, dtype=args.save_dtype)
+            print(f"parameters: {saved}" + (f" ({args.save_dtype})" if args.save_dtype else ""))
         except (OSError, ValueError) as exc:
             failures.append(f"--save {args.save}: {exc}")
     if args.plot:
@@ -145,6 +145,8 @@ def run(args: argparse.Namespace) -> int:
     for key, value in defaults.items():
         if getattr(args, key, None) is None and key != "iters":
             setattr(args, key, value)
+    if args.save_dtype and not args.save:
+        raise ValueError("--save-dtype stores the parameters --save writes: add --save FILE")
     check_train_paths(args)  # before any backend, download or training
     if args.backend:
         xpnn.set_backend(args.backend, dtype=args.dtype)
