@@ -204,7 +204,7 @@ def test_a_failing_figure_keeps_the_saved_model(capsys, tmp_path, monkeypatch):
 def test_a_failing_save_still_writes_the_figure(capsys, tmp_path, monkeypatch):
     import xpnn.io
 
-    def disk_full(model, path):
+    def disk_full(model, path, dtype=None):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(xpnn.io, "save", disk_full)

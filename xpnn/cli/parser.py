@@ -194,15 +194,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.set_defaults(func=gradcheck.run)
 
-    from xpnn.bench import CASES
+    from xpnn.bench import CASES, DEFAULT_CASES
 
     b = sub.add_parser(
         "bench",
         help="benchmarks against the textbook code and PyTorch",
         formatter_class=_HelpFormatter,
     )
+    extra = [c for c in CASES if c not in DEFAULT_CASES]
     b.add_argument(
-        "cases", nargs="*", metavar="CASE", help=f"cases to run (default: all): {', '.join(CASES)}"
+        "cases",
+        nargs="*",
+        metavar="CASE",
+        help=f"cases to run: {', '.join(CASES)} (default: {', '.join(DEFAULT_CASES)}; "
+        f"{', '.join(extra)} takes minutes: ask for it)",
     )
     b.add_argument(
         "--json",

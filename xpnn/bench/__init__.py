@@ -24,6 +24,10 @@ Cases:
   float32 data set, in a fresh subprocess.
 * ``gpu``: on a CUDA machine, CuPy against PyTorch CUDA eager at batch 100,
   1024 and 8192, and NumPy against CuPy.
+* ``precision``: bit precision (vol. 2, section 1.5): float32, float16 and
+  mixed precision side by side (:mod:`xpnn.bench.precision`). It takes
+  minutes (NumPy's float16 has no BLAS), so a plain ``xpnn bench`` leaves it
+  out (:data:`DEFAULT_CASES`): run ``xpnn bench precision``.
 
 The report also records the machine, including the thread settings of the CPU
 libraries (:func:`thread_settings`): on a busy machine they can change a
@@ -48,6 +52,7 @@ from typing import Any
 import numpy as np
 
 import xpnn
+from xpnn.bench.precision import bench_precision, format_precision
 
 __all__ = ["main", "run", "thread_settings"]
 
@@ -579,7 +584,11 @@ CASES = {
     "scaling": bench_scaling,
     "memory": bench_memory,
     "gpu": bench_gpu,
+    "precision": bench_precision,
 }
+
+#: The cases a plain ``xpnn bench`` runs: all but ``precision`` (minutes long).
+DEFAULT_CASES = ("step", "numgrad", "scaling", "memory", "gpu")
 
 
 def _steady_heap() -> bool:
@@ -662,7 +671,7 @@ def _format_threads(threads: dict[str, Any]) -> str:
 
 
 def run(cases: list[str] | None = None) -> dict[str, Any]:
-    """Run the named cases (all by default); returns the results as a dict."""
+    """Run the named cases (:data:`DEFAULT_CASES` by default); returns the results as a dict."""
     steady = _steady_heap()
     report: dict[str, Any] = {
         "machine": {
@@ -673,7 +682,7 @@ def run(cases: list[str] | None = None) -> dict[str, Any]:
             "glibc heap thresholds fixed": steady,
         }
     }
-    for name in cases or list(CASES):
+    for name in cases or [c for c in DEFAULT_CASES if c in CASES]:
         result = CASES[name]()
         if result is not None:
             report[name] = result
@@ -691,6 +700,9 @@ def format_report(report: dict[str, Any]) -> str:
         if case == "machine":
             continue
         lines += ["", f"== {case} ({result.get('unit', '')})"]
+        if case == "precision":
+            lines += format_precision(result)
+            continue
         for name, value in result.items():
             if name in ("unit", "targets"):
                 continue
