@@ -39,6 +39,7 @@ from xpnn.backend import (
     resolve_dtype,
     use_backend,
 )
+from xpnn.layers import _into  # in place: the layers and the optimizer keep these arrays
 
 __all__ = ["PRECISIONS", "LossScaler", "MixedPrecision", "mixed_precision"]
 
@@ -188,11 +189,6 @@ def _float32(value: float) -> Any:
     import numpy as np  # host-side: is a JSON number a float32 value?
 
     return np.float32(value)
-
-
-def _into(dst: Any, value: Any) -> None:
-    """Make ``dst`` hold ``value`` in place (its layers and optimizer keep ``dst``)."""
-    dst[...] = value
 
 
 def _arrays(container: Any) -> tuple[list[Any], list[Any]]:
