@@ -1,27 +1,42 @@
 """Seeded random numbers that are the same on every backend.
 
-Every draw is made on the host by a :class:`numpy.random.Generator` (PCG64)
-and then moved to the active backend with :func:`xpnn.asarray`. The same seed
-therefore gives the same initial weights and the same mini-batch order on
-numpy, CuPy, PyTorch and array-api-strict, so a GPU run can be compared with a
-CPU run number for number. Nothing here touches NumPy's global random state.
+Every draw of a :class:`Generator` is made on the host by a
+:class:`numpy.random.Generator` (PCG64) and then moved to the active backend
+with :func:`xpnn.asarray`. The same seed therefore gives the same initial
+weights and the same mini-batch order on numpy, CuPy, PyTorch and
+array-api-strict, so a GPU run can be compared with a CPU run number for
+number. Nothing here touches NumPy's global random state.
+
+Draws needed inside a training step (dropout masks) must not cross from the
+host: :func:`counter_uniform` computes them on the device of an array, as a
+hash of each element's index and a key, with the same bits on every backend.
 
 Example::
 
     rng = xpnn.default_rng(42)
     W = rng.normal(0.0, 0.01, size=(784, 50))     # float32 on the active backend
     idx = rng.permutation(60000)                   # int64 on the active backend
+    u = xpnn.random.counter_uniform((100, 50), (seed, step), like=x)  # on x's device
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
-from xpnn.backend import Backend, _dtype_name, asarray, get_backend
+from xpnn.backend import (
+    Backend,
+    _dtype_name,
+    asarray,
+    device_of,
+    get_backend,
+    get_namespace,
+    resolve_dtype,
+)
 
-__all__ = ["Generator", "default_rng"]
+__all__ = ["Generator", "counter_uniform", "default_rng"]
 
 
 class Generator:
@@ -197,3 +212,130 @@ def _bfloat16_below(below: float) -> np.float32:
             bits = np.asarray([0x80010000], dtype=np.uint32)  # -smallest subnormal
         top = bits.view(np.float32)
     return top[0]
+
+
+# ------------------------------------------------------ counter-based draws
+
+_MASK32 = 0xFFFFFFFF
+# The multipliers of a lowbias32-style mixer (hash-prospector's 0x21f0aaad,
+# 0x735a2d97, shifts 16, 15, 15): both odd and below 2**31, so a 32-bit
+# value times one stays below 2**63 and int64 arithmetic never wraps.
+_M1, _M2 = 0x21F0AAAD, 0x735A2D97
+_GOLDEN = 0x9E3779B9
+# Bits of the hash a uniform draw keeps: each value m * 2**-bits is exact in
+# the dtype and below 1 (bfloat16 holds 8 significant bits, float16 11).
+_UNIFORM_BITS = {"float16": 11, "bfloat16": 8, "float32": 24, "float64": 24}
+_KEY_LIMIT = 2**63
+
+
+def _mix32(x: Any) -> Any:
+    """A bijection of 32-bit values (Python ints or int64 arrays holding them)."""
+    x = x ^ (x >> 16)
+    x = (x * _M1) & _MASK32
+    x = x ^ (x >> 15)
+    x = (x * _M2) & _MASK32
+    return x ^ (x >> 15)
+
+
+def _key_words(key: tuple[int, ...]) -> tuple[int, int]:
+    """Two 32-bit words hashed from every bit of ``key`` (on the host, Python ints)."""
+    words = []
+    for start in (0x243F6A88, 0x85A308D3):  # two independent chains
+        h = start
+        for value in key:
+            for word in (value & _MASK32, value >> 32):
+                h = _mix32(((h + _GOLDEN) & _MASK32) ^ word)
+        words.append(_mix32(((h + _GOLDEN) & _MASK32) ^ len(key)))
+    return words[0], words[1]
+
+
+def _check_shape(shape: Any) -> tuple[int, ...]:
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+        shape = (shape,)
+    if not isinstance(shape, tuple) or not all(
+        isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        raise ValueError(
+            f"shape must be a tuple of non-negative ints (or one int), got {shape!r:.80}"
+        )
+    return tuple(int(d) for d in shape)
+
+
+def _check_key(key: Any) -> tuple[int, ...]:
+    if not isinstance(key, tuple):
+        raise TypeError(
+            f"key must be a tuple of non-negative ints, e.g. (seed, step), got {type(key).__name__}"
+        )
+    for i, value in enumerate(key):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"key[{i}] must be an int, got {type(value).__name__}")
+        if not 0 <= value < _KEY_LIMIT:
+            raise ValueError(f"key[{i}] must be in 0 <= key < 2**63, got {value}")
+    return tuple(int(v) for v in key)
+
+
+def _counter_bits(shape: Any, key: Any, like: Any) -> tuple[Any, Any, tuple[int, ...]]:
+    """32-bit hash values (int64), flat, for the elements of ``shape``, on ``like``'s device.
+
+    Element ``i`` (in C order) gets a hash of ``(i, key)``: two rounds of
+    :func:`_mix32`, keyed by two words hashed from ``key`` on the host. Only
+    int64 shifts, ``&``, ``^`` and products below 2**63: the same bits on
+    every backend. Returns the flat bits, the namespace and the checked
+    shape; reshape last (NumPy's 0-d arithmetic would give a scalar).
+    """
+    shape, key = _check_shape(shape), _check_key(key)
+    xp = get_namespace(like)
+    n = math.prod(shape)
+    k1, k2 = _key_words(key)
+    index = xp.arange(n, dtype=xp.int64, device=device_of(like))
+    x = _mix32((index & _MASK32 if n > 2**32 else index) ^ k1)
+    if n > 2**32:  # indices beyond 32 bits: fold their high word in
+        x = x ^ (index >> 32)
+    return _mix32(x ^ k2), xp, shape
+
+
+def counter_uniform(shape: Any, key: Any, *, like: Any, dtype: Any = None) -> Any:
+    """Uniform floats in [0, 1) computed on the device of ``like``, from a key.
+
+    A counter-based generator: element ``i`` (C order) is a hash of ``(i,
+    key)``, so the same ``(shape, key)`` gives the same numbers on every
+    backend and device, and no state is kept (a training step passes
+    ``(seed, step)``). Nothing is read to or sent from the host but the
+    key's two 32-bit words (Python ints in the operations). The hash is
+    int64 arithmetic only (shifts, ``&``, ``^``, products below 2**63), no
+    wrap-around is relied on. Statistically fine for dropout masks, not
+    for cryptography.
+
+    Each value is ``m * 2**-b`` with ``m`` the top ``b`` bits of the 32-bit
+    hash: ``b = 24`` for float32 and float64 (the same values in both),
+    11 for float16, 8 for bfloat16; so every value is exact in ``dtype``
+    and below 1.
+
+    Args:
+        shape: The output shape (an int or a tuple of non-negative ints).
+        key: A tuple of ints in ``0 <= k < 2**63`` (e.g. ``(seed, draw)``);
+            all its bits matter, and keys differing anywhere give unrelated
+            draws.
+        like: An array whose namespace and device the draws are made on.
+        dtype: Float dtype of the result (a name or a dtype of ``like``'s
+            namespace); default ``like``'s dtype if it is floating, else
+            float32.
+
+    Returns:
+        An array of ``shape`` and ``dtype`` on ``like``'s device.
+
+    Raises:
+        TypeError: ``key`` is not a tuple of ints.
+        ValueError: ``shape`` is not a tuple of non-negative ints, a key
+            entry is out of range, or ``dtype`` is not a float dtype.
+    """
+    xp = get_namespace(like)
+    if dtype is None:
+        dtype = like.dtype if xp.isdtype(like.dtype, "real floating") else xp.float32
+    dtype = resolve_dtype(xp, dtype)
+    name = _dtype_name(dtype)
+    if name not in _UNIFORM_BITS:
+        raise ValueError(f"counter_uniform draws floats; dtype must be a float dtype, got {name}")
+    bits = _UNIFORM_BITS[name]
+    x, xp, shape = _counter_bits(shape, key, like)
+    return xp.reshape(xp.astype(x >> (32 - bits), dtype) * (2.0**-bits), shape)
