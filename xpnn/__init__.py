@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 
 # The modules a user reaches for as attributes (``xpnn.io.save(...)``); plot
 # and bench stay out: they import matplotlib and the textbook reference.
-from xpnn import datasets, functions, gradient, io, layers, optimizers, precision
+from xpnn import datasets, functions, gradient, io, layers, multilayer, optimizers, precision
 from xpnn.backend import (
     BACKEND_NAMES,
     Backend,
@@ -31,6 +31,7 @@ from xpnn.backend import (
 )
 from xpnn.callbacks import Callback
 from xpnn.models import LayeredNet, LayeredTwoLayerNet, SimpleNet, TwoLayerNet, simpleNet
+from xpnn.multilayer import MultiLayerNet, MultiLayerNetExtend
 from xpnn.optimizers import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
 from xpnn.precision import LossScaler, MixedPrecision
 from xpnn.random import Generator, default_rng
@@ -53,6 +54,8 @@ __all__ = [
     "LayeredTwoLayerNet",
     "LossScaler",
     "MixedPrecision",
+    "MultiLayerNet",
+    "MultiLayerNetExtend",
     "SimpleNet",
     "Trainer",
     "TwoLayerNet",
@@ -71,6 +74,7 @@ __all__ = [
     "info",
     "io",
     "layers",
+    "multilayer",
     "optimizers",
     "precision",
     "set_backend",

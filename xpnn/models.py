@@ -274,23 +274,32 @@ class LayeredNet:
             arrays.update({f"layers.{i}.{n}": getattr(layer, n) for n in type(layer).state_names})
         return arrays
 
-    def scores(self, x: Any) -> Any:
+    def scores(self, x: Any, train_flg: bool = False) -> Any:
         """Scores (before softmax) ``(N, classes)`` for inputs ``(N, features)`` or ``(N, ...)``.
 
         One sample ``(features,)`` gives its ``(classes,)`` scores.
+
+        Args:
+            x: The inputs.
+            train_flg: Run the layers that act differently in training
+                (Dropout, BatchNormalization) in training mode; the default
+                is test mode, as the book's ``predict``.
         """
         xp = get_namespace(x)
         single = self._single(x)
         # A copy: the last layer's output is its reusable buffer on NumPy/CuPy.
-        out = xp.asarray(self._run(xp.reshape(x, (1, -1)) if single else x), copy=True)
+        out = xp.asarray(self._run(xp.reshape(x, (1, -1)) if single else x, train_flg), copy=True)
         return out[0, ...] if single else out
 
     def _single(self, x: Any) -> bool:
         """Whether ``x`` is one sample ``(features,)`` rather than a batch."""
         return x.ndim == 1 and not isinstance(self.input_size, tuple)
 
-    def _run(self, x: Any) -> Any:
+    def _run(self, x: Any, train_flg: bool = False) -> Any:
         """The layers' forward pass (the output may be a layer's buffer).
+
+        ``train_flg`` goes to the layers whose class sets ``takes_train_flg``
+        (Dropout, BatchNormalization), and only to them.
 
         Raises:
             ValueError: ``x`` does not fit ``input_size``.
@@ -316,28 +325,37 @@ class LayeredNet:
                 f"dtype='{name}'"
             )
         for layer in self.layers:
-            x = layer.forward(x)
+            if getattr(type(layer), "takes_train_flg", False):
+                x = layer.forward(x, train_flg)
+            else:
+                x = layer.forward(x)
         return x
 
     def params_list(self) -> list[Any]:
         """The parameters as a list, whether ``params`` is a list or a dict."""
         return list(self.params.values()) if isinstance(self.params, dict) else list(self.params)
 
-    def predict(self, x: Any) -> Any:
-        """Scores ``(N, classes)`` (vol. 2 predicts scores, not probabilities)."""
-        return self.scores(x)
+    def predict(self, x: Any, train_flg: bool = False) -> Any:
+        """Scores ``(N, classes)`` (vol. 2 predicts scores, not probabilities).
 
-    def forward(self, x: Any, t: Any) -> Any:
+        Test mode unless ``train_flg`` (see :meth:`scores`).
+        """
+        return self.scores(x, train_flg)
+
+    def forward(self, x: Any, t: Any, train_flg: bool = True) -> Any:
         """Mean loss of the batch (a 0-d array), keeping what backward needs.
 
         ``t`` is one-hot ``(N, classes)`` or integer labels ``(N,)``; one
         sample ``x`` ``(features,)`` takes a label ``()`` or one-hot ``(classes,)``.
+        A training step: Dropout draws a mask and BatchNormalization uses the
+        batch's statistics (and updates its running ones) unless
+        ``train_flg=False``.
         """
         if self._single(x):  # the layers compute on batches: a batch of one
             xp = get_namespace(x, t)
             x = xp.reshape(x, (1, -1))
             t = xp.reshape(t, (1, *t.shape))
-        return self.loss_layer.forward(self._run(x), t)
+        return self.loss_layer.forward(self._run(x, train_flg), t)
 
     def backward(self, dout: Any = 1, *, input_grad: bool = True) -> Any:
         """Backpropagate after :meth:`forward`; fills ``grads`` in place.
@@ -349,7 +367,10 @@ class LayeredNet:
 
     def accuracy(self, x: Any, t: Any) -> Any:
         """Fraction of correctly classified samples (a 0-d array of x's dtype;
-        float32 for half-precision x, whose count would round above 2,048)."""
+        float32 for half-precision x, whose count would round above 2,048).
+
+        In test mode (Dropout scales, BatchNormalization uses its running
+        statistics), as the book's ``accuracy``."""
         xp = get_namespace(x, t)
         if self._single(x):
             x, t = xp.reshape(x, (1, -1)), xp.reshape(t, (1, *t.shape))
@@ -528,7 +549,9 @@ class TwoLayerNet(LayeredTwoLayerNet):
 simpleNet = SimpleNet
 
 #: The model classes a saved file may name (exactly these: a subclass may
-#: compute otherwise, so it does not load as one of them).
+#: compute otherwise, so it does not load as one of them). :mod:`xpnn.multilayer`
+#: adds the book's chapter-6 nets (MultiLayerNet, MultiLayerNetExtend) when it is
+#: imported, which ``import xpnn`` does.
 MODELS: dict[str, type] = {
     cls.__name__: cls for cls in (SimpleNet, TwoLayerNet, LayeredTwoLayerNet, LayeredNet)
 }
