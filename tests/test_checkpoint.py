@@ -8,7 +8,7 @@ import pytest
 import xpnn
 from xpnn.datasets import load_spiral
 from xpnn.io import ModelFileError
-from xpnn.optimizers import SGD, Adam
+from xpnn.optimizers import SGD, Adam, Momentum
 
 FIT = {
     "max_epoch": 4,
@@ -223,3 +223,221 @@ def test_fit_refuses_data_on_another_backend_than_the_model(backend):
     x, t = load_spiral()
     with pytest.raises(xpnn.BackendMismatchError):
         xpnn.Trainer(net, SGD()).fit(x, t, progress=False)
+
+
+# ------------------------------------------- BatchNormalization and Dropout
+
+
+def bn_dropout_net(seed=0, dropout_seed=5, dtype="float32", dropout=True):
+    """Affine, BatchNormalization, Relu, [Dropout,] Affine: built by hand, on the active backend."""
+    from xpnn.layers import Affine, BatchNormalization, Dropout, Relu, SoftmaxWithLoss
+
+    rng = np.random.default_rng(seed)
+
+    def arr(a):
+        return xpnn.asarray(a, dtype=dtype)
+
+    layers = [
+        Affine(arr(rng.normal(0, 0.5, (2, 16))), arr(np.zeros(16))),
+        BatchNormalization(arr(np.ones(16)), arr(np.zeros(16)), momentum=0.8),
+        Relu(),
+        *([Dropout(0.3, seed=dropout_seed)] if dropout else []),
+        Affine(arr(rng.normal(0, 0.5, (16, 3))), arr(np.zeros(3))),
+    ]
+    return xpnn.LayeredNet(layers, SoftmaxWithLoss(), input_size=2)
+
+
+class StopAfter(xpnn.Callback):
+    """Presses Ctrl-C after the ``at``-th iteration of the run."""
+
+    def __init__(self, at):
+        self.at, self.done = at, 0
+
+    def on_batch_end(self, state, loss):
+        self.done += 1
+        if self.done == self.at:
+            raise KeyboardInterrupt
+
+
+def host_arrays(net):
+    """Parameters and running statistics by name (host copies)."""
+    return {k: np.array(xpnn.to_numpy(a)) for k, a in net.named_arrays().items()}
+
+
+BN_FIT = {**FIT, "max_epoch": 3}
+
+
+@pytest.mark.parametrize("opt_cls", [Momentum, Adam], ids=["Momentum", "Adam"])
+@pytest.mark.parametrize("at", [6, 14, 23], ids=lambda a: f"ctrl-c-after-iteration-{a}")
+def test_resume_with_batchnorm_and_dropout_ends_like_an_uninterrupted_run(
+    backend, tmp_path, opt_cls, at
+):
+    x, t = load_spiral()
+    xv, tv = x[::5, ...], t[::5, ...]
+    net = bn_dropout_net()
+    whole = xpnn.Trainer(net, opt_cls(lr=0.05)).fit(x, t, validation_data=(xv, tv), **BN_FIT)
+    expected = host_arrays(net)
+    assert net.layers[3].draws == 30  # a mask an iteration
+    assert np.abs(expected["layers.1.running_var"]).sum() > 0  # the statistics moved
+
+    ckpt = tmp_path / "run.npz"
+    with pytest.raises(KeyboardInterrupt):
+        xpnn.Trainer(bn_dropout_net(), opt_cls(lr=0.05)).fit(
+            x,
+            t,
+            validation_data=(xv, tv),
+            checkpoint=ckpt,
+            checkpoint_every=4,
+            callbacks=[StopAfter(at)],
+            **BN_FIT,
+        )
+    # Other weights, zero statistics and another Dropout seed: all must come from the file.
+    net2 = bn_dropout_net(seed=9, dropout_seed=77)
+    resumed = xpnn.Trainer(net2, opt_cls(lr=0.05)).fit(
+        x, t, validation_data=(xv, tv), resume=ckpt, checkpoint=ckpt, **BN_FIT
+    )
+    assert (net2.layers[3].seed, net2.layers[3].draws) == (5, 30)
+    got = host_arrays(net2)
+    assert sorted(got) == sorted(expected)
+    for key, want in expected.items():
+        if backend.name == "numpy":
+            np.testing.assert_array_equal(got[key], want, err_msg=key)  # bit for bit
+        else:
+            np.testing.assert_allclose(got[key], want, rtol=1e-5, atol=1e-6, err_msg=key)
+    np.testing.assert_allclose(resumed.loss_list, whole.loss_list, rtol=1e-5)
+    assert resumed.test_acc_list == pytest.approx(whole.test_acc_list)
+
+
+def test_a_checkpoint_holds_the_running_statistics_and_the_dropout_draws(backend, tmp_path):
+    import json
+
+    x, t = load_spiral()
+    net = bn_dropout_net()
+    ckpt = tmp_path / "run.npz"
+    xpnn.Trainer(net, Momentum(lr=0.05)).fit(x, t, checkpoint=ckpt, **{**FIT, "max_epoch": 2})
+    with np.load(ckpt) as data:
+        meta = json.loads(str(data["__xpnn__"]))
+        for name in ("running_mean", "running_var"):
+            np.testing.assert_array_equal(
+                data[f"extra/state/layers.1.{name}"], xpnn.to_numpy(getattr(net.layers[1], name))
+            )
+    assert meta["progress"]["dropout"] == [{"seed": 5, "draws": 20}]
+
+
+def _bn_checkpoint(tmp_path, dropout=True):
+    x, t = load_spiral()
+    ckpt = tmp_path / "run.npz"
+    with pytest.raises(KeyboardInterrupt):
+        xpnn.Trainer(bn_dropout_net(dropout=dropout), Momentum(lr=0.05)).fit(
+            x, t, checkpoint=ckpt, checkpoint_every=4, callbacks=[StopAfter(6)], **BN_FIT
+        )
+    return ckpt, x, t
+
+
+def _without(key):
+    return lambda arrays: arrays.pop(key)
+
+
+def _nan_at(key):
+    def edit(arrays):
+        arrays[key] = arrays[key].copy()
+        arrays[key][0] = np.nan
+
+    return edit
+
+
+def _dropout_field(value):
+    def edit(meta):
+        meta["progress"]["dropout"] = value
+
+    return edit
+
+
+BN_CASES = {
+    "missing-running-mean": (
+        None,
+        _without("extra/state/layers.1.running_mean"),
+        "extra arrays .* expected",
+    ),
+    "nan-running-var": (
+        None,
+        _nan_at("extra/state/layers.1.running_var"),
+        "extra/state/layers.1.running_var holds NaN",
+    ),
+    "float64-running-var": (
+        None,
+        lambda arrays: arrays.__setitem__(
+            "extra/state/layers.1.running_var",
+            arrays["extra/state/layers.1.running_var"].astype(np.float64),
+        ),
+        "running_var is float64 in the checkpoint, float32 in this model",
+    ),
+    "dropout-not-a-list": (_dropout_field({"seed": 5}), None, "'dropout' must be a list"),
+    "negative-draws": (
+        _dropout_field([{"seed": 5, "draws": -1}]),
+        None,
+        "'dropout' must be a list",
+    ),
+    "float-seed": (_dropout_field([{"seed": 5.0, "draws": 3}]), None, "'dropout' must be"),
+    "two-dropouts": (
+        _dropout_field([{"seed": 5, "draws": 3}] * 2),
+        None,
+        "records 2 Dropout layers, this LayeredNet has 1",
+    ),
+    "no-dropout-field": (
+        lambda meta: meta["progress"].pop("dropout"),
+        None,
+        "records 0 Dropout layers, this LayeredNet has 1",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BN_CASES))
+def test_damaged_layer_state_is_refused_before_anything_changes(tmp_path, case):
+    from test_resume_guard import rewrite
+
+    ckpt, x, t = _bn_checkpoint(tmp_path)
+    edit_meta, edit_arrays, match = BN_CASES[case]
+    rewrite(ckpt, edit_meta=edit_meta, edit_arrays=edit_arrays)
+    net = bn_dropout_net(seed=3, dropout_seed=8)
+    before = host_arrays(net)
+    opt = Momentum(lr=0.05)
+    with pytest.raises(ModelFileError, match=match):
+        xpnn.Trainer(net, opt).fit(x, t, resume=ckpt, **BN_FIT)
+    for key, a in host_arrays(net).items():
+        np.testing.assert_array_equal(a, before[key], err_msg=key)
+    assert (net.layers[3].seed, net.layers[3].draws, opt.v) == (8, 0, None)
+
+
+def test_a_checkpoint_without_the_dropout_field_resumes_a_model_without_dropout(tmp_path):
+    from test_resume_guard import rewrite
+
+    ckpt, x, t = _bn_checkpoint(tmp_path, dropout=False)
+    rewrite(ckpt, edit_meta=lambda meta: meta["progress"].pop("dropout"))  # as written before
+    trainer = xpnn.Trainer(bn_dropout_net(dropout=False), Momentum(lr=0.05))
+    trainer.fit(x, t, resume=ckpt, **BN_FIT)
+    assert trainer.current_epoch == 3
+    # A model with a Dropout layer more is another run.
+    (tmp_path / "2").mkdir()
+    ckpt2, _, _ = _bn_checkpoint(tmp_path / "2")
+    with pytest.raises(ModelFileError, match="records 1 Dropout layers, this LayeredNet has 0"):
+        xpnn.Trainer(bn_dropout_net(dropout=False), Momentum(lr=0.05)).fit(
+            x, t, resume=ckpt2, **BN_FIT
+        )
+
+
+def test_running_statistics_that_are_not_finite_are_never_checkpointed(tmp_path):
+    class PoisonStatistics(xpnn.Callback):
+        def on_batch_end(self, state, loss):
+            if state.iteration == 5:
+                stats = state.trainer.model.layers[1].running_var
+                stats[...] = stats * float("nan")
+
+    x, t = load_spiral()
+    ckpt = tmp_path / "run.npz"
+    with pytest.raises(FloatingPointError, match=r"not written; the last complete .*iteration 4"):
+        xpnn.Trainer(bn_dropout_net(), Momentum(lr=0.05)).fit(
+            x, t, checkpoint=ckpt, checkpoint_every=4, callbacks=[PoisonStatistics()], **BN_FIT
+        )
+    with np.load(ckpt) as data:  # the one of iteration 4, before the poison
+        assert np.isfinite(data["extra/state/layers.1.running_var"]).all()

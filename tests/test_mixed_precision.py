@@ -433,3 +433,103 @@ def test_a_second_fit_goes_on_with_the_scaler_of_the_first(backend):
     assert first["scale"] == 2.0**6  # 4 clean steps, growing every 2
     trainer.fit(x, t, max_epoch=1, **fit)
     assert mp.scaler.state_dict()["scale"] == 2.0**8
+
+
+# ------------------------------------------- BatchNormalization and Dropout
+
+
+def _bn_fit(net, precision=None, **kw):
+    from xpnn.datasets import load_spiral
+
+    x, t = load_spiral()
+    x = xpnn.asarray(xpnn.to_numpy(x), dtype=_dtype_of(net))
+    trainer = xpnn.Trainer(net, Momentum(lr=0.05))
+    trainer.fit(
+        x,
+        t,
+        max_epoch=3,
+        batch_size=30,
+        eval_interval=5,
+        seed=2,
+        verbose=False,
+        progress=False,
+        precision=precision,
+        **kw,
+    )
+    return trainer, x, t
+
+
+def _dtype_of(net):
+    return xpnn.to_numpy(net.params[0]).dtype.name
+
+
+def test_the_master_follows_the_twins_running_statistics_and_dropout(backend):
+    from test_checkpoint import bn_dropout_net
+
+    compute, master = compute_and_master(backend)
+    net = bn_dropout_net(dtype=master)
+    mp = MixedPrecision(compute)
+    _, x, _ = _bn_fit(net, mp)
+    assert mp.twin.layers[1].running_mean is net.layers[1].running_mean  # no copies
+    assert net.layers[3].draws == 30 and mp.twin.layers[3].draws == 30
+    # The same training with the twin's dtype all along: the same masks, nearly the same
+    # statistics (the weights differ by the compute dtype's rounding).
+    reference = bn_dropout_net(dtype=compute)
+    _bn_fit(reference)
+    tol = 5e-2 if compute == "float16" else 1e-4
+    for name in ("running_mean", "running_var"):
+        got = xpnn.to_numpy(getattr(net.layers[1], name))
+        want = xpnn.to_numpy(getattr(reference.layers[1], name)).astype(np.float64)
+        assert got.dtype.name == master and np.abs(got).sum() > 0
+        assert np.linalg.norm(got - want) <= tol * np.linalg.norm(want), name
+    # The master predicts with them (test mode: the running statistics).
+    ours = np.argmax(xpnn.to_numpy(net.predict(x)), axis=1)
+    x_compute = xpnn.asarray(xpnn.to_numpy(x), dtype=compute)
+    theirs = np.argmax(xpnn.to_numpy(reference.predict(x_compute)), axis=1)
+    assert np.mean(ours == theirs) >= 0.95
+
+
+def test_resume_with_dropout_under_mixed_precision_is_exact(backend, tmp_path):
+    from test_checkpoint import bn_dropout_net
+
+    compute, master = compute_and_master(backend)
+    whole, _, _ = _bn_fit(bn_dropout_net(dtype=master), MixedPrecision(compute))
+    path = tmp_path / "run.npz"
+    with pytest.raises(KeyboardInterrupt):
+        _bn_fit(
+            bn_dropout_net(dtype=master),
+            MixedPrecision(compute),
+            checkpoint=path,
+            checkpoint_every=4,
+            callbacks=[StopAt(14)],
+        )
+    net = bn_dropout_net(seed=4, dropout_seed=11, dtype=master)
+    resumed, _, _ = _bn_fit(net, MixedPrecision(compute), resume=path)
+    assert resumed.loss_list == whole.loss_list
+    for (key, a), b in zip(
+        net.named_arrays().items(), whole.model.named_arrays().values(), strict=True
+    ):
+        np.testing.assert_array_equal(xpnn.to_numpy(a), xpnn.to_numpy(b), err_msg=key)
+    assert net.layers[3].draws == 30
+
+
+def test_a_skipped_step_keeps_the_running_statistics(backend):
+    from test_checkpoint import bn_dropout_net
+
+    compute, master = compute_and_master(backend)
+    net = bn_dropout_net(dtype=master)
+    mp = MixedPrecision(compute, scaler=LossScaler(init_scale=2.0**10))
+    mp.bind(net, SGD(lr=0.1))
+    x = xpnn.asarray(np.random.default_rng(0).normal(size=(16, 2)), dtype=master)
+    t = xpnn.asarray(np.arange(16) % 3)
+    mp.step(x, t, None)
+    stats = host([net.layers[1].running_mean, net.layers[1].running_var])
+    bad = xpnn.to_numpy(x).copy()
+    bad[3, 1] = np.nan
+    mp.step(xpnn.asarray(bad, dtype=master), t, None)
+    assert mp.scaler.state_dict()["skipped"] == 1
+    now = host([net.layers[1].running_mean, net.layers[1].running_var])
+    for a, b in zip(stats, now, strict=True):
+        np.testing.assert_array_equal(a, b)
+    mp.step(x, t, None)  # a good step updates them again
+    assert not np.array_equal(stats[0], xpnn.to_numpy(net.layers[1].running_mean))

@@ -32,7 +32,7 @@ from xpnn.backend import (
 from xpnn.callbacks import Callback
 from xpnn.models import LayeredNet, LayeredTwoLayerNet, SimpleNet, TwoLayerNet, simpleNet
 from xpnn.multilayer import MultiLayerNet, MultiLayerNetExtend
-from xpnn.optimizers import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
+from xpnn.optimizers import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop, get_optimizer
 from xpnn.precision import LossScaler, MixedPrecision
 from xpnn.random import Generator, default_rng
 from xpnn.trainer import Trainer
@@ -70,6 +70,7 @@ __all__ = [
     "functions",
     "get_backend",
     "get_namespace",
+    "get_optimizer",
     "gradient",
     "info",
     "io",

@@ -23,10 +23,14 @@ calls them in this order, then the ``callbacks=[...]`` you pass:
 
 * :class:`Guard` (``on_nan``): stops a run whose loss is NaN or diverges, and
   never lets a checkpoint that is not finite be written;
-* :class:`Evaluator` (``validation_data``): train and test accuracy per epoch;
+* :class:`Evaluator` (``validation_data``, ``eval_samples``): train and test
+  accuracy per epoch;
 * :class:`Reporter` (``verbose``, ``progress``): the book's printed lines, the
   progress bar, and where to resume after Ctrl-C;
 * :class:`xpnn.checkpointer.Checkpointer` (``checkpoint``, ``resume``).
+
+:class:`IterationLosses` keeps every iteration's loss (read once an epoch):
+``Trainer.train``, the book's ch. 6 form, uses it for ``train_loss_list``.
 
 A callback of your own subclasses :class:`Callback` and overrides the events
 it needs; an event it does not override costs nothing::
@@ -50,7 +54,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from xpnn.backend import get_namespace, to_numpy
+from xpnn.backend import device_of, get_namespace, to_numpy
 
 __all__ = [
     "DIVERGENCE_FACTOR",
@@ -61,6 +65,7 @@ __all__ = [
     "Evaluator",
     "FitState",
     "Guard",
+    "IterationLosses",
     "Reporter",
     "accuracy",
 ]
@@ -323,9 +328,10 @@ class Guard(Callback):
     def checkpoint_ok(self, state: FitState, path: Any, where: str, exists: bool) -> bool:
         """Whether a checkpoint at ``where`` may be written to ``path`` (one device read).
 
-        It may when the parameters, the optimizer state and the running loss
-        are finite; otherwise, by ``on_nan``, this raises FloatingPointError,
-        warns (once a run) or says nothing, and returns False: a checkpoint
+        It may when the parameters, the model's state arrays (running
+        statistics), the optimizer state and the running loss are finite;
+        otherwise, by ``on_nan``, this raises FloatingPointError, warns
+        (once a run) or says nothing, and returns False: a checkpoint
         that cannot be resumed never replaces the last good one.
         """
         if _all_finite(state):
@@ -337,7 +343,8 @@ class Guard(Callback):
         )
         self._skip_warned = True
         self._act(
-            f"the parameters, the optimizer state or the running loss are NaN or infinite at "
+            f"the parameters, the model's running statistics, the optimizer state or the running "
+            "loss are NaN or infinite at "
             f"{where}: the checkpoint {path} was not written; {kept}; try a smaller learning "
             "rate or gradient clipping (max_grad)",
             " (later checkpoints that are not finite are skipped silently)",
@@ -364,12 +371,15 @@ def _caller_level() -> int:
 
 
 def _all_finite(state: FitState) -> bool:
-    """Whether the parameters, the optimizer state and the running loss are finite.
+    """Whether the parameters, the model's state arrays (BatchNormalization's
+    running statistics), the optimizer state and the running loss are finite.
 
     One reduction on the device and one read.
     """
+    from xpnn.checkpointer import model_state_arrays
+
     trainer = state.trainer
-    arrays = _values(trainer.model.params)
+    arrays = _values(trainer.model.params) + list(model_state_arrays(trainer.model).values())
     optimizer = trainer.optimizer
     for name in getattr(optimizer, "_state_names", ()):
         entry = getattr(optimizer, name, None)
@@ -409,15 +419,92 @@ class Evaluator(Callback):
     Args:
         x_test: Inputs ``(N, ...)`` shaped as the training inputs.
         t_test: Labels ``(N,)`` or one-hot ``(N, classes)``.
+        samples: Measure both accuracies on the first ``samples`` rows of
+            the training and the test data only (the book's
+            ``evaluate_sample_num_per_epoch``: faster, noisier); None: on
+            all of them. A count above a data set's size takes all of it.
+
+    Raises:
+        ValueError: ``samples`` is not None or a positive int.
     """
 
-    def __init__(self, x_test: Any, t_test: Any):
-        self.x_test, self.t_test = x_test, t_test
+    def __init__(self, x_test: Any, t_test: Any, samples: int | None = None):
+        if samples is not None and (
+            isinstance(samples, bool) or not isinstance(samples, int) or samples <= 0
+        ):
+            raise ValueError(
+                f"evaluate_sample_num_per_epoch (samples) must be None or a positive int, "
+                f"got {samples!r}"
+            )
+        self.x_test, self.t_test, self.samples = x_test, t_test, samples
+
+    def _first(self, x: Any, t: Any) -> tuple[Any, Any]:
+        n = self.samples
+        if n is None or n >= x.shape[0]:
+            return x, t
+        return x[:n, ...], t[:n, ...]
 
     def on_epoch_end(self, state: FitState) -> None:
         trainer = state.trainer
-        trainer.train_acc_list.append(accuracy(trainer.model, state.x, state.t))
-        trainer.test_acc_list.append(accuracy(trainer.model, self.x_test, self.t_test))
+        trainer.train_acc_list.append(accuracy(trainer.model, *self._first(state.x, state.t)))
+        trainer.test_acc_list.append(
+            accuracy(trainer.model, *self._first(self.x_test, self.t_test))
+        )
+
+
+class IterationLosses(Callback):
+    """The loss of every iteration, read from the device once an epoch.
+
+    Each batch loss is written into a device buffer (one small device op an
+    iteration, no read); after each epoch, and when fit ends early, the
+    buffer is read at once and its values appended to ``losses``. The book's
+    ch. 6 ``Trainer.train`` fills its ``train_loss_list`` so.
+
+    Args:
+        losses: The list to append to (floats); a new one if omitted.
+
+    Attributes:
+        losses: The losses so far, one float per iteration, in order.
+    """
+
+    def __init__(self, losses: list[float] | None = None):
+        self.losses: list[float] = [] if losses is None else losses
+        self._buffer: Any = None
+        self._start = self._stop = 0  # the iterations of the buffer not read yet
+
+    def on_fit_start(self, state: FitState) -> None:
+        self._buffer, self._start = None, state.start_iter
+        self._stop = self._start
+
+    def on_batch_end(self, state: FitState, loss: Any) -> None:
+        i = state.iteration
+        if not hasattr(loss, "shape"):  # a model whose loss is a Python number
+            self.losses.append(float(loss))
+            self._start = self._stop = i + 1
+            return
+        if self._buffer is None or self._buffer.dtype != loss.dtype:
+            self._flush()
+            # The data's namespace and device: NumPy gives float64 losses as
+            # np.float64 scalars, which get_namespace refuses.
+            self._buffer = state.xp.zeros(
+                (state.max_iters,), dtype=loss.dtype, device=device_of(state.x)
+            )
+            self._start = i
+        self._buffer[i] = loss  # a copy on the device: the loss array may be reused
+        self._stop = i + 1
+
+    def on_epoch_end(self, state: FitState) -> None:
+        self._flush()
+        self._start = self._stop = 0
+
+    def on_fit_end(self, state: FitState) -> None:
+        self._flush()  # the iterations of an epoch that an exception cut short
+
+    def _flush(self) -> None:
+        if self._buffer is not None and self._stop > self._start:
+            values = to_numpy(self._buffer[self._start : self._stop])
+            self.losses.extend(float(v) for v in values)
+        self._start = self._stop
 
 
 # --------------------------------------------------------------- reporter

@@ -3,9 +3,11 @@
 :class:`Checkpointer` is the part of ``fit`` (``checkpoint=``,
 ``checkpoint_every=``, ``resume=``) that writes a checkpoint after every
 epoch, and every ``checkpoint_every`` iterations if asked, and resumes a run
-from one. A checkpoint holds the parameters, the optimizer state, the position
-in the run, the curves, the run settings and a fingerprint of the data
-(:func:`fingerprint`); :func:`xpnn.io.write_checkpoint` writes it atomically.
+from one. A checkpoint holds the parameters, the model's state arrays
+(BatchNormalization's running statistics, :func:`model_state_arrays`), each
+Dropout layer's seed and count of masks drawn, the optimizer state, the
+position in the run, the curves, the run settings and a fingerprint of the
+data (:func:`fingerprint`); :func:`xpnn.io.write_checkpoint` writes it atomically.
 Before writing, the :class:`xpnn.callbacks.Guard` checks that everything is
 finite (one device read); the fingerprint reads 64 rows of the data once per
 fit. A resume checks the whole file against the model, the optimizer, the
@@ -26,7 +28,13 @@ from xpnn.backend import _dtype_name, asarray, backend_of, get_namespace, to_num
 from xpnn.callbacks import Callback, FitState, Guard
 from xpnn.random import default_rng
 
-__all__ = ["FINGERPRINT_ROWS", "Checkpointer", "fingerprint"]
+__all__ = [
+    "FINGERPRINT_ROWS",
+    "Checkpointer",
+    "dropout_layers",
+    "fingerprint",
+    "model_state_arrays",
+]
 
 #: Rows of ``x`` and ``t`` hashed into a checkpoint's data fingerprint.
 FINGERPRINT_ROWS = 64
@@ -47,10 +55,38 @@ _PROGRESS_FIELDS = (
     "train_acc_list",
     "test_acc_list",
     "scaler",
+    "dropout",
 )
-#: Fields that checkpoints written before mixed precision lack, and their value then.
-_OPTIONAL_FIELDS = {"precision": None, "scaler": None}
+#: Fields that checkpoints written before mixed precision (precision, scaler)
+#: or before Dropout (dropout) lack, and their value then.
+_OPTIONAL_FIELDS = {"precision": None, "scaler": None, "dropout": None}
 _EXTRA_ARRAYS = ("initial_loss", "total_loss")
+#: The model's state arrays (BatchNormalization's running statistics) are
+#: extra arrays named by this prefix and ``layers.<i>.<name>``.
+_STATE_PREFIX = "state/"
+
+
+def model_state_arrays(model: Any) -> dict[str, Any]:
+    """The model's arrays that are not parameters, by name (the very arrays).
+
+    ``layers.<i>.<name>`` for each name in layer ``i``'s ``state_names``
+    (BatchNormalization's ``running_mean`` and ``running_var``), as
+    :meth:`xpnn.models.LayeredNet.named_arrays` names them; empty for a
+    model without ``layers``. A checkpoint holds them: a resumed run goes
+    on with the running statistics of the interrupted one.
+    """
+    arrays: dict[str, Any] = {}
+    for i, layer in enumerate(getattr(model, "layers", ()) or ()):
+        for name in getattr(type(layer), "state_names", ()):
+            arrays[f"layers.{i}.{name}"] = getattr(layer, name)
+    return arrays
+
+
+def dropout_layers(model: Any) -> list[Any]:
+    """The model's :class:`xpnn.layers.Dropout` layers, in ``model.layers`` order."""
+    from xpnn.layers import Dropout
+
+    return [layer for layer in getattr(model, "layers", ()) or () if isinstance(layer, Dropout)]
 
 
 class Checkpointer(Callback):
@@ -155,10 +191,17 @@ class Checkpointer(Callback):
             "train_acc_list": trainer.train_acc_list,
             "test_acc_list": trainer.test_acc_list,
             "scaler": _scaler(state),
+            # Each Dropout layer's seed and masks drawn: the resumed run draws
+            # the masks the uninterrupted one would.
+            "dropout": [
+                {"seed": layer.seed, "draws": layer.draws}
+                for layer in dropout_layers(trainer.model)
+            ],
         }
         extra = {
             "total_loss": state.total_loss if state.loss_count else 0.0,
             "initial_loss": state.initial_loss,
+            **{_STATE_PREFIX + name: a for name, a in model_state_arrays(trainer.model).items()},
         }
         written = write_checkpoint(self.path, trainer.model, trainer.optimizer, progress, extra)
         state.last_checkpoint, state.last_position = str(written), where
@@ -172,13 +215,25 @@ class Checkpointer(Callback):
         progress = {**_OPTIONAL_FIELDS, **checkpoint.progress}
         _check_progress(path, progress, state.settings(), self.data)
         scaler = _check_scaler(path, progress["scaler"], state)
-        total, initial_loss = _check_extra(path, checkpoint.extra, progress["loss_count"])
+        dropout = _check_dropout(path, progress["dropout"], trainer.model)
+        model_state = model_state_arrays(trainer.model)
+        total, initial_loss, stored_state = _check_extra(
+            path, checkpoint.extra, progress["loss_count"], model_state
+        )
         loss_count = progress["loss_count"]
         total_loss = (
             asarray(total, dtype=total.dtype.name, backend=backend_of(state.x)) if loss_count else 0
         )
+        new_state = {
+            name: asarray(stored_state[name], dtype=a.dtype, backend=backend_of(a))
+            for name, a in model_state.items()
+        }
         # Everything is checked and on the device: from here on nothing fails.
         _restore_checkpoint(checkpoint, trainer.model, trainer.optimizer)
+        for name, a in model_state.items():
+            a[...] = new_state[name]  # in place: the layers hold these arrays
+        for layer, entry in zip(dropout_layers(trainer.model), dropout, strict=True):
+            layer.seed, layer.draws = entry["seed"], entry["draws"]
         state.rng.set_state(progress["rng"])
         trainer.current_epoch = progress["current_epoch"]
         trainer.loss_list = list(progress["loss_list"])
@@ -416,14 +471,24 @@ def _compare_fingerprint(path: Any, stored: dict[str, Any], now: dict[str, Any])
         )
 
 
-def _check_extra(path: Any, extra: dict[str, np.ndarray], loss_count: int) -> tuple:
-    """The running loss sum (host 0-d array) and the untrained loss (float)."""
-    from xpnn.io import ModelFileError
+def _check_extra(
+    path: Any, extra: dict[str, np.ndarray], loss_count: int, model_state: dict[str, Any]
+) -> tuple:
+    """The running loss sum (host 0-d array), the untrained loss (float) and the state arrays.
 
-    if sorted(extra) != sorted(_EXTRA_ARRAYS):
+    ``model_state`` are the model's state arrays by name
+    (:func:`model_state_arrays`): the checkpoint must hold each, of its
+    shape and dtype, finite (host arrays returned by name).
+    """
+    from xpnn.io import ModelFileError
+    from xpnn.io.checkpoints import _check_host_array
+
+    expected = sorted([*_EXTRA_ARRAYS, *(_STATE_PREFIX + name for name in model_state)])
+    if sorted(extra) != expected:
         raise ModelFileError(
-            f"{path}: extra arrays {sorted(extra)}, expected {sorted(_EXTRA_ARRAYS)}; "
-            "written by another xpnn version? resume with that version or start again"
+            f"{path}: extra arrays {sorted(extra)}, expected {expected}; written for another "
+            "model (other layers) or by another xpnn version? resume with that model and "
+            "version or start again"
         )
     for name in _EXTRA_ARRAYS:
         a = extra[name]
@@ -439,4 +504,43 @@ def _check_extra(path: Any, extra: dict[str, np.ndarray], loss_count: int) -> tu
             "(it must be finite, and 0 when nothing is summed); the checkpoint was damaged "
             "or edited"
         )
-    return total, float(extra["initial_loss"])
+    stored = {}
+    for name, like in model_state.items():
+        key = _STATE_PREFIX + name
+        _check_host_array(str(path), f"extra/{key}", extra[key], like, "create the model with")
+        stored[name] = extra[key]
+    return total, float(extra["initial_loss"]), stored
+
+
+def _check_dropout(path: Any, stored: Any, model: Any) -> list[dict[str, int]]:
+    """The checkpoint's Dropout seeds and draws, one per Dropout layer of ``model``.
+
+    A checkpoint written before Dropout (None) fits a model without it.
+    """
+    from xpnn.io import ModelFileError
+
+    layers = dropout_layers(model)
+    if stored is None:
+        stored = []
+    if not (
+        isinstance(stored, list)
+        and all(
+            isinstance(e, dict)
+            and set(e) == {"seed", "draws"}
+            and _is_int(e["seed"])
+            and 0 <= e["seed"] < 2**63
+            and _is_int(e["draws"])
+            and e["draws"] >= 0
+            for e in stored
+        )
+    ):
+        raise ModelFileError(
+            f"{path}: progress field 'dropout' must be a list of {{'seed': int, 'draws': int}} "
+            f"(ints >= 0), got {stored!r:.200}; the checkpoint was damaged or edited"
+        )
+    if len(stored) != len(layers):
+        raise ModelFileError(
+            f"{path}: the checkpoint records {len(stored)} Dropout layers, this "
+            f"{type(model).__name__} has {len(layers)}; resume with the model of the run"
+        )
+    return stored

@@ -6,7 +6,32 @@ from typing import Any
 
 from xpnn.backend import CudaGraph, backend_of, device_of, get_namespace, ops
 
-__all__ = ["GraphStep"]
+__all__ = ["GraphStep", "check_graphable"]
+
+
+def check_graphable(model: Any) -> None:
+    """Refuse a model whose training step a replayed CUDA graph would get wrong.
+
+    A graph replays the recorded kernels with the numbers they were recorded
+    with: a :class:`xpnn.layers.Dropout` layer would apply the same mask at
+    every iteration (its draw count is a host number, not a device array).
+    BatchNormalization is fine (its statistics are computed and updated in
+    place on the device).
+
+    Raises:
+        ValueError: ``model`` has Dropout layers (the message names them).
+    """
+    from xpnn.layers import Dropout
+
+    layers = getattr(model, "layers", ()) or ()
+    dropouts = [i for i, layer in enumerate(layers) if isinstance(layer, Dropout)]
+    if dropouts:
+        raise ValueError(
+            f"cuda_graph=True cannot train {type(model).__name__}: its Dropout layer"
+            f"{'s' if len(dropouts) > 1 else ''} (layers {', '.join(map(str, dropouts))}) would "
+            "replay the recorded mask at every iteration instead of drawing a new one; train "
+            "it without cuda_graph"
+        )
 
 
 class GraphStep:
@@ -29,11 +54,13 @@ class GraphStep:
         max_grad: Clip the global gradient norm to this, if not None.
 
     Raises:
-        ValueError: The data are not on CuPy, or the optimizer's update
-            depends on the update count (``graph_safe`` is not set: Adam).
+        ValueError: The model has Dropout layers (see :func:`check_graphable`),
+            the data are not on CuPy, or the optimizer's update depends on
+            the update count (``graph_safe`` is not set: Adam).
     """
 
     def __init__(self, trainer: Any, x: Any, t: Any, batch_size: int, max_grad: Any):
+        check_graphable(trainer.model)
         if backend_of(x).name != "cupy":
             raise ValueError(
                 f"cuda_graph=True needs the data on CuPy, got {backend_of(x).spec}; "

@@ -43,6 +43,7 @@ from typing import Any
 from xpnn.backend import get_namespace, ops
 
 __all__ = [
+    "OPTIMIZERS",
     "SGD",
     "AdaGrad",
     "Adam",
@@ -50,6 +51,7 @@ __all__ = [
     "Nesterov",
     "Optimizer",
     "RMSprop",
+    "get_optimizer",
 ]
 
 #: The book's small constant that keeps AdaGrad, RMSprop and Adam from dividing by 0.
@@ -570,3 +572,58 @@ class Adam(Optimizer):
         diff *= 1 - self.beta2
         v += diff
         _divide_step(xp, p, lr_t, m, v)
+
+
+#: The optimizers by the book's lower-case names (vol. 1, ``common/trainer.py``):
+#: what ``get_optimizer`` and ``Trainer(..., optimizer="adam")`` take.
+OPTIMIZERS: dict[str, type[Optimizer]] = {
+    "sgd": SGD,
+    "momentum": Momentum,
+    "nesterov": Nesterov,
+    "adagrad": AdaGrad,
+    "rmsprop": RMSprop,
+    "adam": Adam,
+}
+
+
+def get_optimizer(name: str, **params: Any) -> Optimizer:
+    """An optimizer by name, as the book's ch. 6 ``Trainer`` makes it.
+
+    Example: ``get_optimizer("Adam", lr=0.001)`` is ``Adam(lr=0.001)``.
+
+    Args:
+        name: One of :data:`OPTIMIZERS` (``"sgd"``, ``"momentum"``,
+            ``"nesterov"``, ``"adagrad"``, ``"rmsprop"``, ``"adam"``), in
+            any case (``"SGD"``, ``"AdaGrad"``).
+        **params: The optimizer's hyper-parameters (``lr``, ``momentum``...).
+
+    Returns:
+        A new optimizer.
+
+    Raises:
+        ValueError: An unknown name (the message lists the names), or a
+            hyper-parameter out of range (the optimizer's own error).
+        TypeError: ``name`` is not a string, a hyper-parameter the optimizer
+            does not have, or one that is not a number.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"the optimizer name must be a string, got {type(name).__name__} {name!r}")
+    cls = OPTIMIZERS.get(name.lower())
+    if cls is None:
+        raise ValueError(
+            f"unknown optimizer {name!r}; the names are {', '.join(map(repr, OPTIMIZERS))} "
+            "(in any case)"
+        )
+    try:
+        return cls(**params)
+    except TypeError as exc:
+        if "unexpected keyword argument" not in str(exc):
+            raise
+        import inspect
+
+        accepted = [p for p in inspect.signature(cls).parameters if p != "self"]
+        unknown = sorted(set(params) - set(accepted))
+        raise TypeError(
+            f"{cls.__name__} has no hyper-parameter {', '.join(map(repr, unknown))}; it takes "
+            f"{', '.join(map(repr, accepted))}"
+        ) from None

@@ -19,6 +19,11 @@ precision buys speed on GPUs with tensor cores:
   gradients are not finite is skipped and the scale halved; after 2,000 clean
   steps in a row it doubles. bfloat16 has float32's range and needs no scale.
 
+Layers with state follow the twin: BatchNormalization's running statistics
+are the master's arrays, updated in place by the twin (kept as they were by a
+skipped step), and Dropout's count of masks drawn goes back to the master
+after each step, so the master predicts, saves and checkpoints its state.
+
 Nothing of this reads the device: the scale, the overflow test and the skip
 are device arrays and ``where`` selections, as the rest of a training step.
 Use it with ``Trainer.fit(..., precision="mixed16")`` (or ``"mixed_bf16"``,
@@ -215,8 +220,9 @@ class MixedPrecision:
     The scaler's state carries over from one ``fit`` to the next on the
     same device, as a ``GradScaler`` kept across a training loop does.
 
-    A skipped step (gradients not finite) leaves the weights and the
-    optimizer's state arrays as they were, on the device. The optimizer's
+    A skipped step (gradients not finite) leaves the weights, the
+    optimizer's state arrays and the running statistics of
+    BatchNormalization layers as they were, on the device. The optimizer's
     update count (``optimizer.iter``, a host number) still counts it: for
     Adam that shifts the bias correction by the skipped steps (a few, at the
     start), where PyTorch's GradScaler does not count them but reads the
@@ -293,6 +299,7 @@ class MixedPrecision:
         if twin_keys != keys:  # pragma: no cover - from_config gives the same names
             raise TypeError(f"{type(model).__name__}.from_config names its parameters otherwise")
         self.model, self.twin, self.optimizer = model, twin, optimizer
+        self._bind_layer_state(model, twin)
         self._masters = masters
         self._halves = _arrays(twin.params)[1]
         grad_keys, twin_grads = _arrays(twin.grads)
@@ -312,6 +319,54 @@ class MixedPrecision:
         ):
             scaler.start(xp, backend.device)  # another fit on the same device goes on with it
 
+    def _bind_layer_state(self, model: Any, twin: Any) -> None:
+        """Make the master's layer state follow the twin's, which trains.
+
+        BatchNormalization's running statistics: the twin's layers hold the
+        master's very arrays (updated in place in the master's dtype, from
+        statistics taken in float32), so the master predicts, saves and
+        checkpoints them with no copy. Other layers' state arrays are cast
+        into the twin before each step and back after it, on the device.
+        Dropout: the twin draws the masks, with the master's seed and count
+        before each step, and the master's count follows after it (host
+        ints), so a checkpoint of the master resumes the same masks.
+        """
+        from xpnn.layers import BatchNormalization, Dropout
+
+        self._synced: list[tuple[Any, Any]] = []  # (master array, twin array)
+        self._running: list[Any] = []  # the state arrays a step updates (kept if skipped)
+        self._hyper: list[tuple[Any, Any, str]] = []  # (master layer, twin layer, attribute)
+        self._dropouts: list[tuple[Any, Any]] = []  # (master layer, twin layer)
+        for mine, theirs in zip(model.layers, twin.layers, strict=True):
+            if isinstance(mine, Dropout):
+                self._dropouts.append((mine, theirs))
+                self._hyper.append((mine, theirs, "dropout_ratio"))
+            if isinstance(mine, BatchNormalization):
+                self._hyper.append((mine, theirs, "momentum"))
+            for name in type(mine).state_names:
+                if isinstance(mine, BatchNormalization):
+                    setattr(theirs, name, getattr(mine, name))
+                    self._running.append(getattr(mine, name))
+                else:
+                    self._synced.append((getattr(mine, name), getattr(theirs, name)))
+        self._running += [half for _, half in self._synced]  # copied back after the step
+
+    def _state_to_twin(self) -> None:
+        xp = self._xp
+        for master, half in self._synced:
+            _into(half, xp.astype(master, half.dtype))
+        for mine, theirs in self._dropouts:
+            theirs.seed, theirs.draws = mine.seed, mine.draws
+        for mine, theirs, name in self._hyper:  # a callback may change them between steps
+            setattr(theirs, name, getattr(mine, name))
+
+    def _state_to_master(self) -> None:
+        xp = self._xp
+        for master, half in self._synced:
+            _into(master, xp.astype(half, master.dtype))
+        for mine, theirs in self._dropouts:
+            mine.draws = theirs.draws
+
     # --------------------------------------------------------------- a step
 
     def step(self, x: Any, t: Any, max_grad: float | None) -> Any:
@@ -328,7 +383,11 @@ class MixedPrecision:
         # An overflow of a loss-scaled step is expected: it is found and the
         # step skipped. NumPy would warn of it on the way.
         with ops(self._masters[0]).quiet():
-            return self._step(x, t, max_grad)
+            self._state_to_twin()
+            try:
+                return self._step(x, t, max_grad)
+            finally:
+                self._state_to_master()
 
     def _step(self, x: Any, t: Any, max_grad: float | None) -> Any:
         xp, twin = self._xp, self.twin
@@ -336,8 +395,10 @@ class MixedPrecision:
             _into(half, xp.astype(master, half.dtype))
         if x.dtype != self._compute:
             x = xp.astype(x, self._compute)
-        loss = twin.forward(x, t)
         scaler = self.scaler
+        # A skipped step leaves the running statistics as they were, too.
+        kept = [] if scaler is None else [xp.asarray(a, copy=True) for a in self._running]
+        loss = twin.forward(x, t)
         twin.backward(1 if scaler is None else scaler.scale, input_grad=False)
         if scaler is None:
             for g32, g in zip(self._grads, self._scaled, strict=True):
@@ -352,6 +413,8 @@ class MixedPrecision:
             self.optimizer.update(self.model.params, self.grads)
         else:
             self._update_unless_skipped(finite)
+            for a, old in zip(self._running, kept, strict=True):
+                _into(a, xp.where(finite, a, old))
             scaler.update(finite)
         return loss
 

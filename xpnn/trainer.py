@@ -19,6 +19,12 @@ divergence and NaN guard, the accuracies, the printed lines and the progress
 bar, and the checkpoints (:mod:`xpnn.checkpointer`). ``fit(callbacks=[...])``
 adds your own.
 
+The book's chapter-6 form, ``Trainer(network, x_train, t_train, x_test,
+t_test, epochs=20, mini_batch_size=100, optimizer='SGD', optimizer_param={'lr':
+0.01}, evaluate_sample_num_per_epoch=None, verbose=True).train()``, is the
+same class: ``train`` runs ``fit`` with those settings (see :meth:`Trainer.train`
+for how it differs from the book's loop).
+
 Nothing is read back from the device inside an iteration: losses are summed
 on the device and read once per ``eval_interval``; mini-batches are taken on
 the device with ``xp.take`` from one permutation per epoch; gradient clipping
@@ -45,12 +51,15 @@ from xpnn.callbacks import (
     Evaluator,
     FitState,
     Guard,
+    IterationLosses,
     Reporter,
     _values,
+    accuracy,
 )
 from xpnn.checkpointer import Checkpointer
 from xpnn.graph_step import GraphStep
 from xpnn.models import LayeredNet
+from xpnn.optimizers import OPTIMIZERS, get_optimizer
 from xpnn.precision import MixedPrecision, mixed_precision
 from xpnn.random import default_rng
 
@@ -79,45 +88,306 @@ def clip_grads(grads: Any, max_norm: float) -> None:
         g *= xp.astype(rate, g.dtype)
 
 
+#: The book's default ``optimizer_param`` (for whichever optimizer is named).
+BOOK_OPTIMIZER_PARAM = {"lr": 0.01}
+
+#: ``fit`` arguments that ``train()`` sets from the book's settings.
+_TRAIN_SETS = ("x", "t", "max_epoch", "batch_size", "eval_interval", "validation_data", "verbose")
+
+
 class Trainer:
     """Train a model with an optimizer on mini-batches, recording the loss.
 
+    Two forms, the books' two trainers:
+
+    * vol. 2: ``Trainer(model, optimizer)``, then ``fit(x, t, max_epoch,
+      batch_size, ...)``;
+    * vol. 1, ch. 6: ``Trainer(network, x_train, t_train, x_test, t_test,
+      epochs=20, mini_batch_size=100, optimizer='SGD', optimizer_param={'lr':
+      0.01}, evaluate_sample_num_per_epoch=None, verbose=True)``, then
+      :meth:`train` (which runs ``fit``: one training loop).
+
     Args:
-        model: A layered model (``forward``/``backward``/``params``/``grads``)
-            or a chapter-4 model (``gradient``/``loss``/``params``).
-        optimizer: Anything with ``update(params, grads)`` (xpnn.optimizers).
+        network: A layered model (``forward``/``backward``/``params``/``grads``)
+            or a chapter-4 model (``gradient``/``loss``/``params``); the
+            vol. 2 name is ``model``.
+        x_train: vol. 2 form: the optimizer (``Trainer(model, optimizer)``).
+            Book form: the training inputs ``(N, ...)``, floating point, on
+            the model's backend.
+        t_train: Book form: the training labels, ``(N,)`` integers or
+            ``(N, classes)`` one-hot.
+        x_test, t_test: Book form: the test data, evaluated after each epoch
+            and at the end.
+        epochs: Book form: epochs to train (a positive int).
+        mini_batch_size: Book form: samples per iteration (a positive int);
+            with fewer than that many training samples, every iteration
+            takes all of them (see :meth:`train`).
+        optimizer: Anything with ``update(params, grads)``
+            (:mod:`xpnn.optimizers`), or, in the book form, an optimizer's
+            name (``'SGD'``, ``'Momentum'``, ``'Nesterov'``, ``'AdaGrad'``,
+            ``'RMSprop'``, ``'Adam'``, any case: :data:`xpnn.optimizers.OPTIMIZERS`).
+        optimizer_param: Book form: the named optimizer's hyper-parameters,
+            a dict; None is the book's default ``{'lr': 0.01}``, whichever
+            optimizer is named (Adam too).
+        evaluate_sample_num_per_epoch: Book form: measure the per-epoch
+            accuracies on the first this many training and test samples
+            (None: all of them).
+        verbose: Book form: print the book's lines (see :meth:`train`).
 
     Attributes:
+        model: The model (``network``, the book's name, is the same object).
+        optimizer: The optimizer (made from its name in the book form).
         loss_list: Average training loss of each ``eval_interval`` (floats).
         train_acc_list, test_acc_list: Accuracy after each epoch, when
             ``fit`` was given validation data (floats).
+        train_loss_list: The loss of every iteration of :meth:`train`
+            (floats; the book's).
         current_epoch: Epochs run so far.
         divergence_factor, divergence_patience: The divergence guard of
             ``fit`` (defaults DIVERGENCE_FACTOR = 10.0 and
             DIVERGENCE_PATIENCE = 3); set them on a trainer whose model's
             loss is not a mean cross-entropy and lives on another scale.
+
+    Book-form attributes (as the book's): ``x_train``, ``t_train``,
+    ``x_test``, ``t_test``, ``epochs``, ``batch_size`` (the samples per
+    iteration ``train`` uses), ``evaluate_sample_num_per_epoch``,
+    ``verbose``, ``train_size``, ``iter_per_epoch`` and ``max_iter`` (ints:
+    the iterations ``train`` runs per epoch and in all).
+
+    Raises:
+        TypeError: ``network`` is not a model, the optimizer has no
+            ``update``, book-form data are missing or not arrays, or a
+            book-form argument is given to the vol. 2 form.
+        ValueError: Book form: bad sizes, labels, settings, an unknown
+            optimizer name or hyper-parameter values (the optimizer's own
+            error). Everything is checked here, before anything trains.
     """
 
     divergence_factor: float = DIVERGENCE_FACTOR
     divergence_patience: int = DIVERGENCE_PATIENCE
 
-    def __init__(self, model: Any, optimizer: Any):
-        if not hasattr(optimizer, "update"):
-            raise TypeError(f"optimizer must have update(params, grads), got {optimizer!r}")
+    def __init__(
+        self,
+        network: Any,
+        x_train: Any = None,
+        t_train: Any = None,
+        x_test: Any = None,
+        t_test: Any = None,
+        epochs: int = 20,
+        mini_batch_size: int = 100,
+        optimizer: Any = "SGD",
+        optimizer_param: dict[str, Any] | None = None,
+        evaluate_sample_num_per_epoch: int | None = None,
+        verbose: bool = True,
+    ):
+        book = hasattr(x_train, "shape") and not hasattr(x_train, "update")
+        if not book:  # vol. 2: Trainer(model, optimizer) or Trainer(model, optimizer=...)
+            optimizer = _vol2_optimizer(x_train, optimizer)
+            _no_book_arguments(
+                t_train=t_train,
+                x_test=x_test,
+                t_test=t_test,
+                epochs=epochs,
+                mini_batch_size=mini_batch_size,
+                optimizer_param=optimizer_param,
+                evaluate_sample_num_per_epoch=evaluate_sample_num_per_epoch,
+                verbose=verbose,
+            )
+        model = network
         layered = hasattr(model, "forward") and hasattr(model, "backward")
         if not layered and not (hasattr(model, "gradient") and hasattr(model, "loss")):
             raise TypeError(
                 f"{type(model).__name__} is not a model: it needs forward(x, t) and backward() "
                 "(vol. 2 style) or loss(x, t) and gradient(x, t) (chapter-4 style)"
             )
+        if book:
+            optimizer = _book_optimizer(optimizer, optimizer_param)
         self.model = model
         self.optimizer = optimizer
         self._layered = layered
         self.loss_list: list[float] = []
         self.train_acc_list: list[float] = []
         self.test_acc_list: list[float] = []
+        self.train_loss_list: list[float] = []
         self.eval_interval: int | None = None
         self.current_epoch = 0
+        self._book = False
+        if book:
+            self._book_settings(
+                x_train,
+                t_train,
+                x_test,
+                t_test,
+                epochs,
+                mini_batch_size,
+                evaluate_sample_num_per_epoch,
+                verbose,
+            )
+
+    @property
+    def network(self) -> Any:
+        """The model (the book's name for it)."""
+        return self.model
+
+    def _book_settings(
+        self,
+        x_train: Any,
+        t_train: Any,
+        x_test: Any,
+        t_test: Any,
+        epochs: Any,
+        mini_batch_size: Any,
+        samples: Any,
+        verbose: Any,
+    ) -> None:
+        """Check the book form's data and settings (all before anything trains)."""
+        missing = [
+            name
+            for name, value in (("t_train", t_train), ("x_test", x_test), ("t_test", t_test))
+            if value is None
+        ]
+        if missing:
+            raise TypeError(
+                f"Trainer(network, x_train, t_train, x_test, t_test, ...) (the book's ch. 6 "
+                f"form) is missing {', '.join(missing)}"
+            )
+        for name, value in (
+            ("x_train", x_train),
+            ("t_train", t_train),
+            ("x_test", x_test),
+            ("t_test", t_test),
+        ):
+            if not hasattr(value, "shape"):
+                raise TypeError(
+                    f"{name} must be an array (xpnn.asarray(...), load_mnist()), got "
+                    f"{type(value).__name__}"
+                )
+        for name, value in (("epochs", epochs), ("mini_batch_size", mini_batch_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if not isinstance(verbose, bool):
+            raise TypeError(f"verbose must be True or False, got {verbose!r}")
+        if not (hasattr(self.model, "accuracy") or hasattr(self.model, "predict")):
+            raise TypeError(
+                f"{type(self.model).__name__} has neither accuracy(x, t) nor predict(x): "
+                "train() measures the accuracies after each epoch"
+            )
+        Evaluator(x_test, t_test, samples)  # checks the count
+        if x_train.ndim >= 1 and x_train.shape[0] > 0:
+            batch = min(mini_batch_size, x_train.shape[0])
+        else:
+            batch = mini_batch_size  # the data check below names what is wrong
+        state = self._new_state(x_train, t_train, epochs, batch, None, batch, 0)
+        self._check_validation(state, (x_test, t_test))
+        self._book = True
+        self.x_train, self.t_train, self.x_test, self.t_test = x_train, t_train, x_test, t_test
+        self.epochs, self.batch_size = epochs, batch
+        self.evaluate_sample_num_per_epoch, self.verbose = samples, verbose
+        self.train_size = state.data_size
+        self.iter_per_epoch = state.max_iters
+        self.max_iter = epochs * state.max_iters
+        self.final_test_acc: float | None = None
+
+    def train(self, *, seed: int | None = 0, progress: bool = False, **options: Any) -> Trainer:
+        """Train as the book's ch. 6 ``Trainer.train()`` does, by running :meth:`fit`.
+
+        It runs ``fit(x_train, t_train, max_epoch=epochs,
+        batch_size=batch_size, eval_interval=iter_per_epoch,
+        validation_data=(x_test, t_test), ...)`` with a callback that keeps
+        every iteration's loss in ``train_loss_list``; ``train_acc_list``
+        and ``test_acc_list`` get the accuracies after each epoch (on the
+        first ``evaluate_sample_num_per_epoch`` samples, if set). At the end
+        it measures the test accuracy on all of ``x_test`` (kept in
+        ``final_test_acc``). With ``verbose`` it prints the book's lines:
+        ``train loss:...`` for each iteration, ``=== epoch:1, train
+        acc:..., test acc:... ===`` after each epoch, and
+        ``=============== Final Test Accuracy ===============`` /
+        ``test acc:...`` at the end.
+
+        How it differs from the book's loop (same model, same optimizer,
+        same kind of curves):
+
+        * Mini-batches: each epoch is one permutation of the training data
+          (each sample once), ``iter_per_epoch = train_size //
+          mini_batch_size`` iterations (a last partial batch is dropped);
+          the book draws every batch with replacement
+          (``np.random.choice``) and runs ``int(epochs * train_size /
+          mini_batch_size)`` iterations. With fewer training samples than
+          ``mini_batch_size``, every iteration takes all of them (one
+          iteration an epoch), where the book draws ``mini_batch_size``
+          samples with replacement (the same expected gradient).
+        * Randomness: the shuffling comes from xpnn's generator seeded with
+          ``seed`` (0): a rerun is identical, on every backend; the book
+          uses NumPy's global state.
+        * Accuracies: measured after each epoch, so the last entry is the
+          trained model's; the book measures after the first iteration of
+          each epoch. Both give ``epochs`` entries when
+          ``mini_batch_size`` divides the training size.
+        * ``train_loss_list``: the loss of the forward pass that gave the
+          gradients (training mode: Dropout active, batch statistics),
+          before the update; the book runs a second forward pass after the
+          update, in test mode. The losses are kept on the device and read
+          once an epoch, so the ``train loss:`` lines come in a block after
+          each epoch (the book prints and reads each iteration).
+        * The NaN and divergence guard of ``fit`` stops a run whose loss
+          becomes NaN or diverges (FloatingPointError); pass
+          ``on_nan="ignore"`` to go on as the book does.
+        * ``fit``'s own lines and progress bar are off unless asked for
+          (``progress=True``).
+
+        Args:
+            seed: Seed of the shuffling.
+            progress: Show fit's progress bar (in a terminal or notebook).
+            **options: Further :meth:`fit` arguments (``checkpoint``,
+                ``resume``, ``precision``, ``callbacks``, ``on_nan``,
+                ``max_grad``, ``cuda_graph``...). After ``resume``,
+                ``train_loss_list`` holds the iterations run since.
+
+        Returns:
+            The trainer (its lists hold the curves).
+
+        Raises:
+            TypeError: The trainer was made as ``Trainer(model,
+                optimizer)`` (use :meth:`fit`), or ``options`` sets what the
+                book's settings set (``max_epoch``...).
+            ValueError, FloatingPointError, xpnn.io.ModelFileError: As :meth:`fit`.
+        """
+        if not self._book:
+            raise TypeError(
+                "train() is the book's ch. 6 form: make the trainer as Trainer(network, "
+                "x_train, t_train, x_test, t_test, epochs=..., ...), or call fit(x, t, ...) "
+                "on this Trainer(model, optimizer)"
+            )
+        taken = [name for name in _TRAIN_SETS if name in options]
+        if taken:
+            raise TypeError(
+                f"train() sets {', '.join(taken)} from the trainer's settings (epochs, "
+                "mini_batch_size, x_test, t_test, verbose); set them there, or call fit()"
+            )
+        losses = IterationLosses(self.train_loss_list)
+        callbacks = [losses, _BookLines(losses)] if self.verbose else [losses]
+        extra = options.pop("callbacks", ())
+        if isinstance(extra, (Callback, str)) or not isinstance(extra, Iterable):
+            CallbackList((), extra)  # its error
+        self.fit(
+            self.x_train,
+            self.t_train,
+            max_epoch=self.epochs,
+            batch_size=self.batch_size,
+            eval_interval=self.iter_per_epoch,
+            validation_data=(self.x_test, self.t_test),
+            eval_samples=self.evaluate_sample_num_per_epoch,
+            seed=seed,
+            progress=progress,
+            verbose=False,
+            callbacks=[*callbacks, *extra],
+            **options,
+        )
+        self.final_test_acc = accuracy(self.model, self.x_test, self.t_test)
+        if self.verbose:
+            print("=============== Final Test Accuracy ===============")
+            print("test acc:" + str(self.final_test_acc))
+        return self
 
     def fit(
         self,
@@ -129,6 +399,7 @@ class Trainer:
         eval_interval: int = 20,
         *,
         validation_data: tuple[Any, Any] | None = None,
+        eval_samples: int | None = None,
         seed: int | None = 0,
         progress: bool = True,
         verbose: bool = True,
@@ -157,6 +428,9 @@ class Trainer:
                 point where the loss is read from the device.
             validation_data: ``(x_test, t_test)``; when given, train and test
                 accuracy are recorded after each epoch (the chapter-4 curves).
+            eval_samples: Measure those accuracies on the first this many
+                samples of ``x`` and of the validation data only (the
+                book's ``evaluate_sample_num_per_epoch``); None: all.
             seed: Seed of the shuffling (the same on every backend).
             progress: Show a progress bar (tqdm) over the iterations, in a
                 terminal or a notebook.
@@ -165,16 +439,21 @@ class Trainer:
             checkpoint: Write a checkpoint here (atomically: a crash or Ctrl-C
                 never leaves a broken file) after every epoch, and every
                 ``checkpoint_every`` iterations of an epoch if given. It
-                holds the parameters, the optimizer state, the position,
-                the curves, the run settings (``max_epoch``, ``batch_size``,
-                ``max_grad``, ``eval_interval``) and a fingerprint of ``x``
-                and ``t`` (shapes, dtypes and a SHA-256 of 64 evenly spaced
-                rows, read once per fit). A checkpoint whose parameters,
-                optimizer state or running loss are NaN or infinite is never
-                written (one on-device check per checkpoint): see ``on_nan``.
+                holds the parameters, the model's state arrays (the running
+                statistics of BatchNormalization layers), each Dropout
+                layer's seed and count of masks drawn, the optimizer state,
+                the position, the curves, the run settings (``max_epoch``,
+                ``batch_size``, ``max_grad``, ``eval_interval``) and a
+                fingerprint of ``x`` and ``t`` (shapes, dtypes and a SHA-256
+                of 64 evenly spaced rows, read once per fit). A checkpoint
+                whose parameters, state arrays, optimizer state or running
+                loss are NaN or infinite is never written (one on-device
+                check per checkpoint): see ``on_nan``.
             checkpoint_every: See ``checkpoint``.
             resume: Continue the run saved in this checkpoint: parameters,
-                optimizer state, shuffling state, position and curves. The
+                state arrays, Dropout seeds and draws (the same masks as the
+                uninterrupted run), optimizer state, shuffling state,
+                position and curves. The
                 resumed run ends exactly as an uninterrupted one would. The
                 whole file is checked first; it is refused (ModelFileError,
                 nothing changed) when it does not fit this model (class,
@@ -195,8 +474,9 @@ class Trainer:
                 is what bounds a GPU at these sizes. The first iteration runs
                 eagerly; the graph is recorded again when a hyper-parameter
                 (``optimizer.lr``...) changes. The results are those of eager
-                training. Needs data on CuPy and an optimizer whose update
-                does not depend on the update count (not Adam).
+                training. Needs data on CuPy, an optimizer whose update
+                does not depend on the update count (not Adam) and a model
+                without Dropout layers (a replay would repeat one mask).
             callbacks: Your own :class:`xpnn.callbacks.Callback` instances,
                 told of the run's events after fit's own parts (the guard,
                 the accuracies, the printed lines, the checkpoints).
@@ -209,6 +489,8 @@ class Trainer:
                 without scaling. A :class:`xpnn.MixedPrecision` for other
                 settings. Needs a model made of layers and an optimizer of
                 :mod:`xpnn.optimizers`; checkpoints keep the scaler's state.
+                The model's layer state follows the twin that computes
+                (BatchNormalization's running statistics, Dropout's draws).
 
         Returns:
             The trainer itself (its lists hold the curves).
@@ -225,10 +507,15 @@ class Trainer:
         state = self._new_state(x, t, max_epoch, batch_size, max_grad, eval_interval, seed)
         state.precision = self._check_precision(precision, cuda_graph)
         state.validation_data = self._check_validation(state, validation_data)
+        evaluator = None if validation_data is None else Evaluator(*validation_data, eval_samples)
+        if eval_samples is not None and validation_data is None:
+            raise ValueError(
+                f"eval_samples={eval_samples!r} needs validation_data: the accuracies are "
+                "measured only with it"
+            )
         guard = Guard(on_nan)
         keeper = Checkpointer(checkpoint, checkpoint_every, resume=resume, guard=guard)
         saving = checkpoint is not None or resume is not None
-        evaluator = None if validation_data is None else Evaluator(*validation_data)
         parts = [guard, evaluator, Reporter(verbose, progress), keeper if saving else None]
         events = CallbackList(parts, callbacks)
         step = self._stepper(state, cuda_graph, watch=bool(events.user))
@@ -506,3 +793,98 @@ class Trainer:
             pyplot=path is None and can_show(),
         )
         return show_or_save(fig, path, default="xpnn_training.png")
+
+
+def _vol2_optimizer(optimizer: Any, keyword: Any) -> Any:
+    """The optimizer of ``Trainer(model, optimizer)`` (positional or keyword)."""
+    if optimizer is not None and keyword != "SGD":
+        raise TypeError(
+            "Trainer(model, optimizer) got an optimizer twice (positionally and as optimizer=)"
+        )
+    optimizer = keyword if optimizer is None else optimizer
+    if isinstance(optimizer, str):
+        raise TypeError(
+            f"Trainer(model, optimizer) needs an optimizer object, such as xpnn.SGD(lr=0.01); "
+            f"a name ({optimizer!r}) is for the book's form Trainer(network, x_train, t_train, "
+            "x_test, t_test, optimizer=..., optimizer_param={...})"
+        )
+    if not hasattr(optimizer, "update"):
+        raise TypeError(
+            f"optimizer must have update(params, grads), got {optimizer!r:.80}; or, the book's "
+            "ch. 6 form: Trainer(network, x_train, t_train, x_test, t_test, ...) with arrays"
+        )
+    return optimizer
+
+
+def _no_book_arguments(**given: Any) -> None:
+    """The vol. 2 form takes none of the book form's settings (fit takes them)."""
+    defaults = {
+        "t_train": None,
+        "x_test": None,
+        "t_test": None,
+        "epochs": 20,
+        "mini_batch_size": 100,
+        "optimizer_param": None,
+        "evaluate_sample_num_per_epoch": None,
+        "verbose": True,
+    }
+    # An array is given whatever it holds; other values when not the default.
+    extra = [n for n, v in given.items() if hasattr(v, "shape") or v != defaults[n]]
+    if extra:
+        raise TypeError(
+            f"Trainer(model, optimizer) takes no {', '.join(extra)}: they belong to the book's "
+            "form Trainer(network, x_train, t_train, x_test, t_test, ...); with an optimizer "
+            "object pass the data and settings to fit(x, t, max_epoch=..., batch_size=..., "
+            "validation_data=..., verbose=...)"
+        )
+
+
+def _book_optimizer(optimizer: Any, param: Any) -> Any:
+    """The book form's optimizer: by name with ``optimizer_param``, or an object."""
+    if isinstance(optimizer, str):
+        if param is None:
+            param = BOOK_OPTIMIZER_PARAM
+        if not isinstance(param, dict) or not all(isinstance(k, str) for k in param):
+            raise TypeError(
+                f"optimizer_param must be a dict of hyper-parameters such as {{'lr': 0.01}}, "
+                f"got {param!r:.80}"
+            )
+        if optimizer.lower() not in OPTIMIZERS:
+            raise ValueError(
+                f"unknown optimizer {optimizer!r}; the names are "
+                f"{', '.join(map(repr, OPTIMIZERS))} (in any case), or pass an optimizer object"
+            )
+        return get_optimizer(optimizer, **param)
+    if not hasattr(optimizer, "update"):
+        raise TypeError(
+            f"optimizer must be a name ({', '.join(map(repr, OPTIMIZERS))}) or have "
+            f"update(params, grads), got {optimizer!r:.80}"
+        )
+    if param is not None:
+        raise TypeError(
+            f"optimizer_param is for an optimizer given by name; this {type(optimizer).__name__} "
+            "object has its hyper-parameters already"
+        )
+    return optimizer
+
+
+class _BookLines(Callback):
+    """The book's printed lines of ``Trainer.train`` (after each epoch's one read)."""
+
+    def __init__(self, losses: IterationLosses):
+        self.losses, self.printed = losses, len(losses.losses)
+
+    def on_fit_start(self, state: FitState) -> None:
+        self.printed = len(self.losses.losses)
+
+    def on_epoch_end(self, state: FitState) -> None:
+        new = self.losses.losses[self.printed :]
+        self.printed += len(new)
+        lines = ["train loss:" + str(loss) for loss in new]
+        trainer = state.trainer
+        if trainer.train_acc_list:
+            lines.append(
+                f"=== epoch:{trainer.current_epoch}, train acc:{trainer.train_acc_list[-1]}, "
+                f"test acc:{trainer.test_acc_list[-1]} ==="
+            )
+        print("\n".join(lines))
