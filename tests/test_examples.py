@@ -98,6 +98,11 @@ SMOKE_TESTED = {
     "train_spiral": "test_train_spiral_prints_progress_and_figures",
     "train_gpu": "test_train_gpu_prints_the_table",
     "train_numerical": "test_train_numerical_trains_and_reports",
+    "optimizer_compare_mnist": "test_optimizer_compare_mnist_sgd_is_the_slowest",
+    "weight_init_compare": "test_weight_init_compare_std_001_does_not_learn_he_is_fastest",
+    "batch_norm_test": "test_batch_norm_test_bn_learns_where_the_plain_net_stalls",
+    "overfit_weight_decay": "test_overfit_weight_decay_runs_both_lambdas",
+    "overfit_dropout": "test_overfit_dropout_runs_the_books_trainer",
 }
 
 
@@ -117,7 +122,8 @@ def numbers(line: str) -> np.ndarray:
 
 
 def test_every_example_has_a_smoke_test():
-    assert {p.stem for p in EXAMPLES.glob("*.py")} == set(SMOKE_TESTED)
+    # _ch6.py is no example: the chapter-6 examples share it (as the book's common/).
+    assert {p.stem for p in EXAMPLES.glob("*.py") if p.stem[0] != "_"} == set(SMOKE_TESTED)
     for test in SMOKE_TESTED.values():
         assert callable(globals()[test])
 
@@ -133,6 +139,11 @@ DEFAULT_FIGURES = {
     "train_numerical": ["train_numerical.png"],
     "train_spiral": ["spiral_loss.png", "spiral_boundary.png"],
     "train_gpu": ["train_gpu.png"],
+    "optimizer_compare_mnist": ["optimizer_compare_mnist.png"],
+    "weight_init_compare": ["weight_init_compare.png"],
+    "batch_norm_test": ["batch_norm_test.png"],
+    "overfit_weight_decay": ["overfit_weight_decay.png"],
+    "overfit_dropout": ["overfit_dropout.png"],
 }
 
 
@@ -368,3 +379,173 @@ def test_training_examples_give_the_same_curve_on_every_backend(
     assert curves["train_acc"] == reference["train_acc"]
     assert curves["test_acc"] == reference["test_acc"]
     np.testing.assert_allclose(curves["loss"], reference["loss"], rtol=rtol)
+
+
+# --------------------------------------------------------------------------
+# Chapter 6: the five experiments, each with --quick on the MNIST sample
+# shipped with xpnn (seconds), checking the book's lines, the figure and,
+# where a short run shows it, the book's qualitative result.
+# --------------------------------------------------------------------------
+
+
+def final_losses(lines: list[str]) -> dict[str, float]:
+    """The 'KEY: last X, mean of the last N Y' lines after '=== final': KEY -> Y."""
+    start = next(i for i, line in enumerate(lines) if line.startswith("=========== final"))
+    means = {}
+    for line in lines[start + 1 :]:
+        m = re.fullmatch(r"(\S+): last (\S+), mean of the last \d+ (\S+)", line)
+        if m is None:
+            break
+        means[m[1]] = float(m[3])
+    return means
+
+
+def test_optimizer_compare_mnist_sgd_is_the_slowest(tmp_path, capsys):
+    lines = run_main("optimizer_compare_mnist", ["--backend", "numpy", "--quick"], capsys)
+    assert lines[0].startswith("backend numpy:cpu, float32, MultiLayerNet(784, [100] * 4, 10)")
+    for i in (0, 100):  # the book's lines, every 100 iterations
+        at = lines.index(f"===========iteration:{i}===========")
+        printed = [line.split(":") for line in lines[at + 1 : at + 5]]
+        assert [key for key, _ in printed] == ["SGD", "Momentum", "AdaGrad", "Adam"]
+        if i == 0:  # after one step the loss is still near ln 10
+            assert all(1.5 < float(loss) < 4.0 for _, loss in printed)
+    means = final_losses(lines)
+    assert list(means) == ["SGD", "Momentum", "AdaGrad", "Adam"]
+    assert means["SGD"] > 2 * max(means["Momentum"], means["AdaGrad"], means["Adam"])
+    assert_figures("optimizer_compare_mnist", tmp_path, lines)
+
+
+def test_weight_init_compare_std_001_does_not_learn_he_is_fastest(tmp_path, capsys):
+    lines = run_main("weight_init_compare", ["--backend", "numpy", "--quick"], capsys)
+    at = lines.index("===========iteration:100===========")
+    assert [line.split(":")[0] for line in lines[at + 1 : at + 4]] == ["std=0.01", "Xavier", "He"]
+    means = final_losses(lines)
+    assert means["std=0.01"] == pytest.approx(np.log(10), abs=0.01)  # it learns nothing
+    assert means["He"] < means["Xavier"] - 0.3 < means["std=0.01"] - 0.3
+    assert_figures("weight_init_compare", tmp_path, lines)
+
+
+# At W = 1 the plain net's scores overflow (as in the book's run): NumPy warns.
+@pytest.mark.filterwarnings("ignore:.*encountered in matmul:RuntimeWarning")
+def test_batch_norm_test_bn_learns_where_the_plain_net_stalls(tmp_path, capsys):
+    lines = run_main("batch_norm_test", ["--backend", "numpy", "--quick"], capsys)
+    assert [line for line in lines if line.startswith("=====")] == [
+        f"============== {i}/3 ==============" for i in (1, 2, 3)
+    ]
+    epochs = [line for line in lines if line.startswith("epoch:")]
+    assert len(epochs) == 3 * 4
+    assert all(re.fullmatch(r"epoch:\d \| [\d.]+ - [\d.]+", line) for line in epochs)
+    at = lines.index("final train accuracy | weight scale | without BN | with BN")
+    rows = [[float(v) for v in line.split("|")[1:]] for line in lines[at + 1 : at + 4]]
+    assert [w for w, _, _ in rows] == pytest.approx([1.0, 0.01, 1e-4])
+    _, plain, bn = rows[1]  # w = 0.01: the plain net's signal fades, BN's does not
+    assert plain < 0.2 and bn > plain + 0.2
+    assert lines[at + 4].startswith("with BN higher at ")
+    assert_figures("batch_norm_test", tmp_path, lines)
+
+
+def test_overfit_weight_decay_runs_both_lambdas(tmp_path, capsys):
+    lines = run_main("overfit_weight_decay", ["--backend", "numpy", "--quick"], capsys)
+    heads = [i for i, line in enumerate(lines) if line.startswith("==============")]
+    assert [lines[i] for i in heads] == [
+        "============== weight_decay_lambda = 0 ==============",
+        "============== weight_decay_lambda = 0.1 ==============",
+    ]
+    for start in heads:
+        epochs = lines[start + 1 : start + 21]
+        assert [line.split(",")[0] for line in epochs] == [f"epoch:{i}" for i in range(20)]
+        assert all(re.fullmatch(r"epoch:\d+, train acc:[\d.]+, test acc:[\d.]+", e) for e in epochs)
+    at = lines.index("weight_decay_lambda | final train acc | final test acc | gap")
+    rows = [[float(v) for v in line.split("|")] for line in lines[at + 1 : at + 3]]
+    assert [lam for lam, *_ in rows] == [0.0, 0.1]
+    for _, train_acc, test_acc, gap in rows:
+        assert gap == pytest.approx(train_acc - test_acc, abs=2e-4)
+    assert rows[0][1] > rows[0][2] + 0.1  # 100 images learnt better than the test set
+    assert_figures("overfit_weight_decay", tmp_path, lines)
+
+
+def test_overfit_dropout_runs_the_books_trainer(tmp_path, capsys):
+    lines = run_main("overfit_dropout", ["--backend", "numpy", "--quick"], capsys)
+    epochs = [line for line in lines if line.startswith("=== epoch:")]
+    assert len(epochs) == 2 * 20  # the book's Trainer's lines, both runs
+    assert epochs[0].startswith("=== epoch:1, train acc:") and epochs[-1].endswith(" ===")
+    assert sum(line.startswith("train loss:") for line in lines) == 2 * 20 * 2
+    assert lines.count("=============== Final Test Accuracy ===============") == 2
+    at = lines.index("run             | final train acc | final test acc | gap")
+    plain, dropout = (line.split("|") for line in lines[at + 1 : at + 3])
+    assert plain[0].strip() == "without Dropout" and dropout[0].strip() == "Dropout 0.2"
+    # Dropping a fifth of the activations slows learning the training set by heart.
+    assert float(dropout[1]) < float(plain[1])
+    assert_figures("overfit_dropout", tmp_path, lines)
+
+
+@pytest.mark.parametrize(
+    ("name", "bad"),
+    [
+        ("optimizer_compare_mnist", ["--iters", "0"]),
+        ("weight_init_compare", ["--out", "loss.jpg"]),
+        ("batch_norm_test", ["--scales", "-2"]),
+        ("overfit_weight_decay", ["--weight-decay-lambda", "-0.1"]),
+        ("overfit_dropout", ["--dropout-ratio", "1"]),
+        ("overfit_dropout", ["--seed", "-1"]),
+    ],
+)
+def test_chapter6_examples_refuse_bad_options_before_training(name, bad, tmp_path, capsys):
+    with pytest.raises(SystemExit) as err:
+        load_example(name).main(["--backend", "numpy", *bad])
+    assert err.value.code == 2
+    assert bad[0] in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+#: Tiny runs of the chapter-6 examples' train(), float64.
+CH6_TINY = {
+    "optimizer_compare_mnist": "--iters 4 --batch-size 8".split(),
+    "weight_init_compare": "--iters 4 --batch-size 8".split(),
+    "batch_norm_test": "--scales 2 --epochs 2 --train-size 40 --batch-size 20".split(),
+    "overfit_weight_decay": "--epochs 3 --train-size 40 --batch-size 20".split(),
+    "overfit_dropout": "--epochs 3 --train-size 40 --batch-size 20 --quiet".split(),
+}
+
+
+def ch6_curves(name: str, result) -> dict:
+    """The numbers an example's train() returned, as plain lists."""
+    if name == "overfit_dropout":  # label -> Trainer
+        return {
+            label: [*t.train_loss_list, *t.train_acc_list, *t.test_acc_list]
+            for label, t in result.items()
+        }
+    return result
+
+
+@pytest.mark.parametrize("name", sorted(CH6_TINY))
+def test_chapter6_examples_give_the_same_numbers_on_every_backend(backend, name, capsys):
+    """The same seed: the same weights, mini-batches and Dropout masks on every backend."""
+    # overfit_dropout in float32: the book's Trainer.train() refuses NumPy's float64
+    # scalar losses (reported); float32 sums differ in the last bits across backends.
+    float32 = name == "overfit_dropout"
+    dtype, rtol, atol = ("float32", 1e-4, 2e-3) if float32 else ("float64", 1e-9, 0)
+    example = load_example(name)
+    args = example.parse_args([*CH6_TINY[name], "--dtype", dtype])
+    with xpnn.use_backend(backend.spec, dtype=dtype):
+        curves = ch6_curves(name, example.train(args))
+    with xpnn.use_backend("numpy", dtype=dtype):
+        reference = ch6_curves(name, example.train(args))
+    assert list(curves) == list(reference)
+    for key in reference:
+        np.testing.assert_allclose(
+            np.asarray(curves[key], dtype=float),
+            np.asarray(reference[key], dtype=float),
+            rtol=rtol,
+            atol=atol,
+        )
+
+
+def test_chapter6_examples_read_a_data_dir(mnist_dir, tmp_path, capsys):
+    """--data-dir: the four IDX files of a folder instead of the sample shipped with xpnn."""
+    out = tmp_path / "decay.svg"
+    argv = ["--backend", "numpy", "--quick", "--data-dir", str(mnist_dir), "--out", str(out)]
+    lines = run_main("overfit_weight_decay", argv, capsys)
+    assert f"data: 200 training and 50 test images from {mnist_dir}" in lines
+    assert lines[-1] == f"figure written to {out}"
+    assert out.read_bytes().lstrip().startswith(b"<?xml")
