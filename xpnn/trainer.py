@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import struct
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -386,7 +387,7 @@ class Trainer:
         self.final_test_acc = accuracy(self.model, self.x_test, self.t_test)
         if self.verbose:
             print("=============== Final Test Accuracy ===============")
-            print("test acc:" + str(self.final_test_acc))
+            print("test acc:" + _shown_as(self.x_test.dtype)(self.final_test_acc))
         return self
 
     def fit(
@@ -880,11 +881,36 @@ class _BookLines(Callback):
     def on_epoch_end(self, state: FitState) -> None:
         new = self.losses.losses[self.printed :]
         self.printed += len(new)
-        lines = ["train loss:" + str(loss) for loss in new]
+        shown = _shown_as(state.x.dtype)
+        lines = ["train loss:" + shown(loss) for loss in new]
         trainer = state.trainer
         if trainer.train_acc_list:
             lines.append(
-                f"=== epoch:{trainer.current_epoch}, train acc:{trainer.train_acc_list[-1]}, "
-                f"test acc:{trainer.test_acc_list[-1]} ==="
+                f"=== epoch:{trainer.current_epoch}, train acc:"
+                f"{shown(trainer.train_acc_list[-1])}, test acc:"
+                f"{shown(trainer.test_acc_list[-1])} ==="
             )
         print("\n".join(lines))
+
+
+def _shown_as(dtype: Any) -> Callable[[float], str]:
+    """How the book's lines print a number computed in ``dtype``: float64 in
+    full (as the book's NumPy prints), narrower floats to their precision
+    (the shortest text that reads back as the same float32: a float32 0.16
+    is 0.16, not 0.1599999964237213)."""
+    if _dtype_name(dtype) == "float64":
+        return str
+
+    def as_float32(value: float) -> float:
+        return struct.unpack("f", struct.pack("f", value))[0]
+
+    def shown(value: float) -> str:
+        if not math.isfinite(value):
+            return str(value)
+        for digits in range(6, 9):
+            text = f"{value:.{digits}g}"
+            if as_float32(float(text)) == as_float32(value):
+                return text
+        return f"{value:.9g}"  # 9 significant digits always read back
+
+    return shown
