@@ -36,9 +36,11 @@ __all__ = [
     "plot_descent_path",
     "plot_gradient_field",
     "plot_loss",
+    "plot_search",
     "plot_tangent",
     "plot_tangents",
     "plot_training",
+    "search_figure",
     "show_or_save",
     "training_figure",
 ]
@@ -648,3 +650,90 @@ def plot_decision_boundary(
     ax.set_ylabel("x1")
     ax.legend(loc="upper right", framealpha=0.9)
     return _save(fig, out)
+
+
+# --------------------------------------------------------------------------
+# The hyper-parameter search (vol. 1, 6.5)
+# --------------------------------------------------------------------------
+
+
+def search_figure(
+    records: Sequence[Any], *, top: int = 20, cols: int = 5, pyplot: bool = False
+) -> Figure:
+    """The book's search figure: one panel per trial, best first.
+
+    Each panel ``Best-i`` shows the trial's validation accuracy per epoch
+    (solid) and its training accuracy (dashed) on a 0..1 axis; y ticks on
+    the first panel of each row only, as the book draws it.
+
+    Args:
+        records: Trial records ranked best first (dicts with
+            ``val_acc_list`` and ``train_acc_list``, as
+            :meth:`xpnn.search.SearchResult.ranked` gives), or a
+            :class:`~xpnn.search.SearchResult`.
+        top: Panels: the first ``top`` records (1..20).
+        cols: Panels per row (5 as the book).
+        pyplot: Make the figure through ``matplotlib.pyplot`` (to show it).
+
+    Raises:
+        ValueError: No records, a bad ``top`` or ``cols``, or a record
+            without curves.
+    """
+    if hasattr(records, "ranked"):
+        records = records.ranked()
+    for name, value, most in (("top", top, 20), ("cols", cols, 20)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+            raise ValueError(f"{name} must be an int from 1 to {most}, got {value!r}")
+    shown = list(records)[:top]
+    if not shown:
+        raise ValueError("no trials to draw")
+    curves = []
+    for record in shown:
+        val, train = record.get("val_acc_list"), record.get("train_acc_list")
+        if not val:
+            raise ValueError(
+                f"trial {record.get('trial')} has no validation curve (val_acc_list) to draw"
+            )
+        val = _series(val, "val_acc_list")
+        curves.append((record, val, None if not train else _series(train, "train_acc_list")))
+    rows = math.ceil(len(shown) / cols)
+    if pyplot:
+        import matplotlib.pyplot as plt
+
+        fig = plt.figure(figsize=(2.4 * cols, 2.0 * rows), layout="constrained")
+    else:
+        fig = Figure(figsize=(2.4 * cols, 2.0 * rows), layout="constrained")
+    for i, (record, val, train) in enumerate(curves):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        score = record.get("val_acc")
+        ax.set_title(f"Best-{i + 1}" + ("" if score is None else f" ({score:.2f})"), fontsize=9)
+        ax.set_ylim(0.0, 1.0)
+        if i % cols:
+            ax.set_yticks([])
+        ax.set_xticks([])
+        ax.plot(np.arange(val.size), val)
+        if train is not None:
+            ax.plot(np.arange(train.size), train, "--")
+    return fig
+
+
+def plot_search(
+    records: Sequence[Any], path: str | os.PathLike[str], *, top: int = 20, cols: int = 5
+) -> Path:
+    """Write the book's search figure (see :func:`search_figure`): the best trials' curves.
+
+    Args:
+        records: Trial records ranked best first, or a
+            :class:`~xpnn.search.SearchResult`.
+        path: Output file (``.png``, ``.svg`` or ``.pdf``).
+        top: Panels (at most 20, the book's ``graph_draw_num``).
+        cols: Panels per row (the book's ``col_num``, 5).
+
+    Returns:
+        ``Path(path)``.
+
+    Raises:
+        ValueError: Bad extension, ``top`` or ``cols``, or no curves to draw.
+    """
+    out = _output_path(path)
+    return _save(search_figure(records, top=top, cols=cols), out)

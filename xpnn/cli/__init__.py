@@ -5,6 +5,9 @@
   sample shipped with xpnn, or the full MNIST) on any backend, print progress
   and the final accuracy, save and plot.
 * ``xpnn gradcheck``: compare backpropagation with numerical gradients.
+* ``xpnn search``: the book's random hyper-parameter search on Dask
+  distributed (an embedded cluster, a scheduler's, or one worker per GPU),
+  resumable from its results file.
 * ``xpnn bench``: benchmarks against the textbook code and PyTorch.
 
 Bad option values end with a one-line error and exit status 2, and so does

@@ -2,7 +2,7 @@
 
 Each subcommand's parser names the function that runs it (``func``): the
 ``run`` of :mod:`~xpnn.cli.info`, :mod:`~xpnn.cli.train`,
-:mod:`~xpnn.cli.gradcheck` or :mod:`~xpnn.cli.bench`.
+:mod:`~xpnn.cli.gradcheck`, :mod:`~xpnn.cli.search` or :mod:`~xpnn.cli.bench`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from xpnn.cli import bench, gradcheck, info, train
+from xpnn.cli import bench, gradcheck, info, search, train
 from xpnn.cli.train import DATASET_DEFAULTS, OPTIMIZERS
 
 
@@ -21,6 +21,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
     return value
 
 
@@ -194,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.set_defaults(func=gradcheck.run)
 
+    _add_search(sub)
+
     from xpnn.bench import CASES, DEFAULT_CASES
 
     b = sub.add_parser(
@@ -217,3 +229,91 @@ def build_parser() -> argparse.ArgumentParser:
     )
     b.set_defaults(func=bench.run)
     return parser
+
+
+def _add_search(sub: argparse._SubParsersAction) -> None:
+    """The ``xpnn search`` subcommand (:mod:`xpnn.cli.search`)."""
+    s = sub.add_parser(
+        "search",
+        help="the book's random hyper-parameter search, on Dask distributed",
+        description="The book's random search (vol. 1, 6.5): learning rate 10^U(-6, -2) and "
+        "weight decay 10^U(-8, -4) for MultiLayerNet(784, [100]*6, 10) trained with SGD on "
+        "the first 500 training samples (20 % held out for validation). Trials run on an "
+        "embedded Dask LocalCluster (one worker per core), on --scheduler's cluster, or one "
+        "worker per GPU (--gpus); each is seeded from (--seed, trial number), so the results "
+        "do not depend on the workers. Finished trials are appended to --results: the same "
+        'command again resumes the search. Needs pip install "xpnn[search]".',
+        formatter_class=_HelpFormatter,
+    )
+    s.add_argument("--trials", type=_positive_int, default=100, help="trials of the search")
+    s.add_argument(
+        "--workers",
+        type=_positive_int,
+        help="worker processes of the embedded cluster (default: one per core, or per GPU)",
+    )
+    s.add_argument(
+        "--scheduler",
+        metavar="ADDR",
+        help="run on the cluster of this Dask scheduler, e.g. tcp://host:8786",
+    )
+    s.add_argument(
+        "--gpus",
+        action="store_true",
+        help="embedded cluster of one worker per GPU, each pinned to its device (dask-cuda; "
+        'pip install "xpnn[search-cuda]"); backend cupy unless --backend torch:cuda',
+    )
+    s.add_argument(
+        "--seed", type=_non_negative_int, default=0, help="seed of the trials and of the split"
+    )
+    s.add_argument("--epochs", type=_positive_int, default=50, help="epochs of each trial")
+    s.add_argument("--batch-size", type=_positive_int, default=100, help="mini-batch size")
+    s.add_argument(
+        "--train-size",
+        type=_positive_int,
+        default=500,
+        help="use the first this many training samples (20 %% of them held out for validation)",
+    )
+    s.add_argument(
+        "--hidden",
+        type=search.parse_hidden,
+        default=[100] * 6,
+        metavar="SIZES",
+        help="hidden layer sizes, e.g. 100,100,100 or 6x100",
+    )
+    s.add_argument(
+        "--model",
+        default=search.DEFAULT_MODEL,
+        help="model class: MultiLayerNet, MultiLayerNetExtend, or package.module:Class taking "
+        "(input_size, hidden_size_list, output_size, weight_decay_lambda, seed=, dtype=)",
+    )
+    s.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd", help="update rule")
+    s.add_argument(
+        "--dataset",
+        choices=("mnist5k", "mnist"),
+        default="mnist5k",
+        help="mnist5k (the sample shipped with xpnn) or mnist (the full MNIST, already "
+        "downloaded: workers never download)",
+    )
+    s.add_argument("--data-dir", metavar="DIR", help="--dataset mnist: the folder of its files")
+    s.add_argument(
+        "--backend", help="backend of each trial: numpy, torch:cpu, cupy... (default: numpy)"
+    )
+    s.add_argument(
+        "--dtype",
+        choices=("float32", "float64", "float16", "bfloat16"),
+        default="float32",
+        help="float precision of the models and data",
+    )
+    s.add_argument(
+        "--results",
+        metavar="FILE",
+        default="xpnn_search.jsonl",
+        help="append each finished trial to this JSON-lines file and resume the search it "
+        "holds ('' for none)",
+    )
+    s.add_argument(
+        "--plot", metavar="FILE", help="draw the best trials' curves (.png, .svg or .pdf)"
+    )
+    s.add_argument("--top", type=_positive_int, default=20, help="lines of the ranking to print")
+    s.add_argument("--quiet", action="store_true", help="no progress bar and no first line")
+    s.set_defaults(func=search.run)
