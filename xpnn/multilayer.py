@@ -226,9 +226,13 @@ class MultiLayerNet(LayeredNet):
             in place by :meth:`backward` (weight decay included).
         layers: ``[Affine, Relu|Sigmoid, ..., Affine]``; ``loss_layer`` (also
             ``last_layer``, the book's name): SoftmaxWithLoss.
-        hidden_size_list, hidden_layer_num, output_size, activation,
-        weight_init_std, seed: The settings, checked; read-only (the layers
-            are built from them).
+        hidden_size_list: The settings below are read-only (the layers
+            are built from them): the hidden sizes.
+        hidden_layer_num: How many hidden layers.
+        output_size: Classes.
+        activation: ``'relu'`` or ``'sigmoid'``.
+        weight_init_std: As given (a name in lower case, or a number).
+        seed: The seed of the initial weights (an int, drawn when None).
         weight_decay_lambda: Read when the loss and gradients are computed;
             assigning it is checked and changes :attr:`config` too.
 
@@ -604,9 +608,9 @@ class MultiLayerNetExtend(MultiLayerNet):
     statistics, as the book's.
 
     Args:
-        input_size, hidden_size_list, output_size, activation,
-            weight_init_std, weight_decay_lambda, seed, dtype: As
-            :class:`MultiLayerNet`.
+        input_size: As :class:`MultiLayerNet` (so are ``hidden_size_list``,
+            ``output_size``, ``activation``, ``weight_init_std``,
+            ``weight_decay_lambda``, ``seed`` and ``dtype``).
         use_dropout: Add a :class:`~xpnn.layers.Dropout` after each hidden
             activation. Its masks are drawn on the device from seeds derived
             from ``seed`` (the same masks on every backend).

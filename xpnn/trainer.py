@@ -108,8 +108,9 @@ class Trainer(BookForm):
             the model's backend.
         t_train: Book form: the training labels, ``(N,)`` integers or
             ``(N, classes)`` one-hot.
-        x_test, t_test: Book form: the test data, evaluated after each epoch
-            and at the end.
+        x_test: Book form: the test inputs, evaluated after each epoch and
+            at the end.
+        t_test: Book form: the test labels.
         epochs: Book form: epochs to train (a positive int).
         mini_batch_size: Book form: samples per iteration (a positive int);
             with fewer than that many training samples, every iteration

@@ -80,7 +80,8 @@ class Uniform(Distribution):
     """Uniform floats in ``[low, high)``.
 
     Args:
-        low, high: Finite numbers, ``low < high``.
+        low: Finite, below ``high``.
+        high: Finite, above ``low`` (excluded).
     """
 
     def __init__(self, low: float, high: float):
@@ -99,8 +100,8 @@ class LogUniform(Uniform):
     """``10 ** U(log10 low, log10 high)``: the book's ``10 ** np.random.uniform(-6, -2)``.
 
     Args:
-        low, high: Positive finite numbers, ``low < high`` (``1e-6, 1e-2``
-            for the book's learning rates).
+        low: Positive and finite (``1e-6`` for the book's learning rates).
+        high: Finite, above ``low`` (``1e-2`` for the book's learning rates).
     """
 
     def __init__(self, low: float, high: float):
@@ -116,7 +117,8 @@ class IntUniform(Distribution):
     """Integers ``low, low + 1, ..., high`` (both included), equally likely.
 
     Args:
-        low, high: Integers, ``low <= high``.
+        low: The smallest integer.
+        high: The largest integer (included), ``>= low``.
     """
 
     def __init__(self, low: int, high: int):
