@@ -97,8 +97,8 @@ def _rewrite_meta(path, edit):
 @pytest.mark.parametrize(
     ("edit", "match"),
     [
-        (lambda m: m["config"]["layers"][1].update(kind="Convolution"),
-         "layer 1 is of unknown layer kind 'Convolution'; known kinds: MatMul, Affine"),
+        (lambda m: m["config"]["layers"][1].update(kind="Deconvolution"),
+         "layer 1 is of unknown layer kind 'Deconvolution'; known kinds: MatMul, Affine"),
         (lambda m: m["config"]["layers"][1].update(kind=["Relu"]), "unknown layer kind"),
         (lambda m: m["config"]["loss"].update(kind="Affine"), "Affine config must have"),
         (lambda m: m["config"]["layers"][0]["config"].update(input_size=0), "positive int"),

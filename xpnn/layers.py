@@ -45,10 +45,12 @@ __all__ = [
     "LAYERS",
     "Affine",
     "BatchNormalization",
+    "Convolution",
     "Dropout",
     "Flatten",
     "Layer",
     "MatMul",
+    "Pooling",
     "Relu",
     "Sigmoid",
     "Softmax",
@@ -972,3 +974,7 @@ def backward(
     for i in range(len(layers) - 1, first - 1, -1):
         dout = layers[i].backward(dout, input_grad=input_grad or i > first)
     return dout
+
+
+# The book's common.layers holds its convolution layers too (see xpnn.conv).
+from xpnn.conv import Convolution, Pooling  # noqa: E402
