@@ -10,7 +10,17 @@ __version__ = "0.1.0"
 
 # The modules a user reaches for as attributes (``xpnn.io.save(...)``); plot
 # and bench stay out: they import matplotlib and the textbook reference.
-from xpnn import datasets, functions, gradient, io, layers, multilayer, optimizers, precision
+from xpnn import (
+    convnet,
+    datasets,
+    functions,
+    gradient,
+    io,
+    layers,
+    multilayer,
+    optimizers,
+    precision,
+)
 from xpnn.backend import (
     BACKEND_NAMES,
     Backend,
@@ -30,6 +40,7 @@ from xpnn.backend import (
     zeros,
 )
 from xpnn.callbacks import Callback
+from xpnn.convnet import DeepConvNet, SimpleConvNet
 from xpnn.models import LayeredNet, LayeredTwoLayerNet, SimpleNet, TwoLayerNet, simpleNet
 from xpnn.multilayer import MultiLayerNet, MultiLayerNetExtend
 from xpnn.optimizers import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop, get_optimizer
@@ -39,6 +50,7 @@ from xpnn.trainer import Trainer
 
 __all__ = [
     "Callback",
+    "DeepConvNet",
     "SGD",
     "AdaGrad",
     "Adam",
@@ -56,6 +68,7 @@ __all__ = [
     "MixedPrecision",
     "MultiLayerNet",
     "MultiLayerNetExtend",
+    "SimpleConvNet",
     "SimpleNet",
     "Trainer",
     "TwoLayerNet",
@@ -64,6 +77,7 @@ __all__ = [
     "available_backends",
     "backend_of",
     "backend_status",
+    "convnet",
     "datasets",
     "default_rng",
     "device_of",

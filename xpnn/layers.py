@@ -301,6 +301,16 @@ class Affine(MatMul):
             return k.xp.reshape(dx, self.original_x_shape)
         return dx
 
+    @property
+    def dW(self) -> Any:
+        """The gradient of W (``grads[0]``, the book's name), after :meth:`backward`."""
+        return self.grads[0]
+
+    @property
+    def db(self) -> Any:
+        """The gradient of b (``grads[1]``, the book's name), after :meth:`backward`."""
+        return self.grads[1]
+
     @classmethod
     def param_shapes(cls, config: Any) -> dict[str, tuple[int, ...]]:
         d, h = _config_sizes(cls, config, "input_size", "output_size")

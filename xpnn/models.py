@@ -550,8 +550,9 @@ simpleNet = SimpleNet
 
 #: The model classes a saved file may name (exactly these: a subclass may
 #: compute otherwise, so it does not load as one of them). :mod:`xpnn.multilayer`
-#: adds the book's chapter-6 nets (MultiLayerNet, MultiLayerNetExtend) when it is
-#: imported, which ``import xpnn`` does.
+#: adds the book's chapter-6 nets (MultiLayerNet, MultiLayerNetExtend) and
+#: :mod:`xpnn.convnet` its chapter-7 and 8 nets (SimpleConvNet, DeepConvNet) when
+#: they are imported, which ``import xpnn`` does.
 MODELS: dict[str, type] = {
     cls.__name__: cls for cls in (SimpleNet, TwoLayerNet, LayeredTwoLayerNet, LayeredNet)
 }
