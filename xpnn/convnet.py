@@ -477,8 +477,12 @@ class SimpleConvNet(_ConvNet):
         layers: ``[Convolution, Relu, Pooling, Affine, Relu, Affine]`` (the
             book's ``Conv1``, ``Relu1``, ``Pool1``, ``Affine1``, ``Relu2``,
             ``Affine2``, as a list); ``loss_layer`` (also ``last_layer``).
-        input_dim, conv_param, hidden_size, output_size, weight_init_std,
-            seed: The settings, read-only.
+        input_dim: The settings below are read-only: the shape of a sample.
+        conv_param: The convolution's settings (a read-only dict).
+        hidden_size: Hidden units of the first Affine layer.
+        output_size: Classes.
+        weight_init_std: As given.
+        seed: The seed of the initial weights (an int, drawn when None).
 
     Raises:
         ValueError: A size that is not a positive int, a ``conv_param``
