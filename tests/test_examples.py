@@ -103,6 +103,8 @@ SMOKE_TESTED = {
     "batch_norm_test": "test_batch_norm_test_bn_learns_where_the_plain_net_stalls",
     "overfit_weight_decay": "test_overfit_weight_decay_runs_both_lambdas",
     "overfit_dropout": "test_overfit_dropout_runs_the_books_trainer",
+    "train_convnet": "test_train_convnet_prints_the_books_lines_and_learns",
+    "misclassified_mnist": "test_misclassified_mnist_trains_and_shows_the_wrong_digits",
 }
 
 
@@ -144,6 +146,12 @@ DEFAULT_FIGURES = {
     "batch_norm_test": ["batch_norm_test.png"],
     "overfit_weight_decay": ["overfit_weight_decay.png"],
     "overfit_dropout": ["overfit_dropout.png"],
+    "train_convnet": [
+        "train_convnet.png",
+        "train_convnet_filters_before.png",
+        "train_convnet_filters_after.png",
+    ],
+    "misclassified_mnist": ["misclassified_mnist.png"],
 }
 
 
@@ -153,6 +161,8 @@ def test_every_example_writes_a_figure_by_default():
         args = load_example(name).parse_args([])
         if name == "train_spiral":
             written = [f"{args.out_prefix}loss.png", f"{args.out_prefix}boundary.png"]
+        elif name == "train_convnet":
+            written = [args.out, args.filters_before, args.filters_after]
         else:
             written = [args.out]
         assert written == figures, name
@@ -549,3 +559,180 @@ def test_chapter6_examples_read_a_data_dir(mnist_dir, tmp_path, capsys):
     assert f"data: 200 training and 50 test images from {mnist_dir}" in lines
     assert lines[-1] == f"figure written to {out}"
     assert out.read_bytes().lstrip().startswith(b"<?xml")
+
+
+# --------------------------------------------------------------------------
+# The chapter-7 and 8 examples: SimpleConvNet's filters, DeepConvNet's mistakes
+# --------------------------------------------------------------------------
+
+
+def test_train_convnet_prints_the_books_lines_and_learns(tmp_path, capsys):
+    lines = run_main("train_convnet", ["--backend", "numpy", "--quick"], capsys)
+    assert lines[1].startswith("backend numpy:cpu, float32, SimpleConvNet(30 filters 5x5")
+    assert lines[1].endswith("500 training images, batch 100, 2 epochs")
+    # The book's Trainer lines: a loss per iteration, the accuracies once an epoch.
+    assert sum(line.startswith("train loss:") for line in lines) == 2 * 5
+    epochs = [line for line in lines if line.startswith("=== epoch:")]
+    assert [e.split(",")[0] for e in epochs] == ["=== epoch:1", "=== epoch:2"]
+    at = lines.index("=============== Final Test Accuracy ===============")
+    test_acc = float(lines[at + 1].removeprefix("test acc:"))
+    assert test_acc > 0.15  # chance is 0.1: 10 Adam steps already learn something
+    summary = next(line for line in lines if line.startswith("final train acc"))
+    assert summary.endswith(f"final test acc {test_acc:.4f} (all 1000)")
+    assert_figures("train_convnet", tmp_path, lines)
+
+
+def test_train_convnet_filters_before_and_after(tmp_path):
+    """The first layer's 30 filters: drawn 30 panels, grey, no ticks; training changed them."""
+    from xpnn.convnet import SimpleConvNet
+    from xpnn.plot import filters_figure
+
+    example = load_example("train_convnet")
+    args = example.parse_args("--epochs 1 --train-size 200 --quiet --no-progress".split())
+    with xpnn.use_backend("numpy", dtype="float32"):
+        trainer, before = example.train(args, example.load_images(args))
+        fresh = SimpleConvNet(weight_init_std=0.01, seed=args.seed, dtype="float32")
+    after = trainer.network.params["W1"]
+    assert before.shape == after.shape == (30, 1, 5, 5)
+    np.testing.assert_array_equal(before, fresh.params["W1"])  # kept before the updates
+    assert not np.allclose(before, after)
+    for filters in (before, after):
+        fig = filters_figure(filters)
+        assert len(fig.axes) == 30
+        for ax, w in zip(fig.axes, filters, strict=True):
+            (image,) = ax.get_images()
+            np.testing.assert_allclose(image.get_array(), w[0])
+            assert image.get_cmap().name == "gray_r"
+            assert not ax.get_xticks().size and not ax.get_yticks().size
+
+
+def test_train_convnet_same_accuracies_on_every_backend(backend, mnist_dir, capsys):
+    argv = "--epochs 2 --batch-size 50 --quiet --no-progress --seed 3".split()
+    argv += ["--data-dir", str(mnist_dir)]
+    example = load_example("train_convnet")
+    args = example.parse_args(argv)
+    with xpnn.use_backend(backend.spec, dtype="float32"):
+        trainer, _ = example.train(args, example.load_images(args))
+    with xpnn.use_backend("numpy", dtype="float32"):
+        reference, _ = example.train(args, example.load_images(args))
+    np.testing.assert_allclose(
+        trainer.train_loss_list, reference.train_loss_list, rtol=1e-4, atol=2e-3
+    )
+    np.testing.assert_allclose(trainer.test_acc_list, reference.test_acc_list, atol=0.021)
+
+
+def mis_pairs(lines: list[str]) -> tuple[float, dict]:
+    """The test accuracy and the book's ``{view index: (label, inference)}`` printed."""
+    import ast
+
+    at = lines.index("calculating test accuracy ... ")
+    acc = float(lines[at + 1].removeprefix("test accuracy:"))
+    assert lines[at + 2 : at + 4] == [
+        "======= misclassified result =======",
+        "{view index: (label, inference), ...}",
+    ]
+    return acc, ast.literal_eval(lines[at + 4])
+
+
+def check_pairs(acc: float, pairs: dict, n_test: int) -> None:
+    assert list(pairs) == list(range(1, len(pairs) + 1))
+    assert len(pairs) == min(20, round((1 - acc) * n_test))
+    assert all(label != inference for label, inference in pairs.values())
+
+
+def test_misclassified_mnist_trains_and_shows_the_wrong_digits(tmp_path, capsys, monkeypatch):
+    from xpnn.plot import misclassified_figure
+
+    example = load_example("misclassified_mnist")
+    figures = []
+
+    def spy(*args, **kwargs):
+        figures.append(misclassified_figure(*args, **kwargs))
+        return figures[-1]
+
+    monkeypatch.setattr(example, "misclassified_figure", spy)
+    assert example.main(["--backend", "numpy", "--quick"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("backend numpy:cpu, float32, DeepConvNet, Adam lr 0.001")
+    assert sum(line.startswith("train loss:") for line in lines) == 5  # 500 images, batch 100
+    acc, pairs = mis_pairs(lines)
+    check_pairs(acc, pairs, 200)
+    (fig,) = figures
+    assert len(fig.axes) == len(pairs)  # one panel per misclassified digit shown
+    for ax, (label, inference) in zip(fig.axes, pairs.values(), strict=True):
+        assert ax.get_title() == f"{inference} (true {label})"
+    assert_figures("misclassified_mnist", tmp_path, lines)
+
+
+def test_misclassified_mnist_loads_a_saved_model(tmp_path, capsys):
+    from xpnn.convnet import DeepConvNet
+    from xpnn.datasets import load_mnist5k
+    from xpnn.io import save
+
+    with xpnn.use_backend("numpy"):
+        net = DeepConvNet(seed=5, dtype="float64")
+        save(net, tmp_path / "deep.npz")
+        _, (x_test, t_test) = load_mnist5k(flatten=False, dtype="float64")
+        expected = net.accuracy(x_test[:150], t_test[:150])
+    argv = ["--backend", "numpy", "--dtype", "float64", "--model", str(tmp_path / "deep.npz")]
+    argv += ["--test-size", "150"]
+    lines = run_main("misclassified_mnist", argv, capsys)
+    assert f"loaded DeepConvNet from {tmp_path / 'deep.npz'}" in lines
+    assert not any(line.startswith(("train loss:", "=== epoch")) for line in lines)
+    acc, pairs = mis_pairs(lines)
+    assert acc == pytest.approx(float(expected), abs=1e-9)
+    check_pairs(acc, pairs, 150)
+    assert_png(tmp_path / "misclassified_mnist.png")
+
+
+@pytest.mark.parametrize(
+    ("name", "bad"),
+    [
+        ("train_convnet", ["--filters-after", "filters.jpg"]),
+        ("train_convnet", ["--epochs", "0"]),
+        ("misclassified_mnist", ["--model", "no-such-model.npz"]),
+        ("misclassified_mnist", ["--test-size", "-5"]),
+    ],
+)
+def test_convnet_examples_refuse_bad_options_before_training(name, bad, tmp_path, capsys):
+    with pytest.raises(SystemExit) as err:
+        load_example(name).main(["--backend", "numpy", *bad])
+    assert err.value.code == 2
+    assert bad[0] in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+def test_convnet_figures_check_their_input(tmp_path):
+    from xpnn.plot import filters_figure, misclassified_figure, plot_filters, plot_misclassified
+
+    with pytest.raises(ValueError, match=r"\(FN, C, FH, FW\)"):
+        filters_figure(np.zeros((30, 5, 5)))
+    with pytest.raises(ValueError, match=r"\.png, \.svg, \.pdf"):
+        plot_filters(np.zeros((3, 1, 5, 5)), tmp_path / "filters.jpg")
+    images, labels = np.zeros((4, 784)), np.array([0, 1, 2, 3])
+    with pytest.raises(ValueError, match="N=4"):
+        misclassified_figure(images, labels, np.array([0, 1, 2]))
+    fig = misclassified_figure(images, labels, labels)  # all right: said, no panels
+    assert not fig.axes and "all 4 images classified right" in fig.texts[0].get_text()
+    scores = np.eye(4)[[0, 2, 2, 1]]  # predicted 0, 2, 2, 1: images 1 and 3 wrong
+    fig = misclassified_figure(images, labels, scores, max_view=1)
+    assert [ax.get_title() for ax in fig.axes] == ["2 (true 1)"]
+    assert_png(plot_misclassified(images, labels, scores, tmp_path / "wrong.png"))
+    assert not list(tmp_path.glob("*.jpg"))
+
+
+def test_misclassified_mnist_classifies_on_every_backend(backend):
+    """The batched test loop (batches of 100 and a rest) gives the same classes everywhere."""
+    from xpnn.convnet import DeepConvNet
+
+    example = load_example("misclassified_mnist")
+    host = np.random.default_rng(0).random((130, 1, 28, 28))
+    predicted = {}
+    for spec in (backend.spec, "numpy"):
+        with xpnn.use_backend(spec):
+            net = DeepConvNet(seed=2, dtype="float64")
+            predicted[spec] = example.classify(net, xpnn.asarray(host, dtype="float64"))
+            scores = xpnn.to_numpy(net.predict(xpnn.asarray(host, dtype="float64")))
+    assert predicted[backend.spec].shape == (130,)
+    np.testing.assert_array_equal(predicted[backend.spec], predicted["numpy"])
+    np.testing.assert_array_equal(predicted["numpy"], scores.argmax(axis=1))

@@ -1,4 +1,4 @@
-"""The book's figures (ch. 4), drawn on the host with matplotlib.
+"""The book's figures (ch. 4 on), drawn on the host with matplotlib.
 
 Every function takes host data or arrays of any backend (they are copied to
 the host with :func:`xpnn.backend.to_numpy`: plotting is host-side), writes
@@ -31,11 +31,15 @@ from matplotlib.ticker import MaxNLocator
 from xpnn.backend import Backend, asarray, backend_of, get_namespace, to_numpy
 
 __all__ = [
+    "filters_figure",
+    "misclassified_figure",
     "plot_accuracy",
     "plot_decision_boundary",
     "plot_descent_path",
+    "plot_filters",
     "plot_gradient_field",
     "plot_loss",
+    "plot_misclassified",
     "plot_search",
     "plot_tangent",
     "plot_tangents",
@@ -737,3 +741,191 @@ def plot_search(
     """
     out = _output_path(path)
     return _save(search_figure(records, top=top, cols=cols), out)
+
+
+# --------------------------------------------------------------------------
+# Convolutional networks (vol. 1, ch. 7 and 8)
+# --------------------------------------------------------------------------
+
+
+def _new_figure(pyplot: bool, **kwargs: Any) -> Figure:
+    """A plain Figure, or one made through ``matplotlib.pyplot`` (to show it)."""
+    if pyplot:
+        import matplotlib.pyplot as plt
+
+        return plt.figure(**kwargs)
+    return Figure(**kwargs)
+
+
+def _positive_int(value: Any, name: str, most: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+        raise ValueError(f"{name} must be an int from 1 to {most}, got {value!r}")
+    return value
+
+
+def filters_figure(
+    filters: Any, *, nx: int = 8, title: str | None = None, pyplot: bool = False
+) -> Figure:
+    """The book's ``filter_show`` (figure 7-24): each filter's first channel as a grey image.
+
+    One panel per filter, ``nx`` per row, no ticks; dark is a large weight
+    (the book's ``gray_r``), each panel scaled to its own range as
+    ``imshow`` does.
+
+    Args:
+        filters: Convolution weights ``(FN, C, FH, FW)`` of any backend (a
+            network's ``params['W1']``); channel 0 is drawn, as in the book.
+        nx: Panels per row (the book: 8).
+        title: A title above the grid, or None.
+        pyplot: Make the figure through ``matplotlib.pyplot`` (to show it).
+
+    Returns:
+        The figure, with ``FN`` axes (one per filter).
+
+    Raises:
+        ValueError: ``filters`` is not 4-D or has no filter, or a bad ``nx``.
+    """
+    host = to_numpy(filters)
+    if host.ndim != 4 or 0 in host.shape:
+        raise ValueError(
+            f"filters must be convolution weights (FN, C, FH, FW), got shape {host.shape}"
+        )
+    nx = _positive_int(nx, "nx", 100)
+    host = host.astype(np.float64)
+    fn = host.shape[0]
+    cols = min(nx, fn)
+    rows = math.ceil(fn / cols)
+    height = 0.8 * rows + (0.4 if title else 0.0)  # inches; 0.4 for the title
+    fig = _new_figure(pyplot, figsize=(0.8 * cols, height))
+    top = 1 - 0.4 / height if title else 0.99
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=top, hspace=0.05, wspace=0.05)
+    for i in range(fn):
+        ax = fig.add_subplot(rows, cols, i + 1, xticks=[], yticks=[])
+        ax.imshow(host[i, 0], cmap="gray_r", interpolation="nearest")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_filters(
+    filters: Any, path: str | os.PathLike[str], *, nx: int = 8, title: str | None = None
+) -> Path:
+    """Write the book's filter figure (see :func:`filters_figure`).
+
+    Args:
+        filters: Convolution weights ``(FN, C, FH, FW)`` of any backend.
+        path: Output file (``.png``, ``.svg`` or ``.pdf``).
+        nx: Panels per row (the book: 8).
+        title: A title above the grid, or None.
+
+    Returns:
+        ``Path(path)``.
+
+    Raises:
+        ValueError: Bad extension, ``filters`` not 4-D, or a bad ``nx``.
+    """
+    out = _output_path(path)
+    return _save(filters_figure(filters, nx=nx, title=title), out)
+
+
+def _images(x: Any) -> np.ndarray:
+    """Images ``(N, 1, H, W)``, ``(N, H, W)`` or square rows ``(N, H*W)`` as host ``(N, H, W)``."""
+    host = to_numpy(x).astype(np.float64)
+    if host.ndim == 4 and host.shape[1] == 1:
+        return host[:, 0]
+    if host.ndim == 3:
+        return host
+    if host.ndim == 2:
+        side = math.isqrt(host.shape[1])
+        if side * side == host.shape[1]:
+            return host.reshape(host.shape[0], side, side)
+    raise ValueError(
+        "x must be grey images (N, 1, H, W) or (N, H, W), or square ones as rows "
+        f"(N, H*W), got shape {host.shape}"
+    )
+
+
+def misclassified_figure(
+    x: Any,
+    t: Any,
+    y: Any,
+    *,
+    max_view: int = 20,
+    cols: int = 5,
+    pyplot: bool = False,
+) -> Figure:
+    """The book's ``misclassified_mnist`` figure: the first wrongly classified images.
+
+    The first ``max_view`` images whose predicted class differs from the
+    true one, in order, ``cols`` per row, each titled with the prediction
+    and the true class (``"3 (true 5)"``), grey, no ticks. When every image
+    is classified right, the figure says so in one panel.
+
+    Args:
+        x: The images: ``(N, 1, H, W)``, ``(N, H, W)`` or square rows
+            ``(N, H*W)``, any backend.
+        t: True classes, integers ``(N,)`` or one-hot ``(N, C)``, any backend.
+        y: Predicted classes ``(N,)`` or scores ``(N, C)`` (argmax taken),
+            any backend.
+        max_view: The most images drawn (the book: 20).
+        cols: Panels per row (the book: 5).
+        pyplot: Make the figure through ``matplotlib.pyplot`` (to show it).
+
+    Returns:
+        The figure: one axes per image drawn.
+
+    Raises:
+        ValueError: Shapes that do not match, or a bad ``max_view`` or ``cols``.
+    """
+    images = _images(x)
+    n = images.shape[0]
+    labels = _class_labels(t, n)
+    try:
+        predicted = _class_labels(y, n)
+    except ValueError as exc:
+        raise ValueError(f"y: {exc}".replace("t must", "y must")) from None
+    max_view = _positive_int(max_view, "max_view", 1000)
+    cols = _positive_int(cols, "cols", 100)
+    wrong = np.flatnonzero(predicted != labels)[:max_view]
+    if wrong.size == 0:
+        fig = _new_figure(pyplot, figsize=(4, 1.5))
+        fig.text(0.5, 0.5, f"all {n} images classified right", ha="center", va="center")
+        return fig
+    cols = min(cols, wrong.size)
+    rows = math.ceil(wrong.size / cols)
+    fig = _new_figure(pyplot, figsize=(1.4 * cols, 1.6 * rows), layout="constrained")
+    for k, i in enumerate(wrong):
+        ax = fig.add_subplot(rows, cols, k + 1, xticks=[], yticks=[])
+        ax.imshow(images[i], cmap="gray_r", interpolation="nearest")
+        ax.set_title(f"{predicted[i]} (true {labels[i]})", fontsize=9)
+    return fig
+
+
+def plot_misclassified(
+    x: Any,
+    t: Any,
+    y: Any,
+    path: str | os.PathLike[str],
+    *,
+    max_view: int = 20,
+    cols: int = 5,
+) -> Path:
+    """Write the misclassified images (see :func:`misclassified_figure`).
+
+    Args:
+        x: The images ``(N, 1, H, W)``, ``(N, H, W)`` or ``(N, H*W)``.
+        t: True classes ``(N,)`` or one-hot ``(N, C)``.
+        y: Predicted classes ``(N,)`` or scores ``(N, C)``.
+        path: Output file (``.png``, ``.svg`` or ``.pdf``).
+        max_view: The most images drawn (the book: 20).
+        cols: Panels per row (the book: 5).
+
+    Returns:
+        ``Path(path)``.
+
+    Raises:
+        ValueError: Bad extension, shapes that do not match, or a bad
+            ``max_view`` or ``cols``.
+    """
+    out = _output_path(path)
+    return _save(misclassified_figure(x, t, y, max_view=max_view, cols=cols), out)
