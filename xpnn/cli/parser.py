@@ -11,7 +11,7 @@ import argparse
 import math
 
 from xpnn.cli import bench, gradcheck, info, search, train
-from xpnn.cli.train import DATASET_DEFAULTS, OPTIMIZERS
+from xpnn.cli.train import DATASET_DEFAULTS, MODEL_CHOICES, OPTIMIZERS
 
 
 def _positive_int(text: str) -> int:
@@ -85,10 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "train",
-        help="train the book's two-layer net (spiral or MNIST)",
-        description="Train the book's two-layer network. Defaults are the book's: "
+        help="train the book's two-layer net (spiral or MNIST) or conv nets (MNIST)",
+        description="Train the book's two-layer network, or its convolutional networks "
+        "(--model simpleconvnet, deepconvnet). Defaults are the book's: "
         "spiral (vol. 2 ch. 1): hidden 10, SGD lr 1.0, batch 30, 300 epochs; "
-        "mnist5k and mnist (vol. 1 ch. 4): 784-50-10, lr 0.1, batch 100, 10,000 iterations. "
+        "mnist5k and mnist (vol. 1 ch. 4): 784-50-10, lr 0.1, batch 100, 10,000 iterations; "
+        "SimpleConvNet (vol. 1 ch. 7) and DeepConvNet (ch. 8) on mnist5k or mnist: Adam lr "
+        "0.001, batch 100, 20 epochs, each epoch's accuracies on 1,000 samples. "
         "mnist5k is the 5,000-digit MNIST sample shipped with xpnn (no network); mnist is the "
         "full MNIST, read from --data-dir or downloaded once into a cache folder. Every output "
         "path is checked before training; file errors end with one line and exit status 2.",
@@ -100,6 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="spiral",
         help="spiral (generated), mnist5k (4,000 + 1,000 digits shipped with xpnn) "
         "or mnist (the full 60,000 + 10,000, downloaded)",
+    )
+    p.add_argument(
+        "--model",
+        choices=MODEL_CHOICES,
+        default="twolayernet",
+        help="the book's two-layer net, SimpleConvNet (conv 30 5x5 - pool - 100 - 10, ch. 7) or "
+        "DeepConvNet (six 3x3 convs, three pools, 50 - 10 with dropout, ch. 8); the conv nets "
+        "take MNIST images (N, 1, 28, 28)",
     )
     p.add_argument(
         "--backend", help="numpy, cupy, cupy:1, torch:cuda, ... (default: XPNN_BACKEND, else numpy)"
@@ -118,23 +129,50 @@ def build_parser() -> argparse.ArgumentParser:
         "with dynamic loss scaling (mixed16), or in bfloat16 (mixed_bf16, torch); for GPUs",
     )
     p.add_argument(
-        "--hidden", type=_positive_int, help="hidden units (default: 10 spiral, 50 MNIST)"
+        "--hidden",
+        type=_positive_int,
+        help="hidden units (default: 10 spiral, 50 MNIST); --model simpleconvnet: 100, "
+        "deepconvnet: 50 (the units of their hidden Affine layer)",
     )
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd", help="update rule")
     p.add_argument(
-        "--lr", type=_positive_float, help="learning rate (default: 1.0 spiral, 0.1 MNIST)"
+        "--optimizer",
+        choices=OPTIMIZERS,
+        help="update rule (default: sgd; adam for the conv nets, as the book)",
+    )
+    p.add_argument(
+        "--lr",
+        type=_positive_float,
+        help="learning rate (default: 1.0 spiral, 0.1 MNIST, 0.001 the conv nets)",
     )
     length = p.add_mutually_exclusive_group()
     length.add_argument(
-        "--epochs", type=_positive_int, help="epochs (default: 300 spiral; MNIST: see --iters)"
+        "--epochs",
+        type=_positive_int,
+        help="epochs (default: 300 spiral, 20 the conv nets; two-layer net on MNIST: see --iters)",
     )
     length.add_argument(
         "--iters",
         type=_positive_int,
-        help="iterations, rounded up to whole epochs (default: 10000 MNIST; spiral: see --epochs)",
+        help="iterations, rounded up to whole epochs (default: 10000 for the two-layer net on "
+        "MNIST; otherwise see --epochs)",
     )
     p.add_argument(
         "--batch-size", type=_positive_int, help="mini-batch size (default: 30 spiral, 100 MNIST)"
+    )
+    p.add_argument(
+        "--train-size",
+        type=_positive_int,
+        metavar="N",
+        help="train on the first N training samples only, e.g. for a quick try (default: all; "
+        "the test samples are all used)",
+    )
+    p.add_argument(
+        "--eval-samples",
+        type=_positive_int,
+        metavar="N",
+        help="measure each epoch's train and test accuracy on the first N samples of each (the "
+        "book's evaluate_sample_num_per_epoch; default: all, 1000 for the conv nets as the "
+        "book); the final line's accuracies are on all of them",
     )
     p.add_argument(
         "--eval-interval",

@@ -1,8 +1,8 @@
-"""``xpnn train``: train the book's two-layer net on a data set and write the results.
+"""``xpnn train``: train the book's two-layer net or conv nets and write the results.
 
-The data set's defaults (the book's settings), loading the data, building the
-model and optimizer, the run itself, and writing the model and figure at the
-end. The checks made before any work live in :mod:`xpnn.cli.paths` and
+The data set's and the model's defaults (the book's settings), loading the
+data, building the model and optimizer, the run itself, and writing the model
+and figure at the end. The checks made before any work live in :mod:`xpnn.cli.paths` and
 :mod:`xpnn.cli.memory`.
 """
 
@@ -15,7 +15,14 @@ import time
 from typing import Any
 
 from xpnn.cli import memory
-from xpnn.cli.memory import OPTIMIZER_STATE, check_memory, estimate_memory
+from xpnn.cli.memory import (
+    CONV_MODELS,
+    ITEM_BYTES,
+    OPTIMIZER_STATE,
+    check_memory,
+    estimate_conv_memory,
+    estimate_memory,
+)
 from xpnn.cli.paths import SAMPLE_HINT, check_train_paths
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
@@ -27,6 +34,38 @@ DATASET_DEFAULTS = {
     "mnist5k": {"hidden": 50, "lr": 0.1, "batch_size": 100, "iters": 10_000, "eval_interval": 100},
     "mnist": {"hidden": 50, "lr": 0.1, "batch_size": 100, "iters": 10_000, "eval_interval": 100},
 }
+
+#: ``--model``: the book's two-layer net (``LayeredTwoLayerNet`` on the spiral,
+#: ``TwoLayerNet`` on MNIST), SimpleConvNet (vol. 1 ch. 7), DeepConvNet (ch. 8).
+MODEL_CHOICES = ("twolayernet", *CONV_MODELS)
+
+#: The book's settings per model, over the data set's: ch. 7's
+#: ``train_convnet.py`` and ch. 8's ``train_deepnet.py`` (Adam lr 0.001, batch
+#: 100, 20 epochs, the accuracies of each epoch on 1,000 samples: the book's
+#: ``evaluate_sample_num_per_epoch``) and the nets' default hidden sizes.
+MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "twolayernet": {"optimizer": "sgd"},
+    "simpleconvnet": {
+        "hidden": 100,
+        "optimizer": "adam",
+        "lr": 0.001,
+        "batch_size": 100,
+        "epochs": 20,
+        "eval_samples": 1000,
+    },
+    "deepconvnet": {
+        "hidden": 50,
+        "optimizer": "adam",
+        "lr": 0.001,
+        "batch_size": 100,
+        "epochs": 20,
+        "eval_samples": 1000,
+    },
+}
+
+#: A sample's shape ``(C, H, W)`` for the conv nets, per data set (a
+#: ``--data-dir`` may hold others: read from the data then).
+DATASET_IMAGES = {"mnist5k": (1, 28, 28), "mnist": (1, 28, 28)}
 
 #: ``(train samples, test samples, input size, classes)`` of each data set
 #: (for ``mnist``, the official files; a ``--data-dir`` may hold others).
@@ -52,7 +91,12 @@ def _make_optimizer(name: str, lr: float) -> Any:
 
 
 def _load_data(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, int]:
-    """(x_train, t_train, x_test, t_test, classes) on the active backend."""
+    """(x_train, t_train, x_test, t_test, classes) on the active backend.
+
+    MNIST images are rows ``(N, 784)`` for the two-layer net and
+    ``(N, 1, 28, 28)`` for the conv nets.
+    """
+    flatten = args.model not in CONV_MODELS
     if args.dataset == "spiral":
         from xpnn.datasets import load_spiral
 
@@ -61,7 +105,7 @@ def _load_data(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, int]:
     if args.dataset == "mnist5k":
         from xpnn.datasets import load_mnist5k
 
-        (x, t), (x_test, t_test) = load_mnist5k(dtype=args.dtype)
+        (x, t), (x_test, t_test) = load_mnist5k(flatten=flatten, dtype=args.dtype)
         return x, t, x_test, t_test, 10
     from xpnn.datasets import DownloadError, load_mnist
     from xpnn.datasets.mnist import mnist_data_dir
@@ -70,6 +114,7 @@ def _load_data(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, int]:
     try:
         (x, t), (x_test, t_test) = load_mnist(
             data_dir=directory,
+            flatten=flatten,
             download=not args.no_download,
             dtype=args.dtype,
             progress=not args.quiet,
@@ -81,6 +126,19 @@ def _load_data(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, int]:
         )
         raise
     return x, t, x_test, t_test, 10
+
+
+def _check_sizes(args: argparse.Namespace, n_train: int) -> None:
+    """Refuse a --train-size or --batch-size larger than the ``n_train`` training samples."""
+    if args.train_size is not None and args.train_size > n_train:
+        raise ValueError(
+            f"--train-size {args.train_size} is larger than the data set ({n_train} training "
+            "samples)"
+        )
+    n = n_train if args.train_size is None else args.train_size
+    if args.batch_size > n:
+        what = f"--train-size {n}" if args.train_size is not None else f"the data set ({n})"
+        raise ValueError(f"--batch-size {args.batch_size} is larger than {what}")
 
 
 def _write_results(args: argparse.Namespace, model: Any, trainer: Any) -> int:
@@ -137,16 +195,81 @@ def _check_precision(args: argparse.Namespace, backend: Any) -> None:
             raise ValueError(f"{option} {dtype} on {backend.spec}: {exc}") from None
 
 
+def _apply_defaults(args: argparse.Namespace) -> dict[str, Any]:
+    """Fill the options not given with the model's, else the data set's, defaults.
+
+    Returns:
+        The defaults that applied (``"iters"``: MNIST's length in iterations
+        for the two-layer net, when neither --epochs nor --iters was given).
+    """
+    model = MODEL_DEFAULTS[args.model]
+    settings = {**DATASET_DEFAULTS[args.dataset], **model}
+    if "epochs" in model:  # the conv nets count epochs, as the book's ch. 7-8 code
+        settings.pop("iters", None)
+    if args.iters is not None:  # --iters sets the length: no default epochs
+        settings.pop("epochs", None)
+    for key, value in settings.items():
+        if key != "iters" and getattr(args, key, None) is None:
+            setattr(args, key, value)
+    return settings
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Refuse option combinations that cannot run, before anything is loaded."""
+    if args.model in CONV_MODELS and args.dataset not in DATASET_IMAGES:
+        raise ValueError(
+            f"--model {args.model} takes images (N, 1, 28, 28), but --dataset {args.dataset} "
+            "holds 2-D points: use --dataset mnist5k or mnist (or --model twolayernet)"
+        )
+    if args.eval_samples is not None and DATASET_SHAPES[args.dataset][1] == 0:
+        raise ValueError(
+            f"--eval-samples counts test samples, and --dataset {args.dataset} has none: "
+            "drop --eval-samples"
+        )
+    if args.save_dtype and not args.save:
+        raise ValueError("--save-dtype stores the parameters --save writes: add --save FILE")
+    if args.cuda_graph:
+        from xpnn.optimizers import OPTIMIZERS as CLASSES
+
+        if not getattr(CLASSES[args.optimizer], "graph_safe", False):
+            raise ValueError(
+                f"--cuda-graph cannot replay --optimizer {args.optimizer} updates (they depend "
+                "on the update count): choose --optimizer sgd, momentum, nesterov, adagrad or "
+                "rmsprop, or drop --cuda-graph"
+            )
+        if args.model == "deepconvnet":
+            raise ValueError(
+                "--cuda-graph cannot train --model deepconvnet: a recorded graph would replay "
+                "its Dropout masks instead of drawing new ones; drop --cuda-graph"
+            )
+
+
+def _build_model(args: argparse.Namespace, x: Any, classes: int) -> Any:
+    """The model of --model for inputs like ``x`` (the book's initial weights, --seed)."""
+    import xpnn
+
+    if args.model in CONV_MODELS:
+        import xpnn.convnet
+
+        cls = getattr(xpnn.convnet, CONV_MODELS[args.model])
+        return cls(
+            input_dim=tuple(x.shape[1:]),
+            hidden_size=args.hidden,
+            output_size=classes,
+            seed=args.seed,
+            dtype=args.dtype,
+        )
+    if args.dataset == "spiral":
+        return xpnn.LayeredTwoLayerNet(2, args.hidden, classes, seed=args.seed, dtype=args.dtype)
+    return xpnn.TwoLayerNet(x.shape[1], args.hidden, classes, seed=args.seed, dtype=args.dtype)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``xpnn train`` with the parsed ``args``; returns the exit status."""
     import xpnn
 
-    defaults = DATASET_DEFAULTS[args.dataset]
-    for key, value in defaults.items():
-        if getattr(args, key, None) is None and key != "iters":
-            setattr(args, key, value)
-    if args.save_dtype and not args.save:
-        raise ValueError("--save-dtype stores the parameters --save writes: add --save FILE")
+    defaults = _apply_defaults(args)
+    _check_options(args)
     check_train_paths(args)  # before any backend, download or training
     if args.backend:
         xpnn.set_backend(args.backend, dtype=args.dtype)
@@ -155,33 +278,38 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--cuda-graph needs --backend cupy, not {backend.spec}")
     _check_precision(args, backend)
     n_train, n_test, input_size, classes = DATASET_SHAPES[args.dataset]
+    image = DATASET_IMAGES.get(args.dataset)
     if args.data_dir is not None:  # unknown until read: count the model and a batch only
         n_train = n_test = 0
-    elif args.batch_size > n_train:
-        raise ValueError(f"--batch-size {args.batch_size} is larger than the data set ({n_train})")
+    else:
+        _check_sizes(args, n_train)
     available, where = memory.memory_available(backend)  # via the module: tests replace it
 
-    def check(n: int, n_test: int) -> None:
-        parts = estimate_memory(
-            input_size,
-            args.hidden,
-            classes,
-            args.batch_size,
-            optimizer=args.optimizer,
-            dtype=args.dtype,
-            n_train=n,
-            n_test=n_test,
-            precision=args.precision,
-        )
-        fixes = ["a smaller --hidden", "--batch-size"]
+    def check(n: int, n_test: int, image: Any) -> int:
+        """Refuse a run that does not fit; returns the model's parameter count."""
+        common = {
+            "optimizer": args.optimizer,
+            "dtype": args.dtype,
+            "n_train": n,
+            "n_test": n_test,
+            "precision": args.precision,
+        }
+        if args.model in CONV_MODELS:
+            parts = estimate_conv_memory(
+                args.model, image, args.hidden, classes, args.batch_size, **common
+            )
+            fixes = ["a smaller --batch-size", "--hidden"]
+        else:
+            parts = estimate_memory(input_size, args.hidden, classes, args.batch_size, **common)
+            fixes = ["a smaller --hidden", "--batch-size"]
         if args.dtype != "float32":
             fixes.append("--dtype float32")
         if OPTIMIZER_STATE[args.optimizer]:
             fixes.append("--optimizer sgd")
         check_memory(parts, available, where, f"{', '.join(fixes[:-1])} or {fixes[-1]}")
+        return parts["parameters"] // ITEM_BYTES[args.dtype]
 
-    check(n_train, n_test)  # before loading (maybe downloading) data
-    params = input_size * args.hidden + args.hidden + args.hidden * classes + classes
+    params = check(n_train, n_test, image)  # before loading (maybe downloading) data
     most = getattr(xpnn.io, "MAX_ELEMENTS", None)  # what xpnn.io.save writes and load reads
     if args.save and most is not None and params > most:
         raise ValueError(
@@ -189,19 +317,17 @@ def run(args: argparse.Namespace) -> int:
             "choose a smaller --hidden"
         )
     x, t, x_test, t_test, classes = _load_data(args)
-    n = x.shape[0]
-    if args.batch_size > n:
-        raise ValueError(f"--batch-size {args.batch_size} is larger than the data set ({n})")
     if args.data_dir is not None:
-        check(n, 0 if x_test is None else x_test.shape[0])
+        check(x.shape[0], 0 if x_test is None else x_test.shape[0], tuple(x.shape[1:]))
+        _check_sizes(args, x.shape[0])
+    if args.train_size is not None:  # the first --train-size samples
+        x, t = x[: args.train_size, ...], t[: args.train_size, ...]
+    n = x.shape[0]
     iters_per_epoch = n // args.batch_size
     if args.epochs is None:  # MNIST is counted in iterations, as in ch. 4
         iters = args.iters or defaults.get("iters", iters_per_epoch)
         args.epochs = max(1, math.ceil(iters / iters_per_epoch))
-    if args.dataset == "spiral":
-        model = xpnn.LayeredTwoLayerNet(2, args.hidden, classes, seed=args.seed, dtype=args.dtype)
-    else:
-        model = xpnn.TwoLayerNet(x.shape[1], args.hidden, classes, seed=args.seed, dtype=args.dtype)
+    model = _build_model(args, x, classes)
     optimizer = _make_optimizer(args.optimizer, args.lr)
     say = (lambda *a, **k: None) if args.quiet else print
     say(
@@ -211,6 +337,11 @@ def run(args: argparse.Namespace) -> int:
         f"{type(model).__name__}(hidden={args.hidden}), {args.optimizer} lr={args.lr}, "
         f"batch {args.batch_size}, {args.epochs} epochs x {iters_per_epoch} iterations"
         + (f", gradients clipped to norm {args.max_grad}" if args.max_grad else "")
+        + (
+            f", accuracies of each epoch on the first {args.eval_samples} samples"
+            if args.eval_samples is not None and x_test is not None
+            else ""
+        )
     )
     trainer = xpnn.Trainer(model, optimizer)
     start = time.perf_counter()
@@ -223,6 +354,7 @@ def run(args: argparse.Namespace) -> int:
         max_grad=args.max_grad,
         eval_interval=args.eval_interval,
         validation_data=validation,
+        eval_samples=args.eval_samples if validation is not None else None,
         seed=args.seed,
         progress=not args.quiet,
         verbose=not args.quiet,
@@ -233,6 +365,9 @@ def run(args: argparse.Namespace) -> int:
     train_acc = float(xpnn.to_numpy(model.accuracy(x, t)))
     summary = f"final loss {trainer.loss_list[-1]:.4f} | train accuracy {train_acc:.4f}"
     if validation is not None:
-        summary += f" | test accuracy {trainer.test_acc_list[-1]:.4f}"
+        test_acc = trainer.test_acc_list[-1]
+        if args.eval_samples is not None and args.eval_samples < x_test.shape[0]:
+            test_acc = float(xpnn.to_numpy(model.accuracy(x_test, t_test)))  # all of them
+        summary += f" | test accuracy {test_acc:.4f}"
     print(f"{summary} | {wall:.1f} s")
     return _write_results(args, model, trainer)
