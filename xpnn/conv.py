@@ -22,7 +22,10 @@ Everything is written with portable ``xp`` operations (strided slices,
 on NumPy and CuPy ``im2col`` is one copy out of a strided view of the input
 and the layers reuse their buffers (``out=``) from step to step, as the
 layers of :mod:`xpnn.layers` do, so a training step allocates no column-
-or image-sized array after the first; on PyTorch ``im2col`` is
+or image-sized array after the first, and pass their arrays on in the
+memory order the next step reads fastest (a convolution's output and its
+input gradient channels first, a pooling's output samples first, so an
+Affine layer flattens it without a copy); on PyTorch ``im2col`` is
 ``Tensor.unfold`` and ``col2im`` is ``torch.nn.functional.fold``. Outputs
 of a layer are valid until its next call (copy them to keep them).
 
@@ -110,18 +113,35 @@ def _buffer(k: Any, cache: dict | None, name: str, shape: tuple, dtype: Any, lik
     return k.buffer(cache, name, shape, dtype, like)
 
 
+def _channels_first(k: Any, x: Any) -> bool:
+    """Whether ``x`` (N, C, H, W) is a transposed view of a C-ordered (C, N, H, W) array.
+
+    The layers of this module return their outputs so (NumPy, CuPy): the next
+    layer then copies along contiguous runs.
+    """
+    return k.native is not None and bool(x.transpose(1, 0, 2, 3).flags.c_contiguous)
+
+
 def _padded(k: Any, x: Any, pad: int, cache: dict | None) -> Any:
-    """``x`` with ``pad`` zeros around its last two axes (``x`` itself for 0)."""
+    """``x`` with ``pad`` zeros around its last two axes (``x`` itself for 0).
+
+    On NumPy and CuPy the padded copy keeps ``x``'s memory order (a
+    channels-first ``x`` gets a channels-first buffer), so the copy runs
+    along contiguous rows.
+    """
     if pad == 0:
         return x
     n, c, h, w = x.shape
-    shape = (n, c, h + 2 * pad, w + 2 * pad)
+    first = _channels_first(k, x)
+    shape = (c, n, h + 2 * pad, w + 2 * pad) if first else (n, c, h + 2 * pad, w + 2 * pad)
     old = None if cache is None else cache.get("padded")
     img = _buffer(k, cache, "padded", shape, x.dtype, x)
     if img is None:
         img = k.xp.zeros(shape, dtype=x.dtype, device=device_of(x))
     elif img is not old:  # a new buffer: zero it once; the border stays zero
         img[...] = 0
+    if first:
+        img = img.transpose(1, 0, 2, 3)
     img[:, :, pad : pad + h, pad : pad + w] = x
     return img
 
@@ -188,24 +208,36 @@ def _col2im_t(
         blocks = xp.permute_dims(xp.reshape(col_t, (c * fh * fw, n, oh * ow)), (1, 0, 2))
         return k.torch.nn.functional.fold(blocks, (h, w), (fh, fw), padding=pad, stride=stride)
     col6 = xp.reshape(col_t, (c, fh, fw, n, oh, ow))
-    shape = (n, c, h + 2 * pad, w + 2 * pad)
+    # The image is laid out (C, N, H, W), the order of the columns' planes: each
+    # filter element's plane adds into a strided slice along contiguous runs, and
+    # the result, a transposed view, is what the layers' next backward step reads.
+    shape = (c, n, h + 2 * pad, w + 2 * pad)
     img = _buffer(k, cache, "img", shape, col_t.dtype, col_t)
+    # Windows that never overlap (stride >= window) are copied, not added; when
+    # they also cover the whole padded image, nothing needs zeroing first.
+    disjoint = stride >= fh and stride >= fw
+    covered = disjoint and oh * stride == shape[2] and ow * stride == shape[3]
+    covered = covered and stride == fh and stride == fw
     if img is None:
         img = xp.zeros(shape, dtype=col_t.dtype, device=device_of(col_t))
-    else:
+    elif not covered:
         img[...] = 0
     for y in range(fh):
         y_stop = y + stride * (oh - 1) + 1
         for z in range(fw):
             z_stop = z + stride * (ow - 1) + 1
-            part = xp.permute_dims(col6[:, y, z, ...], (1, 0, 2, 3))
+            part = col6[:, y, z, ...]
             if k.native is not None:
                 target = img[:, :, y:y_stop:stride, z:z_stop:stride]
-                k.native.add(target, part, out=target)
+                if disjoint:
+                    k.native.copyto(target, part)
+                else:
+                    k.native.add(target, part, out=target)
             else:
                 img[:, :, y:y_stop:stride, z:z_stop:stride] = (
                     img[:, :, y:y_stop:stride, z:z_stop:stride] + part
                 )
+    img = xp.permute_dims(img, (1, 0, 2, 3))
     if pad == 0:
         return img
     return img[:, :, pad : pad + h, pad : pad + w]
@@ -263,8 +295,9 @@ def col2im(
         pad: Padding of each side (an int >= 0).
 
     Returns:
-        ``(N, C, H, W)`` in ``col``'s dtype, on its device (possibly a view
-        of a larger array when ``pad > 0``).
+        ``(N, C, H, W)`` in ``col``'s dtype, on its device: except on
+        PyTorch, a transposed view of a ``(C, N, H + 2*pad, W + 2*pad)``
+        array (the order in which the sums run along contiguous rows).
 
     Raises:
         TypeError: A size is not an int.
@@ -428,8 +461,10 @@ class Convolution(Layer):
         n, _, oh, ow = self._out_shape
         # dout as (FN, N*oh*ow), the transpose of the book's (N*oh*ow, FN).
         d_t = xp.permute_dims(dout, (1, 0, 2, 3))
-        buf = self._buffer(k, "dout_t", (fn, n, oh, ow), dout.dtype, dout)
-        if buf is not None:
+        if k.native is not None and not d_t.flags.c_contiguous:
+            # (A dout laid out (FN, N, oh, ow), as this module's layers and the
+            # elementwise layers after them pass it back, needs no copy.)
+            buf = self._buffer(k, "dout_t", (fn, n, oh, ow), dout.dtype, dout)
             k.native.copyto(buf, d_t)
             d_t = buf
         d_t = xp.reshape(d_t, (fn, n * oh * ow))
@@ -494,8 +529,9 @@ class Pooling(Layer):
     """The book's max pooling: the largest value of each ``pool_h x pool_w`` window.
 
     Each channel is pooled on its own. Forward takes ``x`` ``(N, C, H, W)``
-    and returns ``(N, C, out_h, out_w)`` (a transposed view of a ``(C, N,
-    out_h, out_w)`` array). Backward routes each output gradient to its
+    and returns ``(N, C, out_h, out_w)`` (C-ordered on NumPy and CuPy, so an
+    Affine layer after it flattens it without a copy; elsewhere a transposed
+    view of a ``(C, N, out_h, out_w)`` array). Backward routes each output gradient to its
     window's maximum, the first one in the window's row-major order on ties
     (as ``argmax``, see :attr:`arg_max`), and sums the windows back with
     :func:`col2im`. The routing is a comparison, never an index
@@ -527,7 +563,7 @@ class Pooling(Layer):
         )
         self.x: Any = None
         self._col: Any = None  # the windows (C, pool_h*pool_w, N*out_h*out_w)
-        self._max: Any = None  # their maxima (C, N*out_h*out_w)
+        self._max: Any = None  # their maxima (C, N*out_h*out_w), NumPy/CuPy (C, N, oh, ow)
         self._arg: Any = None
         self._x_shape: tuple[int, int, int, int] | None = None
         self._out_shape: tuple[int, int, int, int] | None = None
@@ -567,9 +603,14 @@ class Pooling(Layer):
         col = xp.reshape(_im2col_t(k, x, ph, pw, s, p, self._buffers), (c, ph * pw, -1))
         self._col, self._arg = col, None
         if k.native is not None:
-            # The maximum only: backward finds the first one by comparison.
-            out = self._buffer(k, "out", (c, col.shape[2]), x.dtype, x)
-            out = k.native.max(col, axis=1, out=out)
+            # The maximum only: backward finds the first one by comparison. Written
+            # straight into an (N, C, out_h, out_w) array, so that an Affine layer
+            # after it flattens the samples without a copy.
+            out = self._buffer(k, "out", (n, c, oh, ow), x.dtype, x)
+            k.native.max(col.reshape(c, ph * pw, n, oh, ow), axis=1, out=out.transpose(1, 0, 2, 3))
+            self._max = out.transpose(1, 0, 2, 3)
+            self.x, self._x_shape, self._out_shape = x, shape, (n, c, oh, ow)
+            return out
         elif k.torch is not None:
             out, self._arg = k.torch.max(col, dim=1)  # the first maximum's index on ties
         else:
@@ -610,18 +651,17 @@ class Pooling(Layer):
         if k.native is not None:
             # dmax[:, p] = dout where window element p is the first maximum: one
             # comparison per window element, into buffers.
-            native, col = k.native, self._col
-            buf = self._buffer(k, "dout_t", (c, n, oh, ow), dout.dtype, dout)
-            native.copyto(buf, d)
-            d = buf.reshape(c, rows)
-            hot = self._buffer(k, "hot", (c, rows), xp.bool, dout)
-            found = self._buffer(k, "found", (c, rows), xp.bool, dout)
-            dmax = self._buffer(k, "dmax", (c, size, rows), dout.dtype, dout)
+            # (C, N, out_h, out_w) views throughout: d and the maxima in any layout.
+            native = k.native
+            col = self._col.reshape(c, size, n, oh, ow)
+            hot = self._buffer(k, "hot", (c, n, oh, ow), xp.bool, dout)
+            found = self._buffer(k, "found", (c, n, oh, ow), xp.bool, dout)
+            dmax = self._buffer(k, "dmax", (c, size, n, oh, ow), dout.dtype, dout)
             for p in range(size):
-                native.equal(col[:, p, :], self._max, out=hot)
+                native.equal(col[:, p], self._max, out=hot)
                 if p:
                     native.greater(hot, found, out=hot)  # and no maximum before it
-                native.multiply(hot, d, out=dmax[:, p, :])
+                native.multiply(hot, d, out=dmax[:, p])
                 if p < size - 1:
                     if p:
                         native.logical_or(found, hot, out=found)

@@ -398,13 +398,36 @@ class Relu(Layer):
         self.mask: Any = None
 
     def forward(self, x: Any) -> Any:
-        xp = get_namespace(x)
+        k = ops(x)
+        if k.native is not None:
+            # NumPy, CuPy: into buffers of x's memory order, reused from step to
+            # step (the output is valid until the next call), no temporaries.
+            self.mask = k.native.less_equal(x, 0, out=self._like(k, "mask", x, bool))
+            out = self._like(k, "out", x, x.dtype)
+            k.native.copyto(out, x)
+            k.native.copyto(out, 0, where=self.mask)
+            return out
+        xp = k.xp
         self.mask = x <= 0
         return xp.where(self.mask, xp.zeros_like(x), x)
 
     def backward(self, dout: Any, *, input_grad: bool = True) -> Any:
-        xp = get_namespace(dout)
+        k = ops(dout)
+        if k.native is not None:
+            dx = self._like(k, "dx", dout, dout.dtype)
+            k.native.copyto(dx, dout)
+            k.native.copyto(dx, 0, where=self.mask)
+            return dx
+        xp = k.xp
         return xp.where(self.mask, xp.zeros_like(dout), dout)
+
+    def _like(self, k: Any, name: str, like: Any, dtype: Any) -> Any:
+        """A buffer of ``like``'s shape and memory order, kept while they stay the same."""
+        key = (tuple(like.shape), tuple(like.strides), like.dtype, dtype, like.device)
+        if self._buffers.get(name + " key") != key:
+            self._buffers[name] = k.native.empty_like(like, dtype=dtype)
+            self._buffers[name + " key"] = key
+        return self._buffers[name]
 
 
 #: Dropout keeps an element where the top 24 bits ``m`` of its hash give

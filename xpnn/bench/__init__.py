@@ -28,6 +28,13 @@ Cases:
   mixed precision side by side (:mod:`xpnn.bench.precision`). It takes
   minutes (NumPy's float16 has no BLAS), so a plain ``xpnn bench`` leaves it
   out (:data:`DEFAULT_CASES`): run ``xpnn bench precision``.
+* ``conv``: a training step of the book's SimpleConvNet and DeepConvNet
+  (vol. 1, ch. 7-8) at batch 100: xpnn on NumPy against the book's
+  algorithm (float64 im2col, re-typed from the book) and PyTorch CPU eager,
+  plus CuPy against PyTorch CUDA on a GPU, and a check that a step
+  allocates no column- or parameter-sized array (:mod:`xpnn.bench.conv`).
+  About 40 s on two quiet cores, minutes on busy ones (the book's DeepConvNet
+  takes over 1 s a step): not in :data:`DEFAULT_CASES`; run ``xpnn bench conv``.
 
 The report also records the machine, including the thread settings of the CPU
 libraries (:func:`thread_settings`): on a busy machine they can change a
@@ -52,6 +59,7 @@ from typing import Any
 import numpy as np
 
 import xpnn
+from xpnn.bench.conv import bench_conv, format_conv
 from xpnn.bench.precision import bench_precision, format_precision
 
 __all__ = ["main", "run", "thread_settings"]
@@ -585,9 +593,10 @@ CASES = {
     "memory": bench_memory,
     "gpu": bench_gpu,
     "precision": bench_precision,
+    "conv": bench_conv,
 }
 
-#: The cases a plain ``xpnn bench`` runs: all but ``precision`` (minutes long).
+#: The cases a plain ``xpnn bench`` runs: all but ``precision`` and ``conv`` (minutes long).
 DEFAULT_CASES = ("step", "numgrad", "scaling", "memory", "gpu")
 
 
@@ -702,6 +711,9 @@ def format_report(report: dict[str, Any]) -> str:
         lines += ["", f"== {case} ({result.get('unit', '')})"]
         if case == "precision":
             lines += format_precision(result)
+            continue
+        if case == "conv":
+            lines += format_conv(result)
             continue
         for name, value in result.items():
             if name in ("unit", "targets"):
