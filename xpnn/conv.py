@@ -44,7 +44,7 @@ import numbers
 from typing import Any
 
 from xpnn.backend import _dtype_name, device_of, get_namespace, ops, zeros
-from xpnn.layers import Layer, _config_sizes, _zeros_like_all, register_layer
+from xpnn.layers import Affine, Layer, _config_sizes, _zeros_like_all, register_layer
 
 __all__ = ["Convolution", "Pooling", "col2im", "im2col"]
 
@@ -389,15 +389,9 @@ class Convolution(Layer):
     def b(self) -> Any:
         return self.params[1]
 
-    @property
-    def dW(self) -> Any:
-        """The gradient of W (``grads[0]``), after :meth:`backward`."""
-        return self.grads[0]
-
-    @property
-    def db(self) -> Any:
-        """The gradient of b (``grads[1]``), after :meth:`backward`."""
-        return self.grads[1]
+    # The book's names of the gradients (grads[0], grads[1]), as Affine has them.
+    dW = Affine.dW
+    db = Affine.db
 
     def forward(self, x: Any) -> Any:
         """Convolve images ``x`` ``(N, C, H, W)`` (floating point) with the filters.
