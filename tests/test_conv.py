@@ -663,3 +663,27 @@ def test_pooling_defaults_to_the_books_stride_2(backend):
         np.arange(2 * 3 * 4 * 6, dtype=np.float64).reshape(2, 3, 4, 6), backend=backend
     )
     assert tuple(layer.forward(x).shape) == (2, 3, 2, 3)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_relu_selects_exactly_as_where(backend, dtype):
+    # Relu's NumPy/CuPy path selects by bits (no masked copy): its output and
+    # gradient must be where(x <= 0, 0, x) to the bit, -0.0, NaN and inf included,
+    # on any memory order (the conv layers hand it channels-first views).
+    if dtype == "float16" and backend.name == "array_api_strict":
+        pytest.skip("array-api-strict has no float16")
+    special = [-1.0, -0.0, 0.0, 2.5, np.nan, np.inf, -np.inf, 1e-30]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 4, 5, 6))
+    x.flat[: len(special)] = special
+    d = rng.standard_normal((3, 4, 5, 6))
+    d.flat[: len(special)] = [1.0, np.inf, np.nan, -2.0, 3.0, np.nan, np.inf, 4.0]
+    x, d = x.astype(dtype).transpose(1, 0, 2, 3), d.astype(dtype).transpose(1, 0, 2, 3)
+    layer = Relu()
+    out = layer.forward(xpnn.asarray(x, backend=backend))
+    dx = layer.backward(xpnn.asarray(d, backend=backend))
+    zero = np.zeros((), dtype=dtype)
+    for got, want in ((out, np.where(x <= 0, zero, x)), (dx, np.where(x <= 0, zero, d))):
+        got = np.ascontiguousarray(xpnn.to_numpy(got))
+        assert got.dtype == want.dtype
+        assert np.array_equal(got.view(np.uint8), np.ascontiguousarray(want).view(np.uint8))

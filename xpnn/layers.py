@@ -194,6 +194,18 @@ def _zeros_like_all(arrays: Sequence[Any]) -> list[Any]:
     return [get_namespace(a).zeros_like(a) for a in arrays]
 
 
+#: Float widths -> (signed, unsigned) integer dtypes of the same size, for
+#: selecting values by their bits (Relu on NumPy and CuPy).
+_BITS = {2: ("int16", "uint16"), 4: ("int32", "uint32"), 8: ("int64", "uint64")}
+
+
+def _select_bits(native: Any, value: Any, keep: Any, out: Any) -> Any:
+    """``out = value`` where ``keep`` is all ones, +0.0 where it is 0 (bitwise, exact)."""
+    unsigned = _BITS[value.dtype.itemsize][1]
+    native.bitwise_and(value.view(unsigned), keep.view(unsigned), out=out.view(unsigned))
+    return out
+
+
 def _check_input(k: Any, x: Any, who: str) -> None:
     """A layer computes in its parameters' float dtype: refuse integer inputs.
 
@@ -399,25 +411,33 @@ class Relu(Layer):
 
     def forward(self, x: Any) -> Any:
         k = ops(x)
-        if k.native is not None:
+        if k.native is not None and x.dtype.itemsize in _BITS:
             # NumPy, CuPy: into buffers of x's memory order, reused from step to
-            # step (the output is valid until the next call), no temporaries.
-            self.mask = k.native.less_equal(x, 0, out=self._like(k, "mask", x, bool))
-            out = self._like(k, "out", x, x.dtype)
-            k.native.copyto(out, x)
-            k.native.copyto(out, 0, where=self.mask)
-            return out
+            # step (the output is valid until the next call). A masked copy
+            # (where) costs ~10x a pass over random masks; the selection is
+            # done on the bits instead: out = x & keep, keep all ones where
+            # x > 0 or NaN, all zeros where x <= 0 (+0.0): where's result exactly.
+            native = k.native
+            self.mask = native.less_equal(x, 0, out=self._like(k, "mask", x, bool))
+            keep = native.subtract(
+                self.mask, 1, out=self._like(k, "keep", x, _BITS[x.dtype.itemsize][0])
+            )
+            return _select_bits(native, x, keep, self._like(k, "out", x, x.dtype))
+        self._buffers.pop("keep", None)  # backward must not use an earlier call's
         xp = k.xp
         self.mask = x <= 0
         return xp.where(self.mask, xp.zeros_like(x), x)
 
     def backward(self, dout: Any, *, input_grad: bool = True) -> Any:
         k = ops(dout)
-        if k.native is not None:
-            dx = self._like(k, "dx", dout, dout.dtype)
-            k.native.copyto(dx, dout)
-            k.native.copyto(dx, 0, where=self.mask)
-            return dx
+        keep = self._buffers.get("keep")
+        if (
+            k.native is not None
+            and keep is not None
+            and keep.shape == dout.shape
+            and keep.itemsize == dout.dtype.itemsize
+        ):
+            return _select_bits(k.native, dout, keep, self._like(k, "dx", dout, dout.dtype))
         xp = k.xp
         return xp.where(self.mask, xp.zeros_like(dout), dout)
 
