@@ -40,7 +40,16 @@ from types import MappingProxyType
 from typing import Any
 
 from xpnn.backend import get_backend, get_namespace, to_numpy, zeros
-from xpnn.layers import Affine, Convolution, Dropout, Pooling, Relu, SoftmaxWithLoss, _seed
+from xpnn.layers import (
+    Affine,
+    Convolution,
+    Dropout,
+    Pooling,
+    Relu,
+    SoftmaxWithLoss,
+    _check_config_keys,
+    _seed,
+)
 from xpnn.models import MODELS, LayeredNet, _float_dtype
 from xpnn.multilayer import (
     MultiLayerNet,
@@ -390,12 +399,7 @@ class _ConvNet(LayeredNet):
             ValueError: Not a dict of exactly the constructor's keys, or a
                 value the constructor refuses (the message names the key).
         """
-        keys = sorted(cls._CONFIG_KEYS)
-        if not isinstance(config, dict) or sorted(config) != keys:
-            got = sorted(config) if isinstance(config, dict) else type(config).__name__
-            raise ValueError(
-                f"{cls.__name__} config must have exactly the keys {keys}, got {got!s:.200}"
-            )
+        _check_config_keys(cls.__name__, config, cls._CONFIG_KEYS)
         if config["seed"] is None:
             raise ValueError(f"{cls.__name__} config 'seed' must be an int, got None")
         try:

@@ -153,17 +153,24 @@ def register_layer(cls: type[Layer]) -> type[Layer]:
     return cls
 
 
+def _check_config_keys(who: str, config: Any, keys: Any) -> None:
+    """A config (from a file) is a dict of exactly ``keys``; ``who`` names its owner.
+
+    Raises:
+        ValueError: It is not a dict, or its keys differ (the message lists both).
+    """
+    keys = sorted(keys)
+    if not isinstance(config, dict) or sorted(config) != keys:
+        got = sorted(config) if isinstance(config, dict) else type(config).__name__
+        raise ValueError(f"{who} config must have exactly the keys {keys}, got {got!s:.200}")
+
+
 def _config_sizes(
     cls: type, config: Any, *names: str, extra: tuple[str, ...] = ()
 ) -> tuple[int, ...]:
     """The positive ints ``names`` of a layer config that must have exactly those
     keys and the ``extra`` ones (hyper-parameters the layer checks itself)."""
-    keys = sorted((*names, *extra))
-    if not isinstance(config, dict) or sorted(config) != keys:
-        got = sorted(config) if isinstance(config, dict) else type(config).__name__
-        raise ValueError(
-            f"{cls.__name__} config must have exactly the keys {keys}, got {got!s:.200}"
-        )
+    _check_config_keys(cls.__name__, config, (*names, *extra))
     for name in names:
         value = config[name]
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:

@@ -30,7 +30,16 @@ from xpnn.backend import (
 )
 from xpnn.functions import cross_entropy_error, softmax
 from xpnn.gradient import _two_layer_numerical_gradient, warn_if_float32
-from xpnn.layers import LAYERS, Affine, Layer, Sigmoid, SoftmaxWithLoss, _config_sizes, backward
+from xpnn.layers import (
+    LAYERS,
+    Affine,
+    Layer,
+    Sigmoid,
+    SoftmaxWithLoss,
+    _check_config_keys,
+    _config_sizes,
+    backward,
+)
 from xpnn.params import ParamDict, ParamList
 from xpnn.random import default_rng
 
@@ -578,10 +587,7 @@ def _layered_spec(config: Any) -> tuple[list[tuple[type[Layer], Any]], tuple[Any
             layer kind not in :data:`xpnn.layers.LAYERS`, or a layer config
             that kind refuses.
     """
-    keys = ["input_size", "layers", "loss"]
-    if not isinstance(config, dict) or sorted(config) != keys:
-        got = sorted(config) if isinstance(config, dict) else type(config).__name__
-        raise ValueError(f"LayeredNet config must have exactly the keys {keys}, got {got!s:.200}")
+    _check_config_keys("LayeredNet", config, ("input_size", "layers", "loss"))
     size = _input_size(config["input_size"], "LayeredNet config 'input_size'")
     if not isinstance(config["layers"], list) or not config["layers"]:
         raise ValueError(

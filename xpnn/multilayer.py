@@ -42,6 +42,7 @@ from xpnn.layers import (
     Relu,
     Sigmoid,
     SoftmaxWithLoss,
+    _check_config_keys,
     _into,
     backward,
 )
@@ -525,12 +526,7 @@ class MultiLayerNet(LayeredNet):
             ValueError: Not a dict of exactly the constructor's keys, or a
                 value the constructor refuses (the message names the key).
         """
-        keys = sorted(cls._config_keys())
-        if not isinstance(config, dict) or sorted(config) != keys:
-            got = sorted(config) if isinstance(config, dict) else type(config).__name__
-            raise ValueError(
-                f"{cls.__name__} config must have exactly the keys {keys}, got {got!s:.200}"
-            )
+        _check_config_keys(cls.__name__, config, cls._config_keys())
         if config["seed"] is None:
             raise ValueError(f"{cls.__name__} config 'seed' must be an int, got None")
         try:
