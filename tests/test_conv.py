@@ -654,15 +654,16 @@ def test_book_import_path():
     assert {"Convolution", "Pooling"} <= set(layers.__all__)
 
 
-def test_pooling_defaults_to_the_books_stride_2(backend):
-    # common/layers.py: Pooling(pool_h, pool_w, stride=2, pad=0); a port of
-    # Pooling(2, 2) must pool non-overlapping windows as the book does.
+def test_pooling_defaults_to_the_books_stride_1(backend):
+    # common/layers.py: Pooling(pool_h, pool_w, stride=1, pad=0) (its nets pass
+    # stride=2); a port of Pooling(2, 2) must pool overlapping windows as the book does.
     layer = Pooling(2, 2)
-    assert (layer.stride, layer.pad) == (2, 0)
-    x = xpnn.asarray(
-        np.arange(2 * 3 * 4 * 6, dtype=np.float64).reshape(2, 3, 4, 6), backend=backend
-    )
-    assert tuple(layer.forward(x).shape) == (2, 3, 2, 3)
+    assert (layer.stride, layer.pad) == (1, 0)
+    x = np.arange(2 * 3 * 4 * 6, dtype=np.float64).reshape(2, 3, 4, 6)
+    out = host(layer.forward(xpnn.asarray(x, backend=backend)))
+    assert out.shape == (2, 3, 3, 5)
+    # On this increasing ramp each window's maximum is its bottom-right element.
+    np.testing.assert_array_equal(out, x[:, :, 1:, 1:])
 
 
 @pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])

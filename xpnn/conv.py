@@ -541,8 +541,9 @@ class Pooling(Layer):
     Args:
         pool_h: Window height, a positive int.
         pool_w: Window width, a positive int.
-        stride: Step between windows, a positive int; 2 by default, as the
-            book's ``common/layers.py`` (its nets pool 2x2 windows with stride 2).
+        stride: Step between windows, a positive int; 1 by default, as the
+            book's ``common/layers.py`` (its nets pass ``stride=2`` for their 2x2
+            poolings).
         pad: Zeros around each side, an int >= 0.
 
     Raises:
@@ -550,7 +551,7 @@ class Pooling(Layer):
         ValueError: A size is not positive (pad negative).
     """
 
-    def __init__(self, pool_h: int, pool_w: int, stride: int = 2, pad: int = 0):
+    def __init__(self, pool_h: int, pool_w: int, stride: int = 1, pad: int = 0):
         super().__init__()
         self.pool_h, self.pool_w, self.stride, self.pad = _window_args(
             pool_h, pool_w, stride, pad, ("pool_h", "pool_w")

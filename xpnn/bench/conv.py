@@ -162,7 +162,7 @@ class _Convolution:
 
 
 class _Pooling:
-    def __init__(self, pool_h, pool_w, stride=2, pad=0):
+    def __init__(self, pool_h, pool_w, stride=1, pad=0):
         self.pool_h, self.pool_w, self.stride, self.pad = pool_h, pool_w, stride, pad
 
     def forward(self, x):
