@@ -281,6 +281,11 @@ GRAD_CASES = [
     (1, 1, 6, 7, 2, 3, 3, 2, 1),
     (2, 2, 4, 4, 2, 2, 2, 2, 2),
     (1, 2, 5, 5, 2, 1, 3, 1, 1),
+    # stride 1, square filters, FN <= C: dx as a correlation of dout (NumPy, CuPy)
+    (2, 3, 5, 6, 2, 3, 3, 1, 1),
+    (1, 2, 4, 5, 2, 3, 3, 1, 2),
+    (2, 2, 4, 4, 2, 2, 2, 1, 0),
+    (1, 3, 3, 4, 1, 1, 1, 1, 0),
 ]
 
 
@@ -307,6 +312,18 @@ def test_convolution_backward_is_the_numerical_gradient(backend, case):
         lambda x: float(np.sum(host(layer.forward(on(backend, x))) * R)), [x]
     )
     np.testing.assert_allclose(dx, numeric_x[0], rtol=1e-6, atol=1e-7)
+
+
+def test_stride_1_dx_skips_col2im_on_numpy():
+    """FN <= C at stride 1: dx is a correlation of dout, no dcol/col2im buffers."""
+    numpy = xpnn.backend._open("numpy")
+    rng = np.random.default_rng(15)
+    for fn, c, correlated in ((3, 4, True), (4, 4, True), (5, 4, False)):
+        layer = make_conv(numpy, rng.normal(size=(fn, c, 3, 3)), np.zeros(fn), 1, 1)
+        out = layer.forward(on(numpy, rng.normal(size=(2, c, 5, 5))))
+        layer.backward(on(numpy, rng.normal(size=tuple(out.shape))))
+        assert ("dout col" in layer._buffers) is correlated
+        assert ("dcol" in layer._buffers) is not correlated
 
 
 def test_convolution_grads_are_filled_in_place(backend):
@@ -565,6 +582,7 @@ TORCH_CASES = [
     (2, 3, 7, 6, 4, 3, 2, 1, 0),
     (1, 2, 8, 9, 3, 3, 3, 2, 1),
     (2, 1, 5, 5, 2, 2, 2, 2, 2),
+    (2, 4, 6, 6, 3, 3, 3, 1, 1),
 ]
 
 
@@ -595,7 +613,9 @@ def test_convolution_and_pooling_are_torch_autograd(backend, case):
     (tpool * torch.tensor(R)).sum().backward()
     pool = Pooling(fh, fw, s, p)
     np.testing.assert_array_equal(host(pool.forward(on(backend, x))), tpool.detach().numpy())
-    np.testing.assert_allclose(host(pool.backward(on(backend, R))), xt.grad.numpy(), rtol=1e-14)
+    np.testing.assert_allclose(
+        host(pool.backward(on(backend, R))), xt.grad.numpy(), rtol=1e-12, atol=1e-14
+    )
 
 
 # ============================================================ in a model

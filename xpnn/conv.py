@@ -103,6 +103,18 @@ def _check_float(k: Any, a: Any, who: str) -> None:
         )
 
 
+def _torch_kernels(k: Any, x: Any, W: Any) -> bool:
+    """Whether PyTorch's own kernels take a float32/float64 call on ``x`` and ``W``.
+
+    Convolution and Pooling then run ``torch.nn.functional.conv2d``,
+    ``max_pool2d`` and their ATen backward (oneDNN on CPU, cuDNN on CUDA):
+    the same sums as the book's column matrix, without building it. Other
+    dtypes (half floats) take the portable path.
+    """
+    torch = k.torch
+    return torch is not None and x.dtype == W.dtype and x.dtype in (torch.float32, torch.float64)
+
+
 # --- im2col and col2im -----------------------------------------------------
 
 
@@ -122,7 +134,7 @@ def _channels_first(k: Any, x: Any) -> bool:
     return k.native is not None and bool(x.transpose(1, 0, 2, 3).flags.c_contiguous)
 
 
-def _padded(k: Any, x: Any, pad: int, cache: dict | None) -> Any:
+def _padded(k: Any, x: Any, pad: int, cache: dict | None, prefix: str = "") -> Any:
     """``x`` with ``pad`` zeros around its last two axes (``x`` itself for 0).
 
     On NumPy and CuPy the padded copy keeps ``x``'s memory order (a
@@ -134,8 +146,8 @@ def _padded(k: Any, x: Any, pad: int, cache: dict | None) -> Any:
     n, c, h, w = x.shape
     first = _channels_first(k, x)
     shape = (c, n, h + 2 * pad, w + 2 * pad) if first else (n, c, h + 2 * pad, w + 2 * pad)
-    old = None if cache is None else cache.get("padded")
-    img = _buffer(k, cache, "padded", shape, x.dtype, x)
+    old = None if cache is None else cache.get(prefix + "padded")
+    img = _buffer(k, cache, prefix + "padded", shape, x.dtype, x)
     if img is None:
         img = k.xp.zeros(shape, dtype=x.dtype, device=device_of(x))
     elif img is not old:  # a new buffer: zero it once; the border stays zero
@@ -147,19 +159,27 @@ def _padded(k: Any, x: Any, pad: int, cache: dict | None) -> Any:
 
 
 def _im2col_t(
-    k: Any, x: Any, fh: int, fw: int, stride: int, pad: int, cache: dict | None = None
+    k: Any,
+    x: Any,
+    fh: int,
+    fw: int,
+    stride: int,
+    pad: int,
+    cache: dict | None = None,
+    prefix: str = "",
 ) -> Any:
     """The transpose of im2col, ``(C*fh*fw, N*out_h*out_w)``, of a checked ``x``.
 
     Laid out ``(C, fh, fw, N, out_h, out_w)``: each filter element's plane
     of windows is a strided slice of the image copied whole (long inner runs
     along ``out_w``), and the matrix products of the layers take this
-    transpose as it is. Into a buffer of ``cache`` where the backend allows.
+    transpose as it is. Into buffers of ``cache`` (named with ``prefix``)
+    where the backend allows.
     """
     xp = k.xp
     n, c = x.shape[0], x.shape[1]
     oh, ow = _out_size(tuple(x.shape), fh, fw, stride, pad, "im2col")
-    img = _padded(k, x, pad, cache)
+    img = _padded(k, x, pad, cache, prefix)
     shape6 = (c, fh, fw, n, oh, ow)
     size, rows = c * fh * fw, n * oh * ow
     if k.native is not None:
@@ -168,7 +188,7 @@ def _im2col_t(
         view = k.native.lib.stride_tricks.as_strided(
             img, shape=shape6, strides=(sc, sh, sw, sn, sh * stride, sw * stride)
         )
-        col = _buffer(k, cache, "col", shape6, x.dtype, x)
+        col = _buffer(k, cache, prefix + "col", shape6, x.dtype, x)
         if col is None:
             col = xp.empty(shape6, dtype=x.dtype, device=device_of(x))
         k.native.copyto(col, view)
@@ -376,8 +396,8 @@ class Convolution(Layer):
         self.params = [W, b]
         self.grads = _zeros_like_all(self.params)
         self.x: Any = None
-        self.col: Any = None
-        self.col_W: Any = None
+        self._col: Any = None
+        self._kernels = False  # the last forward pass ran PyTorch's kernels
         self._x_shape: tuple[int, int, int, int] | None = None
         self._out_shape: tuple[int, int, int, int] | None = None
 
@@ -418,15 +438,47 @@ class Convolution(Layer):
             )
         xp = k.xp
         n = shape[0]
+        self.x, self._col = x, None
+        self._x_shape, self._out_shape = shape, (n, fn, oh, ow)
+        self._kernels = _torch_kernels(k, x, W)
+        if self._kernels:
+            # PyTorch's own convolution (oneDNN on CPU, cuDNN on CUDA): the same
+            # sums, no column matrix; `col` is made on demand.
+            # Channels last (NHWC in memory, still (N, C, H, W) to the user): the
+            # layout oneDNN's CPU kernels run fastest, kept by Relu and max_pool2d.
+            x = self.x = x.contiguous(memory_format=k.torch.channels_last)
+            return k.torch.nn.functional.conv2d(x, W, b, stride=self.stride, padding=self.pad)
         # The book's out = col @ col_W + b, computed transposed: (FN, N*oh*ow) =
         # W (FN, C*FH*FW) @ col.T, so each filter's output planes are contiguous.
         col_t = _im2col_t(k, x, fh, fw, self.stride, self.pad, self._buffers)
         w_rows = xp.reshape(W, (fn, c * fh * fw))
         out = self._buffer(k, "out", (fn, col_t.shape[1]), W.dtype, x)
         out = k.add(k.matmul(w_rows, col_t, out=out), xp.reshape(b, (fn, 1)), out=out)
-        self.x, self.col, self.col_W = x, col_t.T, w_rows.T
-        self._x_shape, self._out_shape = shape, (n, fn, oh, ow)
+        self._col = col_t.T
         return xp.permute_dims(xp.reshape(out, (fn, n, oh, ow)), (1, 0, 2, 3))
+
+    @property
+    def col(self) -> Any:
+        """The book's ``col``: the last input's windows ``(N*out_h*out_w, C*FH*FW)``.
+
+        A transposed view of the layer's buffer; made on demand (once per
+        forward pass) where PyTorch's kernels convolved without it. None
+        before a forward pass.
+        """
+        if self._col is None and self.x is not None:
+            fh, fw = self.params[0].shape[2:]
+            k = ops(self.x)
+            self._col = _im2col_t(k, self.x, fh, fw, self.stride, self.pad, self._buffers).T
+        return self._col
+
+    @property
+    def col_W(self) -> Any:
+        """The book's ``col_W``: the filters as a ``(C*FH*FW, FN)`` matrix, a view of W
+        (None before a forward pass)."""
+        if self.x is None:
+            return None
+        W = self.params[0]
+        return get_namespace(W).reshape(W, (W.shape[0], -1)).T
 
     def backward(self, dout: Any, *, input_grad: bool = True) -> Any:
         """Fill ``grads`` (dW, db) in place; return dx (None if not ``input_grad``).
@@ -452,6 +504,38 @@ class Convolution(Layer):
                 f"Convolution.backward: dout of shape {tuple(dout.shape)} does not fit the last "
                 f"output {self._out_shape}"
             )
+        if self._kernels and _torch_kernels(k, dout, W):
+            # PyTorch's kernels; but the weight gradient of a layer whose columns
+            # are no larger than its output (the first layer of an MNIST net: C =
+            # 1) is a third of the time as the column product below on the CPU.
+            columns = self.x.device.type == "cpu" and c * fh * fw <= fn
+            dx, gW, gb = k.torch.ops.aten.convolution_backward(
+                dout, self.x, W, [fn], [self.stride] * 2, [self.pad] * 2, [1, 1], False,
+                [0, 0], 1, [input_grad, not columns, not columns],
+            )  # fmt: skip
+            if columns:
+                self._weight_grads(k, dout)
+            else:
+                self.grads[0].copy_(gW)
+                self.grads[1].copy_(gb)
+            return dx
+        d_t = self._weight_grads(k, dout)
+        if not input_grad:
+            return None
+        size, rows = c * fh * fw, d_t.shape[1]
+        q = fh - 1 - self.pad
+        if k.native is not None and self.stride == 1 and fh == fw and q >= 0 and fn <= c:
+            return self._dx_by_correlation(k, d_t, q)
+        # The book's dcol = d @ col_W.T, transposed: W.T @ d.T.
+        dcol_t = self._buffer(k, "dcol", (size, rows), dout.dtype, dout)
+        dcol_t = k.matmul(xp.reshape(W, (fn, size)).T, d_t, out=dcol_t)
+        return _col2im_t(k, dcol_t, self._x_shape, fh, fw, self.stride, self.pad, self._buffers)
+
+    def _weight_grads(self, k: Any, dout: Any) -> Any:
+        """Fill dW and db from the columns; return dout as ``(FN, N*oh*ow)``."""
+        xp = k.xp
+        W = self.params[0]
+        fn, c, fh, fw = W.shape
         n, _, oh, ow = self._out_shape
         # dout as (FN, N*oh*ow), the transpose of the book's (N*oh*ow, FN).
         d_t = xp.permute_dims(dout, (1, 0, 2, 3))
@@ -462,23 +546,39 @@ class Convolution(Layer):
             k.native.copyto(buf, d_t)
             d_t = buf
         d_t = xp.reshape(d_t, (fn, n * oh * ow))
-        col_t = self.col.T
-        size = c * fh * fw
         dW, db = self.grads
         # The book's dW = (col.T @ d).T, as d.T @ col straight into dW's rows.
         if k.native is not None:
-            k.matmul(d_t, self.col, out=dW.reshape(fn, size))
+            k.matmul(d_t, self.col, out=dW.reshape(fn, c * fh * fw))
         else:
             dW[...] = xp.reshape(d_t @ self.col, tuple(W.shape))
         value = k.sum_wide(d_t, axis=1, out=db)
         if value is not db:
             db[...] = value
-        if not input_grad:
-            return None
-        # The book's dcol = d @ col_W.T, transposed: W.T @ d.T.
-        dcol_t = self._buffer(k, "dcol", tuple(col_t.shape), dout.dtype, dout)
-        dcol_t = k.matmul(xp.reshape(W, (fn, size)).T, d_t, out=dcol_t)
-        return _col2im_t(k, dcol_t, self._x_shape, fh, fw, self.stride, self.pad, self._buffers)
+        return d_t
+
+    def _dx_by_correlation(self, k: Any, d_t: Any, q: int) -> Any:
+        """dx ``(N, C, H, W)`` of a stride-1 convolution as a convolution of dout.
+
+        The book's ``col2im(dout @ col_W.T)`` is, for stride 1, the correlation
+        of dout ``(FN, N*oh*ow)`` padded by ``q = FH - 1 - pad`` with the
+        filters turned 180 degrees and their channel axes swapped: ``im2col``
+        of dout, then one matrix product. The same sums in another order;
+        where FN <= C its columns are no larger than ``dcol`` and it saves
+        col2im's passes over the image (NumPy, CuPy).
+        """
+        W = self.params[0]
+        fn, c, fh, fw = W.shape
+        n, _, oh, ow = self._out_shape
+        h, w = self._x_shape[2:]
+        native = k.native
+        flipped = self._buffer(k, "W_flipped", (c, fn, fh, fw), W.dtype, W)
+        native.copyto(flipped, W[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+        d4 = d_t.reshape(fn, n, oh, ow).transpose(1, 0, 2, 3)
+        cols = _im2col_t(k, d4, fh, fw, 1, q, self._buffers, "dout ")
+        dx = self._buffer(k, "dx", (c, n * h * w), d_t.dtype, d_t)
+        native.matmul(flipped.reshape(c, fn * fh * fw), cols, out=dx)
+        return dx.reshape(c, n, h, w).transpose(1, 0, 2, 3)
 
     def config(self) -> dict[str, Any]:
         fn, c, fh, fw = (int(d) for d in self.params[0].shape)
@@ -563,6 +663,9 @@ class Pooling(Layer):
         self._x_shape: tuple[int, int, int, int] | None = None
         self._out_shape: tuple[int, int, int, int] | None = None
         self._positions: Any = None  # arange(pool_h * pool_w) on the input's device
+        self._kernels = False  # the last forward pass ran PyTorch's max_pool2d
+        self._img: Any = None  # its padded input and indices
+        self._idx: Any = None
 
     @property
     def arg_max(self) -> Any:
@@ -573,9 +676,20 @@ class Pooling(Layer):
         forward pass. The book's is the same numbers in the order of its
         rows (``(N*out_h*out_w*C,)``). Computed on demand on NumPy and CuPy.
         """
-        if self._arg is None and self._col is not None:
-            self._arg = get_namespace(self._col).argmax(self._col, axis=1)
+        if self._arg is None and self.x is not None:
+            col = self._windows()
+            self._arg = get_namespace(col).argmax(col, axis=1)
         return self._arg
+
+    def _windows(self) -> Any:
+        """The last input's windows ``(C, pool_h*pool_w, N*out_h*out_w)``, made on
+        demand where PyTorch's kernels pooled without them."""
+        if self._col is None:
+            x = self.x
+            k = ops(x)
+            col = _im2col_t(k, x, self.pool_h, self.pool_w, self.stride, self.pad, self._buffers)
+            self._col = k.xp.reshape(col, (x.shape[1], self.pool_h * self.pool_w, -1))
+        return self._col
 
     def forward(self, x: Any) -> Any:
         """Max-pool images ``x`` ``(N, C, H, W)`` (floating point).
@@ -594,6 +708,15 @@ class Pooling(Layer):
         oh, ow = _out_size(shape, ph, pw, s, p, "Pooling")
         xp = k.xp
         n, c = shape[0], shape[1]
+        self._kernels = _torch_kernels(k, x, x)
+        if self._kernels:
+            # PyTorch's max_pool2d over the zero-padded input (the book pads with
+            # zeros, max_pool2d with -inf); its indices route the gradient.
+            img = _padded(k, x, p, None)
+            out, self._idx = k.torch.ops.aten.max_pool2d_with_indices(img, [ph, pw], [s, s])
+            self._img, self._col, self._arg = img, None, None
+            self.x, self._x_shape, self._out_shape = x, shape, (n, c, oh, ow)
+            return out
         # The windows as (C, ph*pw, N*oh*ow): the transpose of the book's rows.
         col = xp.reshape(_im2col_t(k, x, ph, pw, s, p, self._buffers), (c, ph * pw, -1))
         self._col, self._arg = col, None
@@ -637,8 +760,15 @@ class Pooling(Layer):
                 f"Pooling.backward: dout of shape {tuple(dout.shape)} does not fit the last "
                 f"output {self._out_shape}"
             )
-        k = ops(dout, self._col)
+        k = ops(dout, self.x)
         xp = k.xp
+        if self._kernels and _torch_kernels(k, dout, self.x):
+            ph, pw, s, p = self.pool_h, self.pool_w, self.stride, self.pad
+            dx = k.torch.ops.aten.max_pool2d_with_indices_backward(
+                dout, self._img, [ph, pw], [s, s], [0, 0], [1, 1], False, self._idx
+            )
+            h, w = self._x_shape[2:]
+            return dx if p == 0 else dx[:, :, p : p + h, p : p + w]
         n, c, oh, ow = self._out_shape
         size = self.pool_h * self.pool_w
         rows = n * oh * ow
@@ -663,7 +793,9 @@ class Pooling(Layer):
                     else:
                         native.copyto(found, hot)
         else:
-            # A one-hot comparison of the window positions with arg_max.
+            # A one-hot comparison of the window positions with arg_max (made on
+            # demand after PyTorch's kernels, for a dout of another dtype).
+            arg_max = self.arg_max
             positions = self._positions
             if (
                 positions is None
@@ -671,9 +803,9 @@ class Pooling(Layer):
                 or device_of(positions) != device_of(dout)
             ):
                 positions = self._positions = xp.reshape(
-                    xp.arange(size, dtype=self._arg.dtype, device=device_of(dout)), (1, size, 1)
+                    xp.arange(size, dtype=arg_max.dtype, device=device_of(dout)), (1, size, 1)
                 )
-            arg = xp.reshape(self._arg, (c, 1, rows))
+            arg = xp.reshape(arg_max, (c, 1, rows))
             d = xp.reshape(d, (c, 1, rows))
             dmax = xp.astype(arg == positions, dout.dtype) * d
         return _col2im_t(

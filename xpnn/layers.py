@@ -414,7 +414,19 @@ class Relu(Layer):
 
     def __init__(self) -> None:
         super().__init__()
-        self.mask: Any = None
+        self._mask: Any = None
+        self._x: Any = None  # PyTorch: the input, whose mask is made on demand
+
+    @property
+    def mask(self) -> Any:
+        """The book's ``mask``: ``x <= 0`` of the last forward pass (None before one)."""
+        if self._mask is None and self._x is not None:
+            self._mask = self._x <= 0
+        return self._mask
+
+    @mask.setter
+    def mask(self, value: Any) -> None:
+        self._mask, self._x = value, None
 
     def forward(self, x: Any) -> Any:
         k = ops(x)
@@ -432,6 +444,11 @@ class Relu(Layer):
             return _select_bits(native, x, keep, self._like(k, "out", x, x.dtype))
         self._buffers.pop("keep", None)  # backward must not use an earlier call's
         xp = k.xp
+        if k.torch is not None:
+            # threshold: x <= 0 ? +0.0 : x, where's result exactly (NaN kept), in
+            # one pass; backward compares x again (threshold_backward).
+            self.mask, self._x = None, x
+            return k.torch.threshold(x, 0, 0)
         self.mask = x <= 0
         return xp.where(self.mask, xp.zeros_like(x), x)
 
@@ -445,6 +462,9 @@ class Relu(Layer):
             and keep.itemsize == dout.dtype.itemsize
         ):
             return _select_bits(k.native, dout, keep, self._like(k, "dx", dout, dout.dtype))
+        if k.torch is not None and self._x is not None and self._x.shape == dout.shape:
+            # x <= 0 ? 0 : dout, the book's dout[mask] = 0 (a NaN x passes dout).
+            return k.torch.ops.aten.threshold_backward(dout, self._x, 0)
         xp = k.xp
         return xp.where(self.mask, xp.zeros_like(dout), dout)
 
