@@ -29,6 +29,21 @@ Affine layer flattens it without a copy); on PyTorch ``im2col`` is
 ``Tensor.unfold`` and ``col2im`` is ``torch.nn.functional.fold``. Outputs
 of a layer are valid until its next call (copy them to keep them).
 
+Two paths skip the column matrix where it costs most:
+
+* on PyTorch (float32, float64) the layers run PyTorch's own kernels,
+  ``conv2d``, ``convolution_backward``, ``max_pool2d_with_indices`` and its
+  backward (oneDNN on the CPU, cuDNN on CUDA), on channels-last arrays
+  (still ``(N, C, H, W)`` to the user), the layout oneDNN runs fastest; the
+  book's ``col`` and ``arg_max`` are made on demand for whoever reads them;
+* on NumPy and CuPy the input gradient of a stride-1 convolution with no
+  more filters than channels is a correlation of ``dout`` with the filters
+  turned 180 degrees (``im2col`` of dout and one matrix product) instead
+  of ``col2im``'s nine passes over the image.
+
+Both compute the book's sums in another order: equal to rounding, checked
+against numerical gradients and PyTorch's autograd on every backend.
+
 Output sizes are the book's: ``out_h = (H + 2*pad - filter_h) // stride +
 1`` (likewise ``out_w``); padding is zeros, as the book's ``im2col`` pads.
 
@@ -113,6 +128,17 @@ def _torch_kernels(k: Any, x: Any, W: Any) -> bool:
     """
     torch = k.torch
     return torch is not None and x.dtype == W.dtype and x.dtype in (torch.float32, torch.float64)
+
+
+def _nhwc(torch: Any, x: Any) -> Any:
+    """``x`` (N, C, H, W) laid out channels last: ``x`` itself if it is, else a copy.
+
+    Strides, not only the layout, must say so: PyTorch's kernels answer a
+    one-channel input in the layout its strides suggest.
+    """
+    if x.stride(1) == 1 and x.is_contiguous(memory_format=torch.channels_last):
+        return x
+    return torch.empty_like(x, memory_format=torch.channels_last).copy_(x)
 
 
 # --- im2col and col2im -----------------------------------------------------
@@ -366,8 +392,9 @@ class Convolution(Layer):
 
     Attributes:
         x, col, col_W: The book's saved input, its im2col rows
-            ``(N*out_h*out_w, C*FH*FW)`` (a transposed view) and the filter
-            matrix ``(C*FH*FW, FN)`` (a view of W) of the last forward pass.
+            ``(N*out_h*out_w, C*FH*FW)`` (a transposed view; made on demand
+            where PyTorch's kernels convolved) and the filter matrix
+            ``(C*FH*FW, FN)`` (a view of W) of the last forward pass.
         dW, db: The gradients (``grads[0]``, ``grads[1]``), after backward.
 
     Raises:
@@ -446,7 +473,7 @@ class Convolution(Layer):
             # sums, no column matrix; `col` is made on demand.
             # Channels last (NHWC in memory, still (N, C, H, W) to the user): the
             # layout oneDNN's CPU kernels run fastest, kept by Relu and max_pool2d.
-            x = self.x = x.contiguous(memory_format=k.torch.channels_last)
+            x = self.x = _nhwc(k.torch, x)
             return k.torch.nn.functional.conv2d(x, W, b, stride=self.stride, padding=self.pad)
         # The book's out = col @ col_W + b, computed transposed: (FN, N*oh*ow) =
         # W (FN, C*FH*FW) @ col.T, so each filter's output planes are contiguous.
@@ -514,7 +541,12 @@ class Convolution(Layer):
                 [0, 0], 1, [input_grad, not columns, not columns],
             )  # fmt: skip
             if columns:
-                self._weight_grads(k, dout)
+                # dout laid out channels last is the book's (N*oh*ow, FN) matrix,
+                # a view: dW.T = col.T @ dout with the transposed columns as made.
+                d = _nhwc(k.torch, dout).permute(0, 2, 3, 1).reshape(-1, fn)
+                col_t = self.col.T  # (C*FH*FW, N*oh*ow)
+                self.grads[0][...] = k.torch.matmul(col_t, d).T.reshape(W.shape)
+                k.torch.sum(d, dim=0, out=self.grads[1])
             else:
                 self.grads[0].copy_(gW)
                 self.grads[1].copy_(gb)
@@ -631,7 +663,10 @@ class Pooling(Layer):
     :func:`col2im`. The routing is a comparison, never an index
     assignment: on NumPy and CuPy each window element is compared with the
     maximum (into buffers), elsewhere the window positions with
-    ``arg_max`` (one-hot). A window holding NaN pools to NaN. Padding is
+    ``arg_max`` (one-hot); on PyTorch (float32, float64) by
+    ``max_pool2d_with_indices``, whose indices are the same first maxima. A
+    window holding NaN pools to NaN (its gradient, undefined, is dropped on
+    NumPy and CuPy and sent to the last NaN by PyTorch's kernel). Padding is
     zeros, as the book's ``im2col`` pads (PyTorch's ``max_pool2d`` pads
     with -inf: they differ where a window's values at the border are all
     negative).
@@ -712,7 +747,9 @@ class Pooling(Layer):
         if self._kernels:
             # PyTorch's max_pool2d over the zero-padded input (the book pads with
             # zeros, max_pool2d with -inf); its indices route the gradient.
-            img = _padded(k, x, p, None)
+            # Channels last: several times faster on the CPU (a copy for an input
+            # laid out otherwise, as the output of a 1-channel convolution is).
+            img = _nhwc(k.torch, _padded(k, x, p, None))
             out, self._idx = k.torch.ops.aten.max_pool2d_with_indices(img, [ph, pw], [s, s])
             self._img, self._col, self._arg = img, None, None
             self.x, self._x_shape, self._out_shape = x, shape, (n, c, oh, ow)
@@ -764,6 +801,7 @@ class Pooling(Layer):
         xp = k.xp
         if self._kernels and _torch_kernels(k, dout, self.x):
             ph, pw, s, p = self.pool_h, self.pool_w, self.stride, self.pad
+            dout = _nhwc(k.torch, dout)  # as the indices
             dx = k.torch.ops.aten.max_pool2d_with_indices_backward(
                 dout, self._img, [ph, pw], [s, s], [0, 0], [1, 1], False, self._idx
             )
