@@ -660,13 +660,14 @@ class Pooling(Layer):
     view of a ``(C, N, out_h, out_w)`` array). Backward routes each output gradient to its
     window's maximum, the first one in the window's row-major order on ties
     (as ``argmax``, see :attr:`arg_max`), and sums the windows back with
-    :func:`col2im`. The routing is a comparison, never an index
-    assignment: on NumPy and CuPy each window element is compared with the
-    maximum (into buffers), elsewhere the window positions with
-    ``arg_max`` (one-hot); on PyTorch (float32, float64) by
-    ``max_pool2d_with_indices``, whose indices are the same first maxima. A
+    :func:`col2im`. On NumPy and CuPy the routing compares each window
+    element with the maximum (into buffers); on PyTorch (float32, float64)
+    it is the kernels of ``max_pool2d_with_indices``, whose indices are the
+    same first maxima; elsewhere it compares the window positions with
+    ``arg_max`` (one-hot), never an index assignment. A
     window holding NaN pools to NaN (its gradient, undefined, is dropped on
-    NumPy and CuPy and sent to the last NaN by PyTorch's kernel). Padding is
+    NumPy and CuPy, sent to the last NaN by PyTorch's kernel, to the first
+    elsewhere, as the book's argmax). Padding is
     zeros, as the book's ``im2col`` pads (PyTorch's ``max_pool2d`` pads
     with -inf: they differ where a window's values at the border are all
     negative).
