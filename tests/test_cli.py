@@ -467,7 +467,9 @@ def test_conv_memory_estimate_counts_the_model_and_bounds_a_step(model, cls, hid
 
 
 def test_conv_layers_refuses_images_too_small():
-    with pytest.raises(ValueError, match=r"--model deepconvnet on 1x3x3 images: the 2x2 pool"):
+    with pytest.raises(
+        ValueError, match=r"--model deepconvnet on 1x3x3 images: DeepConvNet: the 2x2 pool"
+    ):
         cli.memory.conv_layers("deepconvnet", (1, 3, 3), 50, 10)
     with pytest.raises(ValueError, match=r"simpleconvnet on 1x4x4 images: .* 5 is larger"):
         cli.memory.conv_layers("simpleconvnet", (1, 4, 4), 100, 10)

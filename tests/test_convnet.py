@@ -552,3 +552,21 @@ def test_affine_has_the_books_gradient_names(backend):
     affine = net.layers[3]
     assert affine.dW is affine.grads[0] and affine.db is affine.grads[1]
     assert np.array_equal(xpnn.to_numpy(affine.dW), xpnn.to_numpy(grads["W2"]))
+
+
+@pytest.mark.parametrize("cls", [xpnn.SimpleConvNet, xpnn.DeepConvNet])
+def test_layer_plan_is_the_layers_the_constructor_makes(cls):
+    kwargs = {"input_dim": (1, 16, 16), "hidden_size": 7, "output_size": 4, "seed": 3}
+    plan = cls.layer_plan(**kwargs)
+    net = cls(**kwargs)
+    kinds = {"conv": "Convolution", "affine": "Affine", "relu": "Relu", "pool": "Pooling"}
+    assert [kinds.get(step[0], "Dropout") for step in plan] == [
+        type(layer).__name__ for layer in net.layers
+    ]
+    for step, layer in zip(plan, net.layers, strict=True):
+        if step[0] in ("conv", "affine"):
+            assert tuple(net.params[step[1]].shape) == step[2] == tuple(layer.params[0].shape)
+    with pytest.raises(ValueError, match=f"{cls.__name__}: .*hidden_size"):
+        cls.layer_plan(hidden_size=0)
+    with pytest.raises(TypeError, match="unknown arguments \\['dtype'\\]"):
+        cls.layer_plan(dtype="float32")

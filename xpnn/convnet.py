@@ -32,6 +32,7 @@ output of 0) are refused before anything is allocated.
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import secrets
@@ -243,6 +244,34 @@ class _ConvNet(LayeredNet):
         # The book's keys in the book's order (W1, b1, W2, ...), over the layers' arrays.
         self._params = ParamDict({k: keyed[k] for k in keys}, who)
         self.grads = {k: grads[k] for k in keys}
+
+    @classmethod
+    def layer_plan(cls, **kwargs: Any) -> list[tuple[Any, ...]]:
+        """The layers the constructor would make with ``kwargs``, without making them.
+
+        Input to output, as tuples: ``("conv", key, W_shape, fan_in, stride,
+        pad)``, ``("affine", key, W_shape, fan_in)``, ``("relu",)``,
+        ``("pool",)`` (2x2 max pooling, stride 2) and ``("dropout",)``. The
+        arguments are the constructor's (but ``dtype``), its defaults for
+        those not given, checked as it checks them; no array is allocated,
+        so sizes (e.g. for a memory estimate) are known before any is.
+
+        Raises:
+            TypeError, ValueError: As the constructor for the same arguments.
+        """
+        given = {
+            name: p.default
+            for name, p in inspect.signature(cls).parameters.items()
+            if name in cls._CONFIG_KEYS
+        }
+        unknown = set(kwargs) - set(cls._CONFIG_KEYS)
+        if unknown:
+            raise TypeError(f"{cls.__name__}.layer_plan got unknown arguments {sorted(unknown)}")
+        given.update(kwargs)
+        try:
+            return cls._plan(cls._settings(given))
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{cls.__name__}: {exc}") from None
 
     @classmethod
     def _settings(cls, given: dict[str, Any]) -> dict[str, Any]:  # pragma: no cover

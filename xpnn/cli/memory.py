@@ -10,7 +10,6 @@ refuses a run that does not fit with one line.
 
 from __future__ import annotations
 
-import inspect
 import os
 from typing import Any
 
@@ -117,14 +116,10 @@ def conv_layers(
     cls = getattr(xpnn.convnet, CONV_MODELS[model])
     # The model's own plan of its layers: the book's default conv_params, the
     # sizes checked as the constructor checks them, no array made.
-    given = {
-        name: p.default
-        for name, p in inspect.signature(cls).parameters.items()
-        if name in cls._CONFIG_KEYS
-    }
-    given.update(input_dim=tuple(input_dim), hidden_size=hidden, output_size=classes, seed=0)
     try:
-        plan = cls._plan(cls._settings(given))
+        plan = cls.layer_plan(
+            input_dim=tuple(input_dim), hidden_size=hidden, output_size=classes, seed=0
+        )
     except (TypeError, ValueError) as exc:
         shape = "x".join(map(str, input_dim))
         raise ValueError(f"--model {model} on {shape} images: {exc}") from None
