@@ -532,9 +532,9 @@ class Convolution(Layer):
                 f"output {self._out_shape}"
             )
         if self._kernels and _torch_kernels(k, dout, W):
-            # PyTorch's kernels; but the weight gradient of a layer whose columns
-            # are no larger than its output (the first layer of an MNIST net: C =
-            # 1) is a third of the time as the column product below on the CPU.
+            # PyTorch's kernels; but where the columns are no larger than the
+            # output (the first layer of an MNIST net: C = 1), oneDNN's weight
+            # gradient takes three times as long as the column product below.
             columns = self.x.device.type == "cpu" and c * fh * fw <= fn
             dx, gW, gb = k.torch.ops.aten.convolution_backward(
                 dout, self.x, W, [fn], [self.stride] * 2, [self.pad] * 2, [1, 1], False,
