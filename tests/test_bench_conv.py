@@ -137,7 +137,7 @@ def test_book_step_trains():
 # The case: structure of its report, at tiny sizes
 # --------------------------------------------------------------------------
 
-FAST = {"batch": 4, "repeats": 2, "repeat_s": 0.001, "warmup": 1, "sizes": TINY}
+FAST = {"batch": 4, "repeats": 2, "repeat_s": 0.001, "warmup": 1, "sizes": TINY, "pause_s": 0.0}
 
 
 @pytest.fixture(scope="module")
@@ -251,3 +251,15 @@ def test_conv_is_a_registered_case_outside_the_default_set(monkeypatch, capsys):
     assert bench.main(["conv"], json_path=None) == 0
     out = capsys.readouterr().out
     assert "== conv (ms/step)" in out and "target PyTorch CPU eager" in out
+
+
+def test_measure_rotates_the_order_and_pauses(monkeypatch):
+    """Round r starts at candidate r: no candidate always follows the same one."""
+    order, pauses = [], []
+    monkeypatch.setattr(bc.time, "sleep", pauses.append)
+    cands = {name: (lambda name=name: order.append(name)) for name in "abc"}
+    r = bc._measure(cands, repeats=3, repeat_s=1e-9, warmup=1, pause_s=0.25)
+    timed = order[3:]  # after one warm-up step each
+    assert timed == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    assert pauses == [0.25] * 9
+    assert set(r) == {"a", "b", "c"} and all(v["repeats"] == 3 for v in r.values())

@@ -64,6 +64,9 @@ XPNN_TORCH = "xpnn torch float32 (PyTorch's kernels)"
 BOOK = "book's algorithm (NumPy float64)"
 TORCH = "PyTorch CPU eager float32"
 NO_GPU = "not measured (no GPU here)"
+#: Seconds of quiet before each timed repeat: OpenBLAS's idle threads spin
+#: for about 0.1 s after a call and would slow the candidate that follows.
+PAUSE_S = 0.3
 NO_TORCH = "not measured (torch not installed)"
 #: The xpnn paths measured: NumPy (im2col and BLAS), and the PyTorch backend,
 #: whose Convolution and Pooling run PyTorch's own kernels (oneDNN on the CPU).
@@ -480,12 +483,15 @@ def _measure(
     repeat_s: float,
     warmup: int,
     sync: Callable[[], None] | None = None,
+    pause_s: float = PAUSE_S,
 ) -> dict[str, dict[str, Any]]:
     """Median/min/max seconds per step of each candidate, interleaved.
 
     ``warmup`` steps each (the last one timed to choose ``inner``, the steps
     per repeat: about ``repeat_s`` seconds, at least 1), then ``repeats``
-    rounds, each timing ``inner`` steps of every candidate in turn.
+    rounds, each timing ``inner`` steps of every candidate in turn, round r
+    starting at candidate ``r % len(candidates)``, each after a pause of
+    ``pause_s`` seconds (:data:`PAUSE_S`).
     """
 
     def once(fn: Callable[[], None]) -> float:
@@ -500,9 +506,15 @@ def _measure(
         last = min(once(fn) for _ in range(max(1, warmup)))
         inner[name] = max(1, round(repeat_s / max(last, 1e-9)))
     times: dict[str, list[float]] = {name: [] for name in candidates}
-    for _ in range(repeats):
-        for name, fn in candidates.items():
-            time.sleep(0.05)  # let the previous library's worker threads stop spinning
+    names = list(candidates)
+    for r in range(repeats):
+        # Each round in another order (rotated), so no candidate always follows
+        # the same one; and a pause first, longer than the time OpenBLAS's idle
+        # threads spin after a call (2**28 cycles, about 0.1 s), which would
+        # otherwise take a core from the next candidate.
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            fn = candidates[name]
+            time.sleep(pause_s)
             start = time.perf_counter()
             for _ in range(inner[name]):
                 fn()
@@ -581,7 +593,12 @@ def allocation_check(step: Callable[[], None], net: Any, warmup: int = 2) -> dic
 
 
 def _gpu_part(
-    nets: tuple[str, ...], batches: tuple[int, ...], repeats: int, repeat_s: float, sizes: dict
+    nets: tuple[str, ...],
+    batches: tuple[int, ...],
+    repeats: int,
+    repeat_s: float,
+    sizes: dict,
+    pause_s: float = PAUSE_S,
 ) -> dict[str, Any]:
     """xpnn on CuPy and on torch:cuda vs PyTorch CUDA eager, and NumPy -> GPU, per net and batch.
 
@@ -623,7 +640,7 @@ def _gpu_part(
                 step = _torch_step(name, "cuda", x, t, **sizes[name])
                 if step is not None:
                     cands["PyTorch CUDA eager float32 (cuDNN)"] = step
-            timed = _measure(cands, repeats, repeat_s, 3, sync)
+            timed = _measure(cands, repeats, repeat_s, 3, sync, pause_s)
             base = next(iter(timed.values()))["median"]
             for r in timed.values():
                 r["speed-up"] = r["median"] / base
@@ -639,6 +656,7 @@ def bench_conv(
     warmup: int = 2,
     sizes: dict[str, dict[str, Any]] | None = None,
     gpu_batches: tuple[int, ...] = (100, 1024),
+    pause_s: float = PAUSE_S,
 ) -> dict[str, Any]:
     """A training step of the book's conv nets: xpnn, the book's algorithm, PyTorch eager.
 
@@ -652,6 +670,7 @@ def bench_conv(
         sizes: Constructor arguments per net (the book's defaults if
             omitted; the tests shrink them).
         gpu_batches: Batch sizes of the CUDA comparison (GPU only).
+        pause_s: Seconds of quiet before each timed repeat (see :data:`PAUSE_S`).
 
     Returns:
         ``unit``, ``settings``, ``nets`` (per net: ``candidates`` with
@@ -670,6 +689,7 @@ def bench_conv(
             "repeats": repeats,
             "repeat_s": repeat_s,
             "warmup": warmup,
+            "pause_s": pause_s,
             "sizes": {n: {k: str(v) for k, v in s.items()} for n, s in sizes.items()},
         },
         "nets": {},
@@ -695,7 +715,7 @@ def bench_conv(
             candidates[TORCH] = torch_step
         else:
             missing = {XPNN_TORCH: {"status": NO_TORCH}, TORCH: {"status": NO_TORCH}}
-        timed = _measure(candidates, repeats, repeat_s, warmup)
+        timed = _measure(candidates, repeats, repeat_s, warmup, pause_s=pause_s)
         base = timed[XPNN]["median"]
         for r in timed.values():
             r["speed-up"] = r["median"] / base  # how many times xpnn numpy's median
@@ -703,7 +723,9 @@ def bench_conv(
         entry["allocation"] = allocation_check(step, net)
         entry["targets"] = _targets(name, timed)
         report["nets"][name] = entry
-    report["gpu"] = _gpu_part(tuple(nets), gpu_batches, max(3, repeats // 2), repeat_s, sizes)
+    report["gpu"] = _gpu_part(
+        tuple(nets), gpu_batches, max(3, repeats // 2), repeat_s, sizes, pause_s
+    )
     return report
 
 
