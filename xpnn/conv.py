@@ -468,6 +468,14 @@ class Convolution(Layer):
         self.x, self._col = x, None
         self._x_shape, self._out_shape = shape, (n, fn, oh, ow)
         self._kernels = _torch_kernels(k, x, W)
+        if self._kernels and self._by_columns(x):
+            # PyTorch, CPU, columns no larger than the output (a first layer: C =
+            # 1): the book's col @ col_W + b as one addmm, whose (N*oh*ow, FN)
+            # rows are the output channels last; backward reuses the columns.
+            col_t = _im2col_t(k, x, fh, fw, self.stride, self.pad)
+            self._col = col_t.T
+            rows = k.torch.addmm(b, self._col, xp.reshape(W, (fn, c * fh * fw)).T)
+            return rows.view(n, oh, ow, fn).permute(0, 3, 1, 2)
         if self._kernels:
             # PyTorch's own convolution (oneDNN on CPU, cuDNN on CUDA): the same
             # sums, no column matrix; `col` is made on demand.
@@ -535,11 +543,13 @@ class Convolution(Layer):
             # PyTorch's kernels; but where the columns are no larger than the
             # output (the first layer of an MNIST net: C = 1), oneDNN's weight
             # gradient takes three times as long as the column product below.
-            columns = self.x.device.type == "cpu" and c * fh * fw <= fn
-            dx, gW, gb = k.torch.ops.aten.convolution_backward(
-                dout, self.x, W, [fn], [self.stride] * 2, [self.pad] * 2, [1, 1], False,
-                [0, 0], 1, [input_grad, not columns, not columns],
-            )  # fmt: skip
+            columns = self._by_columns(self.x)
+            dx = None
+            if input_grad or not columns:
+                dx, gW, gb = k.torch.ops.aten.convolution_backward(
+                    dout, self.x, W, [fn], [self.stride] * 2, [self.pad] * 2, [1, 1], False,
+                    [0, 0], 1, [input_grad, not columns, not columns],
+                )  # fmt: skip
             if columns:
                 # dout laid out channels last is the book's (N*oh*ow, FN) matrix,
                 # a view: dW.T = col.T @ dout with the transposed columns as made.
@@ -562,6 +572,16 @@ class Convolution(Layer):
         dcol_t = self._buffer(k, "dcol", (size, rows), dout.dtype, dout)
         dcol_t = k.matmul(xp.reshape(W, (fn, size)).T, d_t, out=dcol_t)
         return _col2im_t(k, dcol_t, self._x_shape, fh, fw, self.stride, self.pad, self._buffers)
+
+    def _by_columns(self, x: Any) -> bool:
+        """PyTorch on the CPU: whether the columns are no larger than the output.
+
+        There (a first layer, C = 1) the book's column products beat oneDNN's
+        weight gradient threefold, and the forward pass makes the columns the
+        backward pass needs.
+        """
+        fn, c, fh, fw = self.params[0].shape
+        return x.device.type == "cpu" and c * fh * fw <= fn
 
     def _weight_grads(self, k: Any, dout: Any) -> Any:
         """Fill dW and db from the columns; return dout as ``(FN, N*oh*ow)``."""

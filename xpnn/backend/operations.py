@@ -203,6 +203,9 @@ class Ops:
             if self.native is not np and _cupy_gemm(a, b, out):
                 return out
             return self.native.matmul(a, b, out=out)
+        if out is not None and self.torch is not None and out.dtype == a.dtype == b.dtype:
+            # Straight into out (a layer's gradient array): no product-sized copy.
+            return self.torch.matmul(a, b, out=out)
         return a @ b
 
     def exp(self, a: Any, out: Any = None) -> Any:
@@ -223,6 +226,8 @@ class Ops:
             return np.add.reduce(a, axis=axis, out=out, keepdims=keepdims)
         if out is not None and self.native is not None:
             return self.native.sum(a, axis=axis, out=out, keepdims=keepdims)
+        if out is not None and self.torch is not None and axis is not None and out.dtype == a.dtype:
+            return self.torch.sum(a, dim=axis, keepdim=keepdims, out=out)
         return self.xp.sum(a, axis=axis, keepdims=keepdims)
 
     def max(self, a: Any, axis: int | None, keepdims: bool = False) -> Any:
