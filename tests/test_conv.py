@@ -286,6 +286,10 @@ GRAD_CASES = [
     (1, 2, 4, 5, 2, 3, 3, 1, 2),
     (2, 2, 4, 4, 2, 2, 2, 1, 0),
     (1, 3, 3, 4, 1, 1, 1, 1, 0),
+    # C*FH*FW <= FN: column products on PyTorch's CPU (a first layer's path)
+    (2, 1, 5, 6, 5, 2, 2, 1, 1),
+    (2, 2, 4, 4, 3, 1, 1, 1, 0),
+    (1, 1, 7, 7, 4, 2, 2, 2, 0),
 ]
 
 
@@ -324,6 +328,18 @@ def test_stride_1_dx_skips_col2im_on_numpy():
         layer.backward(on(numpy, rng.normal(size=tuple(out.shape))))
         assert ("dout col" in layer._buffers) is correlated
         assert ("dcol" in layer._buffers) is not correlated
+
+
+def test_torch_cpu_takes_columns_only_where_they_are_small():
+    """PyTorch's CPU: columns (made in forward) where C*FH*FW <= FN, else oneDNN's kernels."""
+    torch = pytest.importorskip("torch")
+    torch_cpu = xpnn.backend._open("torch:cpu")
+    rng = np.random.default_rng(16)
+    for fn, c, columns in ((30, 1, True), (9, 1, True), (8, 1, False), (16, 16, False)):
+        layer = make_conv(torch_cpu, rng.normal(size=(fn, c, 3, 3)), np.zeros(fn), 1, 1)
+        out = layer.forward(on(torch_cpu, rng.normal(size=(2, c, 6, 6))))
+        assert layer._kernels and (layer._col is not None) is columns
+        assert out.is_contiguous(memory_format=torch.channels_last)  # what pooling runs fastest
 
 
 def test_convolution_grads_are_filled_in_place(backend):
@@ -583,6 +599,7 @@ TORCH_CASES = [
     (1, 2, 8, 9, 3, 3, 3, 2, 1),
     (2, 1, 5, 5, 2, 2, 2, 2, 2),
     (2, 4, 6, 6, 3, 3, 3, 1, 1),
+    (2, 1, 6, 5, 5, 2, 2, 1, 1),
 ]
 
 
