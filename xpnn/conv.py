@@ -474,7 +474,7 @@ class Convolution(Layer):
             # rows are the output channels last; backward reuses the columns.
             col_t = _im2col_t(k, x, fh, fw, self.stride, self.pad)
             self._col = col_t.T
-            rows = k.torch.addmm(b, self._col, xp.reshape(W, (fn, c * fh * fw)).T)
+            rows = k.torch.addmm(b, self._col, self.col_W)
             return rows.view(n, oh, ow, fn).permute(0, 3, 1, 2)
         if self._kernels:
             # PyTorch's own convolution (oneDNN on CPU, cuDNN on CUDA): the same
@@ -556,7 +556,7 @@ class Convolution(Layer):
                 d = _nhwc(k.torch, dout).permute(0, 2, 3, 1).reshape(-1, fn)
                 col_t = self.col.T  # (C*FH*FW, N*oh*ow)
                 self.grads[0][...] = k.torch.matmul(col_t, d).T.reshape(W.shape)
-                k.torch.sum(d, dim=0, out=self.grads[1])
+                k.sum(d, axis=0, out=self.grads[1])
             else:
                 self.grads[0].copy_(gW)
                 self.grads[1].copy_(gb)
