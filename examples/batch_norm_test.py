@@ -27,7 +27,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 import xpnn
-from xpnn.multilayer import MultiLayerNetExtend
+from xpnn.models.multilayer import MultiLayerNetExtend
 from xpnn.optimizers import SGD
 
 #: The book's sizes, and those of --quick.

@@ -2,7 +2,7 @@
 
 The book's ``ch08/misclassified_mnist.py``: the book's chapter-8 ``DeepConvNet``
 (3x3 convolutions 16-16-pool-32-32-pool-64-64-pool, Affine 50, Dropout 0.5,
-Affine 10, He's initial weights; :mod:`xpnn.convnet`) classifies the test
+Affine 10, He's initial weights; :mod:`xpnn.models.convnet`) classifies the test
 images in batches of 100 (test mode: no Dropout), prints the test accuracy and
 the first 20 misclassified digits as ``{view index: (label, inference)}``, and
 draws them. The book loads weights it trained for hours; xpnn ships none, so
@@ -31,7 +31,7 @@ import numpy as np
 
 import xpnn
 from xpnn import Trainer
-from xpnn.convnet import DeepConvNet
+from xpnn.models.convnet import DeepConvNet
 from xpnn.io import load, save
 from xpnn.plot import misclassified_figure
 

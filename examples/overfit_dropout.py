@@ -28,7 +28,7 @@ import _ch6
 
 import xpnn
 from xpnn import Trainer
-from xpnn.multilayer import MultiLayerNetExtend
+from xpnn.models.multilayer import MultiLayerNetExtend
 
 #: The book's sizes, and those of --quick.
 FULL = {"epochs": 301, "train_size": 300, "batch_size": 100}

@@ -4,7 +4,7 @@ The book's ``ch07/train_convnet.py`` and ``ch07/visualize_filter.py`` in one
 script: ``SimpleConvNet(input_dim=(1, 28, 28), conv_param={'filter_num': 30,
 'filter_size': 5, 'pad': 0, 'stride': 1}, hidden_size=100, output_size=10,
 weight_init_std=0.01)`` (Convolution - ReLU - Pooling - Affine - ReLU - Affine,
-:mod:`xpnn.convnet`) trained with the book's ``Trainer`` (Adam, lr 0.001,
+:mod:`xpnn.models.convnet`) trained with the book's ``Trainer`` (Adam, lr 0.001,
 mini-batches of 100, the accuracies of each epoch on the first 1,000 training
 and test images) for 20 epochs. The Trainer prints the book's lines; a progress
 bar shows how far a long run is. ``Trainer`` here is ``xpnn.Trainer`` in the
@@ -35,7 +35,7 @@ from matplotlib.ticker import MaxNLocator
 
 import xpnn
 from xpnn import Trainer
-from xpnn.convnet import SimpleConvNet
+from xpnn.models.convnet import SimpleConvNet
 from xpnn.io import save
 from xpnn.plot import filters_figure, show_or_save
 

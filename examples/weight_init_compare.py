@@ -24,7 +24,7 @@ import time
 import _ch6
 
 import xpnn
-from xpnn.multilayer import MultiLayerNet
+from xpnn.models.multilayer import MultiLayerNet
 from xpnn.optimizers import SGD
 
 #: The book's sizes, and those of --quick.

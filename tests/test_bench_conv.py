@@ -17,7 +17,7 @@ import pytest
 import xpnn
 import xpnn.bench as bench
 from xpnn.bench import conv as bc
-from xpnn.conv import col2im, im2col
+from xpnn.layers.conv import col2im, im2col
 
 
 def cp(n, size=3, pad=1, stride=1):

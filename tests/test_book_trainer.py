@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 import xpnn
-import xpnn.callbacks
-import xpnn.checkpointer
-import xpnn.trainer
+import xpnn.training.callbacks
+import xpnn.training.checkpointer
+import xpnn.training.trainer
 from xpnn.optimizers import (
     OPTIMIZERS,
     SGD,
@@ -27,7 +27,7 @@ from xpnn.optimizers import (
     get_optimizer,
 )
 
-FIT_MODULES = (xpnn.trainer, xpnn.callbacks, xpnn.checkpointer)
+FIT_MODULES = (xpnn.training.trainer, xpnn.training.callbacks, xpnn.training.checkpointer)
 
 
 def count_reads(monkeypatch):
@@ -422,7 +422,7 @@ def test_a_nan_loss_stops_the_book_trainer_unless_told_otherwise(backend):
 
 def test_iteration_losses_callback_alone(backend):
     x, t, _, _ = data()
-    losses = xpnn.callbacks.IterationLosses()
+    losses = xpnn.training.callbacks.IterationLosses()
     net = net_of()
     trainer = xpnn.Trainer(net, SGD(lr=1.0)).fit(
         x,
@@ -451,7 +451,7 @@ def test_eval_samples_needs_validation_data(backend):
 
 def test_a_book_script_runs_with_xpnn(backend, capsys):
     """The book's ch06/overfit_dropout.py, with xpnn's classes and data."""
-    multilayer = pytest.importorskip("xpnn.multilayer")
+    multilayer = pytest.importorskip("xpnn.models.multilayer")
     rng = np.random.default_rng(0)
     centers = rng.normal(0, 2, (4, 20))
     labels = rng.integers(0, 4, 200)
@@ -491,7 +491,7 @@ def test_a_book_script_runs_with_xpnn(backend, capsys):
 def test_cuda_graphs_refuse_dropout_before_anything_trains(backend):
     from test_checkpoint import bn_dropout_net
 
-    from xpnn.graph_step import check_graphable
+    from xpnn.training.graph_step import check_graphable
 
     x, t, _, _ = data()
     x = x[:, :2]

@@ -10,7 +10,7 @@ import pytest
 from test_checkpoint import Interrupt
 
 import xpnn
-from xpnn.callbacks import (
+from xpnn.training.callbacks import (
     EVENTS,
     Callback,
     CallbackList,
@@ -19,7 +19,7 @@ from xpnn.callbacks import (
     Guard,
     Reporter,
 )
-from xpnn.checkpointer import Checkpointer, fingerprint
+from xpnn.training.checkpointer import Checkpointer, fingerprint
 from xpnn.datasets import load_spiral
 from xpnn.io import read_checkpoint
 from xpnn.optimizers import SGD, Momentum
@@ -336,11 +336,11 @@ def test_the_graph_is_recorded_again_when_a_callback_changes_a_hyper_parameter(
 ):
     import types
 
-    import xpnn.graph_step
+    import xpnn.training.graph_step
 
     cupy = types.SimpleNamespace(name="cupy", spec="cupy:0")
-    monkeypatch.setattr(xpnn.graph_step, "backend_of", lambda x: cupy)
-    monkeypatch.setattr(xpnn.graph_step, "CudaGraph", FakeGraph)
+    monkeypatch.setattr(xpnn.training.graph_step, "backend_of", lambda x: cupy)
+    monkeypatch.setattr(xpnn.training.graph_step, "CudaGraph", FakeGraph)
     FakeGraph.records = 0
 
     class Schedule(Callback):

@@ -15,7 +15,7 @@ import pytest
 
 import xpnn
 from xpnn import backend as B
-from xpnn.conv import Convolution, Pooling, col2im, im2col
+from xpnn.layers.conv import Convolution, Pooling, col2im, im2col
 from xpnn.layers import LAYERS, Affine, Relu, SoftmaxWithLoss
 
 # (N, C, H, W, filter_h, filter_w, stride, pad): odd and even sizes, strides

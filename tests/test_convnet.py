@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import xpnn
-import xpnn.convnet
-from xpnn.convnet import DeepConvNet, SimpleConvNet
+import xpnn.models.convnet
+from xpnn.models.convnet import DeepConvNet, SimpleConvNet
 from xpnn.io import load, save
 from xpnn.layers import Affine, Convolution, Dropout, Pooling, Relu
 from xpnn.models import MODELS
@@ -395,8 +395,8 @@ def refuse_allocation(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("allocated before checking the arguments")
 
-    monkeypatch.setattr(xpnn.convnet, "default_rng", refuse)
-    monkeypatch.setattr(xpnn.convnet, "zeros", refuse)
+    monkeypatch.setattr(xpnn.models.convnet, "default_rng", refuse)
+    monkeypatch.setattr(xpnn.models.convnet, "zeros", refuse)
 
 
 @pytest.mark.parametrize(

@@ -584,7 +584,7 @@ def test_train_convnet_prints_the_books_lines_and_learns(tmp_path, capsys):
 
 def test_train_convnet_filters_before_and_after(tmp_path):
     """The first layer's 30 filters: drawn 30 panels, grey, no ticks; training changed them."""
-    from xpnn.convnet import SimpleConvNet
+    from xpnn.models.convnet import SimpleConvNet
     from xpnn.plot import filters_figure
 
     example = load_example("train_convnet")
@@ -665,7 +665,7 @@ def test_misclassified_mnist_trains_and_shows_the_wrong_digits(tmp_path, capsys,
 
 
 def test_misclassified_mnist_loads_a_saved_model(tmp_path, capsys):
-    from xpnn.convnet import DeepConvNet
+    from xpnn.models.convnet import DeepConvNet
     from xpnn.datasets import load_mnist5k
     from xpnn.io import save
 
@@ -723,7 +723,7 @@ def test_convnet_figures_check_their_input(tmp_path):
 
 def test_misclassified_mnist_classifies_on_every_backend(backend):
     """The batched test loop (batches of 100 and a rest) gives the same classes everywhere."""
-    from xpnn.convnet import DeepConvNet
+    from xpnn.models.convnet import DeepConvNet
 
     example = load_example("misclassified_mnist")
     host = np.random.default_rng(0).random((130, 1, 28, 28))

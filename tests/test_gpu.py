@@ -42,13 +42,13 @@ def test_trainer_reads_the_device_only_at_eval_intervals(cupy_backend, monkeypat
     net = xpnn.LayeredTwoLayerNet(2, 10, 3, seed=0)
     trainer = xpnn.Trainer(net, xpnn.SGD(lr=1.0))
     trainer.fit(x, t, max_epoch=1, batch_size=30, progress=False, verbose=False)  # warm up
-    real = xpnn.trainer.to_numpy
+    real = xpnn.training.trainer.to_numpy
 
     def allowed(a):  # the trainer's own reads: eval intervals, the label check
         with cupyx.allow_synchronize(True):
             return real(a)
 
-    monkeypatch.setattr(xpnn.trainer, "to_numpy", allowed)
+    monkeypatch.setattr(xpnn.training.trainer, "to_numpy", allowed)
     with cupyx.allow_synchronize(False):
         trainer.fit(
             x, t, max_epoch=3, batch_size=30, eval_interval=10, progress=False, verbose=False
@@ -106,7 +106,7 @@ def test_cuda_graph_training_equals_eager_training(cupy_backend, make_opt, max_g
 def test_cuda_graph_replays_without_host_synchronisation(cupy_backend):
     import cupyx
 
-    from xpnn.trainer import _GraphStep
+    from xpnn.training.trainer import _GraphStep
 
     x, t = _blobs()
     trainer = xpnn.Trainer(xpnn.TwoLayerNet(784, 50, 10, seed=0), xpnn.SGD(lr=0.1))

@@ -17,7 +17,7 @@ from test_resume_guard import rewrite
 import xpnn
 from xpnn.io import ModelFileError
 from xpnn.optimizers import SGD, Adam, Momentum
-from xpnn.precision import LossScaler, MixedPrecision
+from xpnn.training.precision import LossScaler, MixedPrecision
 
 HALF = {"numpy", "cupy", "torch"}
 
@@ -376,7 +376,7 @@ def test_refusals_come_before_anything_changes(case, error, match):
 def _mnist_accuracy(precision, epochs=4):
     (x, t), (x_test, t_test) = xpnn.datasets.load_mnist5k()
     net = xpnn.TwoLayerNet(784, 50, 10, seed=0)
-    mp = xpnn.precision.mixed_precision(precision)
+    mp = xpnn.training.precision.mixed_precision(precision)
     xpnn.Trainer(net, SGD(lr=1.0)).fit(
         x, t, max_epoch=epochs, batch_size=100, verbose=False, progress=False, precision=mp
     )

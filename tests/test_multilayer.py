@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 import xpnn
-import xpnn.multilayer
+import xpnn.models.multilayer
 from xpnn.io import load, save
 from xpnn.layers import Affine, BatchNormalization, Dropout, Layer, Relu, SoftmaxWithLoss
 from xpnn.models import MODELS, LayeredNet
-from xpnn.multilayer import MultiLayerNet, MultiLayerNetExtend, weight_init_scale
+from xpnn.models.multilayer import MultiLayerNet, MultiLayerNetExtend, weight_init_scale
 
 EPS = 10e-7  # the book's BatchNormalization epsilon
 
@@ -330,8 +330,8 @@ def test_invalid_arguments_raise_before_anything_is_allocated(monkeypatch, chang
     def refuse(*args, **kwargs):
         raise AssertionError("allocated before checking the arguments")
 
-    monkeypatch.setattr(xpnn.multilayer, "default_rng", refuse)
-    monkeypatch.setattr(xpnn.multilayer, "zeros", refuse)
+    monkeypatch.setattr(xpnn.models.multilayer, "default_rng", refuse)
+    monkeypatch.setattr(xpnn.models.multilayer, "zeros", refuse)
     args = {"input_size": 4, "hidden_size_list": [3], "output_size": 2, **change}
     with pytest.raises(error, match=name):
         MultiLayerNetExtend(**args)

@@ -8,7 +8,7 @@ import pytest
 from test_checkpoint import Interrupt
 
 import xpnn
-from xpnn.checkpointer import fingerprint
+from xpnn.training.checkpointer import fingerprint
 from xpnn.datasets import load_mnist5k
 from xpnn.io import ModelFileError, load, save
 from xpnn.layers import Affine, Flatten, Relu, SoftmaxWithLoss

@@ -490,7 +490,7 @@ def test_the_guard_says_when_no_checkpoint_was_written(backend, tmp_path):
 
 
 def test_a_checkpoint_write_reads_the_device_once(backend, tmp_path, monkeypatch):
-    reads = count_reads(monkeypatch)  # in xpnn.trainer and the modules of its parts
+    reads = count_reads(monkeypatch)  # in xpnn.training.trainer and the modules of its parts
     x, t = load_spiral()
     trainer = xpnn.Trainer(xpnn.LayeredTwoLayerNet(2, 6, 3), Momentum(lr=0.1))
     trainer.fit(x, t, checkpoint=tmp_path / "c.npz", **{**FIT, "eval_interval": 10})

@@ -304,7 +304,7 @@ def test_a_trial_that_diverges_is_a_result_ranked_last(client):
 
 
 def test_the_default_model_is_the_books_multilayer_net(client):
-    pytest.importorskip("xpnn.multilayer")
+    pytest.importorskip("xpnn.models.multilayer")
     result = random_search(
         trials=2,
         epochs=1,

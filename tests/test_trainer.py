@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 import xpnn
-import xpnn.callbacks
-import xpnn.checkpointer
-import xpnn.trainer
+import xpnn.training.callbacks
+import xpnn.training.checkpointer
+import xpnn.training.trainer
 from xpnn.datasets.spiral import load_spiral
 from xpnn.optimizers import SGD
-from xpnn.trainer import clip_grads
+from xpnn.training.trainer import clip_grads
 
 
 def host(a):
@@ -23,7 +23,7 @@ def host(a):
 
 
 #: The modules of Trainer.fit and its parts: each reads the device through its own to_numpy.
-FIT_MODULES = (xpnn.trainer, xpnn.callbacks, xpnn.checkpointer)
+FIT_MODULES = (xpnn.training.trainer, xpnn.training.callbacks, xpnn.training.checkpointer)
 
 
 def count_reads(monkeypatch):

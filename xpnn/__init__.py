@@ -10,16 +10,17 @@ __version__ = "0.1.0"
 
 # The modules a user reaches for as attributes (``xpnn.io.save(...)``); plot
 # and bench stay out: they import matplotlib and the textbook reference.
+import sys as _sys
+
 from xpnn import (
-    convnet,
     datasets,
     functions,
     gradient,
     io,
     layers,
-    multilayer,
+    models,
     optimizers,
-    precision,
+    training,
 )
 from xpnn.backend import (
     BACKEND_NAMES,
@@ -39,14 +40,43 @@ from xpnn.backend import (
     use_backend,
     zeros,
 )
-from xpnn.callbacks import Callback
-from xpnn.convnet import DeepConvNet, SimpleConvNet
-from xpnn.models import LayeredNet, LayeredTwoLayerNet, SimpleNet, TwoLayerNet, simpleNet
-from xpnn.multilayer import MultiLayerNet, MultiLayerNetExtend
+from xpnn.layers import conv
+from xpnn.models import (
+    DeepConvNet,
+    LayeredNet,
+    LayeredTwoLayerNet,
+    MultiLayerNet,
+    MultiLayerNetExtend,
+    SimpleConvNet,
+    SimpleNet,
+    TwoLayerNet,
+    convnet,
+    multilayer,
+    simpleNet,
+)
 from xpnn.optimizers import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop, get_optimizer
-from xpnn.precision import LossScaler, MixedPrecision
 from xpnn.random import Generator, default_rng
-from xpnn.trainer import Trainer
+from xpnn.training import Callback, LossScaler, MixedPrecision, Trainer, precision
+
+#: Module paths of xpnn 0.1 before the packages (``xpnn.trainer`` is now
+#: ``xpnn.training.trainer``...): the same module objects under their old
+#: names, so ``from xpnn.multilayer import MultiLayerNet`` keeps working.
+#: Docs and examples use the new paths.
+MOVED_MODULES = {
+    "xpnn.conv": "xpnn.layers.conv",
+    "xpnn.convnet": "xpnn.models.convnet",
+    "xpnn.multilayer": "xpnn.models.multilayer",
+    "xpnn.trainer": "xpnn.training.trainer",
+    "xpnn.book_trainer": "xpnn.training.book_trainer",
+    "xpnn.callbacks": "xpnn.training.callbacks",
+    "xpnn.checkpointer": "xpnn.training.checkpointer",
+    "xpnn.precision": "xpnn.training.precision",
+    "xpnn.graph_step": "xpnn.training.graph_step",
+}
+for _old, _new in MOVED_MODULES.items():
+    _sys.modules[_old] = _sys.modules[_new]
+    globals().setdefault(_old.rpartition(".")[2], _sys.modules[_new])
+del _old, _new
 
 __all__ = [
     "Callback",
@@ -77,6 +107,7 @@ __all__ = [
     "available_backends",
     "backend_of",
     "backend_status",
+    "conv",
     "convnet",
     "datasets",
     "default_rng",
@@ -89,12 +120,14 @@ __all__ = [
     "info",
     "io",
     "layers",
+    "models",
     "multilayer",
     "optimizers",
     "precision",
     "set_backend",
     "simpleNet",
     "to_numpy",
+    "training",
     "use_backend",
     "zeros",
 ]

@@ -111,9 +111,9 @@ def conv_layers(
             filter larger than the padded input), prefixed by ``--model``
             and the image size.
     """
-    import xpnn.convnet
+    import xpnn.models.convnet
 
-    cls = getattr(xpnn.convnet, CONV_MODELS[model])
+    cls = getattr(xpnn.models.convnet, CONV_MODELS[model])
     # The model's own plan of its layers: the book's default conv_params, the
     # sizes checked as the constructor checks them, no array made.
     try:

@@ -176,7 +176,7 @@ def _write_results(args: argparse.Namespace, model: Any, trainer: Any) -> int:
 def _check_precision(args: argparse.Namespace, backend: Any) -> None:
     """Refuse --dtype and --precision choices the backend cannot run, before any data."""
     from xpnn.backend import resolve_dtype
-    from xpnn.precision import PRECISIONS
+    from xpnn.training.precision import PRECISIONS
 
     wanted = [("--dtype", args.dtype)]
     if args.precision is not None:
@@ -249,9 +249,9 @@ def _build_model(args: argparse.Namespace, x: Any, classes: int) -> Any:
     import xpnn
 
     if args.model in CONV_MODELS:
-        import xpnn.convnet
+        import xpnn.models.convnet
 
-        cls = getattr(xpnn.convnet, CONV_MODELS[args.model])
+        cls = getattr(xpnn.models.convnet, CONV_MODELS[args.model])
         return cls(
             input_dim=tuple(x.shape[1:]),
             hidden_size=args.hidden,

@@ -353,7 +353,7 @@ def _settings(
 
 def _check_default_trial(settings: dict[str, Any], space: Mapping[str, Distribution]) -> None:
     """Check the model, optimizer and fit arguments bind (no training, no cluster)."""
-    from xpnn.trainer import Trainer
+    from xpnn.training.trainer import Trainer
 
     trial = Trial(0, sample_params(space, settings["seed"], 0), 0, 0, settings)
     values = trial.targets()
@@ -448,7 +448,7 @@ def random_search(
         train_size: The first ``train_size`` training samples are used (500).
         validation: Fraction held out for validation (0.2: 100 of 500,
             leaving 400 to train on), after shuffling with ``seed``.
-        model: Class name (:data:`xpnn.models.MODELS`, :mod:`xpnn.multilayer`)
+        model: Class name (:data:`xpnn.models.MODELS`, :mod:`xpnn.models.multilayer`)
             or ``"package.module:Class"``; built with ``model_kwargs``,
             ``seed=`` and ``dtype=``.
         model_kwargs: JSON-able keyword arguments of the model

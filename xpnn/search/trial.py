@@ -88,7 +88,7 @@ def resolve_model(name: str) -> type:
 
     Args:
         name: A class of :data:`xpnn.models.MODELS` or of
-            :mod:`xpnn.multilayer` (``"MultiLayerNet"``, ``"TwoLayerNet"``...),
+            :mod:`xpnn.models.multilayer` (``"MultiLayerNet"``, ``"TwoLayerNet"``...),
             or ``"package.module:Class"`` for your own.
 
     Raises:
@@ -109,7 +109,7 @@ def resolve_model(name: str) -> type:
 
     known = dict(MODELS)
     try:
-        multilayer = importlib.import_module("xpnn.multilayer")
+        multilayer = importlib.import_module("xpnn.models.multilayer")
     except ImportError:
         multilayer = None
     if multilayer is not None:

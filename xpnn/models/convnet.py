@@ -48,11 +48,11 @@ from xpnn.layers import (
     Pooling,
     Relu,
     SoftmaxWithLoss,
-    _check_config_keys,
-    _seed,
 )
-from xpnn.models import MODELS, LayeredNet, _float_dtype
-from xpnn.multilayer import (
+from xpnn.layers.base import _check_config_keys
+from xpnn.layers.regularization import _seed
+from xpnn.models.layered import MODELS, LayeredNet, _float_dtype
+from xpnn.models.multilayer import (
     MultiLayerNet,
     _dropout_seeds,
     _init_scale,

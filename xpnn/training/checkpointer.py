@@ -8,7 +8,7 @@ from one. A checkpoint holds the parameters, the model's state arrays
 Dropout layer's seed and count of masks drawn, the optimizer state, the
 position in the run, the curves, the run settings and a fingerprint of the
 data (:func:`fingerprint`); :func:`xpnn.io.write_checkpoint` writes it atomically.
-Before writing, the :class:`xpnn.callbacks.Guard` checks that everything is
+Before writing, the :class:`xpnn.training.callbacks.Guard` checks that everything is
 finite (one device read); the fingerprint reads 64 rows of the data once per
 fit. A resume checks the whole file against the model, the optimizer, the
 settings and the data before it changes anything.
@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from xpnn.backend import _dtype_name, asarray, backend_of, get_namespace, to_numpy
-from xpnn.callbacks import Callback, FitState, Guard
 from xpnn.random import default_rng
+from xpnn.training.callbacks import Callback, FitState, Guard
 
 __all__ = [
     "FINGERPRINT_ROWS",
@@ -97,7 +97,7 @@ class Checkpointer(Callback):
         every: Also every this many iterations of an epoch.
         resume: Before the run starts, restore the run saved in this file.
         guard: Decides whether a checkpoint that is not finite is an error
-            (:meth:`xpnn.callbacks.Guard.checkpoint_ok`); ``Guard("raise")``
+            (:meth:`xpnn.training.callbacks.Guard.checkpoint_ok`); ``Guard("raise")``
             if omitted.
 
     Raises:

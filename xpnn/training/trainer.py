@@ -14,15 +14,15 @@ The data are ``(N, features)`` rows or any ``(N, ...)`` samples (images
 ``(N, C, H, W)`` for a model that flattens or convolves them).
 
 ``fit`` is the book's loop (sample, step, record); the rest of a run is done
-by parts told of its progress through events (:mod:`xpnn.callbacks`): the
+by parts told of its progress through events (:mod:`xpnn.training.callbacks`): the
 divergence and NaN guard, the accuracies, the printed lines and the progress
-bar, and the checkpoints (:mod:`xpnn.checkpointer`). ``fit(callbacks=[...])``
+bar, and the checkpoints (:mod:`xpnn.training.checkpointer`). ``fit(callbacks=[...])``
 adds your own.
 
 The book's chapter-6 form, ``Trainer(network, x_train, t_train, x_test,
 t_test, epochs=20, mini_batch_size=100, optimizer='SGD', optimizer_param={'lr':
 0.01}, evaluate_sample_num_per_epoch=None, verbose=True).train()``, is the
-same class: ``train`` runs ``fit`` with those settings (:mod:`xpnn.book_trainer`
+same class: ``train`` runs ``fit`` with those settings (:mod:`xpnn.training.book_trainer`
 holds that form; see :meth:`Trainer.train` for how it differs from the book's
 loop).
 
@@ -44,8 +44,15 @@ from pathlib import Path
 from typing import Any
 
 from xpnn.backend import _dtype_name, backend_of, get_namespace, to_numpy
-from xpnn.book_trainer import BookForm, _book_optimizer, _no_book_arguments, _vol2_optimizer
-from xpnn.callbacks import (
+from xpnn.models import LayeredNet
+from xpnn.random import default_rng
+from xpnn.training.book_trainer import (
+    BookForm,
+    _book_optimizer,
+    _no_book_arguments,
+    _vol2_optimizer,
+)
+from xpnn.training.callbacks import (
     DIVERGENCE_FACTOR,
     DIVERGENCE_PATIENCE,
     Callback,
@@ -56,11 +63,9 @@ from xpnn.callbacks import (
     Reporter,
     _values,
 )
-from xpnn.checkpointer import Checkpointer
-from xpnn.graph_step import GraphStep
-from xpnn.models import LayeredNet
-from xpnn.precision import MixedPrecision, mixed_precision
-from xpnn.random import default_rng
+from xpnn.training.checkpointer import Checkpointer
+from xpnn.training.graph_step import GraphStep
+from xpnn.training.precision import MixedPrecision, mixed_precision
 
 __all__ = ["Trainer", "clip_grads"]
 
@@ -305,11 +310,11 @@ class Trainer(BookForm):
                 training. Needs data on CuPy, an optimizer whose update
                 does not depend on the update count (not Adam) and a model
                 without Dropout layers (a replay would repeat one mask).
-            callbacks: Your own :class:`xpnn.callbacks.Callback` instances,
+            callbacks: Your own :class:`xpnn.training.callbacks.Callback` instances,
                 told of the run's events after fit's own parts (the guard,
                 the accuracies, the printed lines, the checkpoints).
             precision: None: compute in the model's dtype. ``"mixed16"``:
-                mixed-precision training (:mod:`xpnn.precision`): the
+                mixed-precision training (:mod:`xpnn.training.precision`): the
                 model's float32 weights are the master copy, each step runs
                 forward and backward in float16 with dynamic loss scaling
                 (a step with non-finite gradients is skipped, on the

@@ -18,8 +18,15 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from xpnn.backend import _dtype_name
-from xpnn.callbacks import Callback, CallbackList, Evaluator, FitState, IterationLosses, accuracy
 from xpnn.optimizers import OPTIMIZERS, get_optimizer
+from xpnn.training.callbacks import (
+    Callback,
+    CallbackList,
+    Evaluator,
+    FitState,
+    IterationLosses,
+    accuracy,
+)
 
 __all__ = ["BOOK_OPTIMIZER_PARAM", "BookForm"]
 

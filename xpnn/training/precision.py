@@ -44,7 +44,7 @@ from xpnn.backend import (
     resolve_dtype,
     use_backend,
 )
-from xpnn.layers import _into  # in place: the layers and the optimizer keep these arrays
+from xpnn.layers.base import _into  # in place: the layers and the optimizer keep these arrays
 
 __all__ = ["PRECISIONS", "LossScaler", "MixedPrecision", "mixed_precision"]
 
@@ -406,7 +406,7 @@ class MixedPrecision:
         else:
             finite = scaler.unscale(self._scaled, self._grads)
         if max_grad is not None:
-            from xpnn.trainer import clip_grads
+            from xpnn.training.trainer import clip_grads
 
             clip_grads(self._grads, max_grad)
         if scaler is None:

@@ -27,7 +27,7 @@ calls them in this order, then the ``callbacks=[...]`` you pass:
   accuracy per epoch;
 * :class:`Reporter` (``verbose``, ``progress``): the book's printed lines, the
   progress bar, and where to resume after Ctrl-C;
-* :class:`xpnn.checkpointer.Checkpointer` (``checkpoint``, ``resume``).
+* :class:`xpnn.training.checkpointer.Checkpointer` (``checkpoint``, ``resume``).
 
 :class:`IterationLosses` keeps every iteration's loss (read once an epoch):
 ``Trainer.train``, the book's ch. 6 form, uses it for ``train_loss_list``.
@@ -100,7 +100,7 @@ class FitState:
     ``batch_size``, ``max_epoch``, ``max_grad``, ``eval_interval`` (at most
     ``max_iters``), ``max_iters`` (iterations an epoch, ``N // batch_size``),
     ``rng`` (the shuffling generator), ``precision`` (the run's
-    :class:`xpnn.precision.MixedPrecision`, or None).
+    :class:`xpnn.training.precision.MixedPrecision`, or None).
 
     Position: ``epoch`` (0-based, the epoch running), ``iteration`` (0-based
     index in the epoch of the iteration just run; ``max_iters`` after the
@@ -211,14 +211,12 @@ class CallbackList:
 
     def __init__(self, parts: Iterable[Any], callbacks: Iterable[Any] = ()):
         if isinstance(callbacks, (Callback, str)) or not isinstance(callbacks, Iterable):
-            raise TypeError(
-                f"callbacks must be a list of xpnn.callbacks.Callback, got {callbacks!r:.80}"
-            )
+            raise TypeError(f"callbacks must be a list of xpnn.Callback, got {callbacks!r:.80}")
         self.user = list(callbacks)
         for c in self.user:
             if not isinstance(c, Callback):
                 raise TypeError(
-                    f"callbacks must be xpnn.callbacks.Callback instances (subclass it and "
+                    f"callbacks must be xpnn.Callback instances (subclass it and "
                     f"override the events you need), got {c!r:.80}"
                 )
         self.callbacks = [c for c in parts if c is not None] + self.user
@@ -376,7 +374,7 @@ def _all_finite(state: FitState) -> bool:
 
     One reduction on the device and one read.
     """
-    from xpnn.checkpointer import model_state_arrays
+    from xpnn.training.checkpointer import model_state_arrays
 
     trainer = state.trainer
     arrays = _values(trainer.model.params) + list(model_state_arrays(trainer.model).values())

@@ -42,11 +42,10 @@ from xpnn.layers import (
     Relu,
     Sigmoid,
     SoftmaxWithLoss,
-    _check_config_keys,
-    _into,
     backward,
 )
-from xpnn.models import MODELS, LayeredNet, _float_dtype
+from xpnn.layers.base import _check_config_keys, _into
+from xpnn.models.layered import MODELS, LayeredNet, _float_dtype
 from xpnn.params import ParamDict
 from xpnn.random import default_rng
 

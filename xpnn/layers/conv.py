@@ -59,7 +59,8 @@ import numbers
 from typing import Any
 
 from xpnn.backend import _dtype_name, device_of, get_namespace, ops, zeros
-from xpnn.layers import Affine, Layer, _config_sizes, _zeros_like_all, register_layer
+from xpnn.layers.base import Layer, _config_sizes, _zeros_like_all, register_layer
+from xpnn.layers.dense import Affine
 
 __all__ = ["Convolution", "Pooling", "col2im", "im2col"]
 

@@ -1,0 +1,47 @@
+"""Layers with forward and backward side by side, as the book's ``common/layers.py``.
+
+One module per idea, as a reader of the book would look for it:
+
+* :mod:`xpnn.layers.base`: :class:`Layer`, its config, the :data:`LAYERS`
+  registry, :func:`register_layer` and :func:`backward` (the one backprop loop);
+* :mod:`xpnn.layers.dense`: :class:`MatMul`, :class:`Affine`, :class:`Flatten`;
+* :mod:`xpnn.layers.activations`: :class:`Sigmoid`, :class:`Relu`, :class:`Softmax`;
+* :mod:`xpnn.layers.losses`: :class:`SoftmaxWithLoss` (and :func:`one_hot`);
+* :mod:`xpnn.layers.regularization`: :class:`Dropout`, :class:`BatchNormalization`;
+* :mod:`xpnn.layers.conv`: :func:`im2col`, :func:`col2im`, :class:`Convolution`,
+  :class:`Pooling` (vol. 1, ch. 7).
+
+``from xpnn.layers import Affine, Convolution`` works as the book's
+``from common.layers import ...`` does.
+"""
+
+# The order layers register in, which error messages list them in.
+# isort: off
+from xpnn.layers.base import LAYERS, Layer, backward, register_layer
+from xpnn.layers.dense import Affine, Flatten, MatMul
+from xpnn.layers.activations import Relu, Sigmoid, Softmax
+from xpnn.layers.regularization import BatchNormalization, Dropout
+from xpnn.layers.losses import SoftmaxWithLoss, one_hot
+from xpnn.layers.conv import Convolution, Pooling, col2im, im2col
+# isort: on
+
+__all__ = [
+    "LAYERS",
+    "Affine",
+    "BatchNormalization",
+    "Convolution",
+    "Dropout",
+    "Flatten",
+    "Layer",
+    "MatMul",
+    "Pooling",
+    "Relu",
+    "Sigmoid",
+    "Softmax",
+    "SoftmaxWithLoss",
+    "backward",
+    "col2im",
+    "im2col",
+    "one_hot",
+    "register_layer",
+]

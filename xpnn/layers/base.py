@@ -1,0 +1,231 @@
+"""Layers with forward and backward side by side (vol. 2, ch. 1 of the book).
+
+Each layer keeps its parameters in ``params`` and their gradients in
+``grads``: two lists of arrays of the same shapes. As in the book, gradients
+are written *in place* into ``grads``, so an optimizer or a model can hold on
+to those arrays; and parameters are the very arrays the model's ``params``
+hold, so update them in place too (``p -= lr * g``), not by rebinding.
+
+Every layer takes its namespace from its inputs and runs on any backend. On
+NumPy and CuPy the layers write their outputs into buffers they keep (``out=``)
+so that a training step allocates nothing; an output is therefore valid until
+the layer's next call (copy it to keep it). Elsewhere each call returns new
+arrays. Both paths do the same operations in the same order.
+
+Shapes: ``x`` is ``(N, D)``, ``W`` is ``(D, H)``, ``b`` is ``(H,)``. Samples
+of more dimensions (images ``(N, C, H, W)``) become rows with :class:`Flatten`,
+or in :class:`Affine` itself, which flattens them as the book's chapter-7
+``Affine`` does.
+
+A layer declares its config so any model made of layers saves and loads
+(:func:`xpnn.io.save`), as data, never pickle: :meth:`Layer.config` gives its
+sizes and hyper-parameters as JSON, :meth:`Layer.param_shapes` (and
+:meth:`Layer.state_shapes`, for non-parameter arrays such as running
+statistics) the shapes that config implies, computed without allocating, and
+:meth:`Layer.from_config` builds the layer with zero arrays of those shapes.
+A layer joins :data:`LAYERS`, the registry of kinds a file may name, with
+:func:`register_layer`. A new layer with hyper-parameters (a dropout ratio, a
+convolution's stride and pad) overrides the four; one with running
+statistics also lists them in ``state_names``, as attributes.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+from xpnn.backend import _dtype_name, get_namespace, zeros
+
+__all__ = ["LAYERS", "Layer", "backward", "register_layer"]
+
+
+class Layer:
+    """Base class: a layer with no parameters.
+
+    Attributes:
+        param_names: The names of ``params`` in order (a file stores layer
+            ``i``'s as ``layers.i.W``, ``layers.i.b``...).
+        state_names: Attributes holding non-parameter arrays that a saved
+            model keeps (the running statistics of
+            :class:`BatchNormalization`).
+        takes_train_flg: Whether ``forward`` takes ``train_flg`` (training
+            or test mode, as the book's ``Dropout`` and
+            ``BatchNormalization``): ``forward(x, train_flg=True)``. A model
+            passes its train flag to these layers only.
+    """
+
+    param_names: tuple[str, ...] = ()
+    state_names: tuple[str, ...] = ()
+    takes_train_flg: bool = False
+
+    def __init__(self) -> None:
+        self.params: list[Any] = []
+        self.grads: list[Any] = []
+        self._buffers: dict[str, Any] = {}
+
+    def forward(self, x: Any) -> Any:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def backward(self, dout: Any, *, input_grad: bool = True) -> Any:  # pragma: no cover
+        """Gradient w.r.t. the input (skipped, returning None, if not ``input_grad``)."""
+        raise NotImplementedError
+
+    def _buffer(self, k: Any, name: str, shape: tuple[int, ...], dtype: Any, like: Any) -> Any:
+        return k.buffer(self._buffers, name, shape, dtype, like)
+
+    def config(self) -> dict[str, Any]:
+        """Sizes and hyper-parameters, JSON-able: what :meth:`from_config` needs."""
+        return {}
+
+    @classmethod
+    def param_shapes(cls, config: Any) -> dict[str, tuple[int, ...]]:
+        """The shapes of ``params`` by name that ``config`` implies, allocating nothing.
+
+        Raises:
+            ValueError: ``config`` is not one this layer wrote (it comes from a
+                file: the message names the layer and the key).
+        """
+        _config_sizes(cls, config)
+        return {}
+
+    @classmethod
+    def state_shapes(cls, config: Any) -> dict[str, tuple[int, ...]]:
+        """The shapes of the ``state_names`` arrays that ``config`` implies."""
+        return {}
+
+    @classmethod
+    def from_config(cls, config: Any, *, dtype: Any, backend: Any) -> Layer:
+        """The layer of ``config`` with zero parameters of ``dtype`` on ``backend``.
+
+        This default passes the parameters to the constructor in
+        ``param_names`` order; a layer with hyper-parameters overrides it.
+        """
+        shapes = cls.param_shapes(config)
+        return cls(*(zeros(s, dtype=dtype, backend=backend) for s in shapes.values()))
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(str(tuple(p.shape)) for p in self.params)
+        return f"{type(self).__name__}({shapes})"
+
+
+#: The layer kinds a saved model may name, by class name (see :func:`register_layer`).
+LAYERS: dict[str, type[Layer]] = {}
+
+
+def register_layer(cls: type[Layer]) -> type[Layer]:
+    """Add a layer class to :data:`LAYERS` so models using it save and load.
+
+    Use it as a class decorator, after declaring the config methods.
+
+    Raises:
+        ValueError: Another class of the same name is registered already
+            (a file names a layer kind by class name, which must be unique).
+    """
+    known = LAYERS.get(cls.__name__)
+    if known is not None and known is not cls:
+        raise ValueError(
+            f"a layer kind {cls.__name__!r} is registered already ({known.__module__}."
+            f"{known.__qualname__}); give {cls.__module__}.{cls.__qualname__} another name"
+        )
+    LAYERS[cls.__name__] = cls
+    return cls
+
+
+def _check_config_keys(who: str, config: Any, keys: Any) -> None:
+    """A config (from a file) is a dict of exactly ``keys``; ``who`` names its owner.
+
+    Raises:
+        ValueError: It is not a dict, or its keys differ (the message lists both).
+    """
+    keys = sorted(keys)
+    if not isinstance(config, dict) or sorted(config) != keys:
+        got = sorted(config) if isinstance(config, dict) else type(config).__name__
+        raise ValueError(f"{who} config must have exactly the keys {keys}, got {got!s:.200}")
+
+
+def _config_sizes(
+    cls: type, config: Any, *names: str, extra: tuple[str, ...] = ()
+) -> tuple[int, ...]:
+    """The positive ints ``names`` of a layer config that must have exactly those
+    keys and the ``extra`` ones (hyper-parameters the layer checks itself)."""
+    _check_config_keys(cls.__name__, config, (*names, *extra))
+    for name in names:
+        value = config[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(
+                f"{cls.__name__} config {name!r} must be a positive int, got {value!r:.80}"
+            )
+    return tuple(config[name] for name in names)
+
+
+def _into(dst: Any, value: Any) -> None:
+    """Make ``dst`` hold ``value`` (already there when it was computed with out=dst)."""
+    if value is not dst:
+        dst[...] = value
+
+
+def _real_in(value: Any, who: str, low: float, high: float) -> float:
+    """``value`` as a float, checked to be a real number in ``[low, high)``."""
+    # numbers.Real: Python and NumPy scalars, never an array (reading one
+    # would be a host sync).
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{who} must be a number, got {type(value).__name__}")
+    if not low <= float(value) < high:  # NaN fails too
+        raise ValueError(f"{who} must be in [{low:g}, {high:g}), got {value!r}")
+    return float(value)
+
+
+def _zeros_like_all(arrays: Sequence[Any]) -> list[Any]:
+    return [get_namespace(a).zeros_like(a) for a in arrays]
+
+
+def _check_input(k: Any, x: Any, who: str) -> None:
+    """A layer computes in its parameters' float dtype: refuse integer inputs.
+
+    (NumPy would cast them silently, the other backends fail deep inside.)
+    """
+    if not k.isdtype(x.dtype, "real floating"):
+        raise TypeError(
+            f"{who} needs floating-point inputs, got {_dtype_name(x.dtype)}; "
+            'convert them, e.g. with xpnn.asarray(x, dtype="float32")'
+        )
+    if x.ndim < 2:
+        # Its output buffer and backward are (N, ...): a lone (D,) row would
+        # broadcast into a (D, H) buffer on NumPy (a wrong answer, no error).
+        raise ValueError(
+            f"{who} takes a batch (N, D), got shape {tuple(x.shape)}; for one sample "
+            "use xp.reshape(x, (1, -1)) (the models do this for you)"
+        )
+
+
+def backward(
+    layers: Sequence[Layer], loss_layer: Layer, dout: Any = 1, *, input_grad: bool = True
+) -> Any:
+    """Backpropagate from the loss through ``layers`` (after a forward pass).
+
+    The one backprop implementation of xpnn: every model's ``backward`` and
+    ``gradient`` call it. Gradients land in each layer's ``grads``.
+
+    Args:
+        layers: The network's layers, input to output.
+        loss_layer: The loss layer the forward pass ended in.
+        dout: Upstream gradient of the loss (1 for the loss itself).
+        input_grad: Also compute the gradient w.r.t. the network's input.
+            Training does not need it, and for the first Affine layer it is
+            a whole matrix product.
+
+    Returns:
+        The gradient of the loss with respect to the network's input (None
+        when ``input_grad`` is False).
+    """
+    dout = loss_layer.backward(dout)
+    # Without input_grad, the layers before the first one with parameters
+    # (a leading Flatten) need no gradient, nor does that layer's input.
+    first = 0
+    if not input_grad:
+        while first < len(layers) - 1 and not layers[first].params:
+            first += 1
+    for i in range(len(layers) - 1, first - 1, -1):
+        dout = layers[i].backward(dout, input_grad=input_grad or i > first)
+    return dout

@@ -1,0 +1,39 @@
+"""The book's networks, one module per family.
+
+* :mod:`xpnn.models.simple`: :class:`SimpleNet` (``simpleNet``, vol. 1 ch. 4);
+* :mod:`xpnn.models.two_layer`: :class:`TwoLayerNet` (vol. 1 ch. 4-5) and
+  :class:`LayeredTwoLayerNet` (vol. 2 ch. 1);
+* :mod:`xpnn.models.layered`: :class:`LayeredNet`, any stack of registered
+  layers, and :data:`MODELS`, the classes a saved file may name;
+* :mod:`xpnn.models.multilayer`: :class:`MultiLayerNet`,
+  :class:`MultiLayerNetExtend` (vol. 1 ch. 6);
+* :mod:`xpnn.models.convnet`: :class:`SimpleConvNet`, :class:`DeepConvNet`
+  (vol. 1 ch. 7-8).
+
+Parameters are created on the active backend (``xpnn.use_backend``) in its
+default float dtype unless ``dtype`` is given, from a seeded
+:class:`xpnn.Generator`, so the same seed gives the same initial weights on
+every backend. Every model saves and loads with :mod:`xpnn.io`.
+"""
+
+from xpnn.models.convnet import DeepConvNet, SimpleConvNet
+from xpnn.models.layered import MODELS, LayeredNet
+from xpnn.models.multilayer import MultiLayerNet, MultiLayerNetExtend
+from xpnn.models.simple import SimpleNet, simpleNet
+from xpnn.models.two_layer import LayeredTwoLayerNet, TwoLayerNet
+from xpnn.params import ParamDict, ParamList
+
+__all__ = [
+    "MODELS",
+    "DeepConvNet",
+    "LayeredNet",
+    "LayeredTwoLayerNet",
+    "MultiLayerNet",
+    "MultiLayerNetExtend",
+    "ParamDict",
+    "ParamList",
+    "SimpleConvNet",
+    "SimpleNet",
+    "TwoLayerNet",
+    "simpleNet",
+]
