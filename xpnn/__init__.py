@@ -6,12 +6,10 @@ where new arrays (parameters, data, random numbers) are created with
 :func:`set_backend`, :func:`use_backend` or ``XPNN_BACKEND``.
 """
 
-__version__ = "0.1.0"
+import sys as _sys
 
 # The modules a user reaches for as attributes (``xpnn.io.save(...)``); plot
 # and bench stay out: they import matplotlib and the textbook reference.
-import sys as _sys
-
 from xpnn import (
     datasets,
     functions,
@@ -22,6 +20,7 @@ from xpnn import (
     optimizers,
     training,
 )
+from xpnn._version import __version__
 from xpnn.backend import (
     BACKEND_NAMES,
     Backend,

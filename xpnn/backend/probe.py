@@ -100,7 +100,7 @@ def info() -> dict[str, Any]:
         it runs, else the reason), ``active`` (the active backend's spec, or
         the error choosing it) and ``gpus`` (index, name, memory in bytes).
     """
-    from xpnn import __version__
+    from xpnn._version import __version__
 
     try:
         active = get_backend().spec

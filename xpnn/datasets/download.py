@@ -43,7 +43,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from xpnn import __version__
+from xpnn._version import __version__
 from xpnn.io.npz import stale_part_files
 
 __all__ = [

@@ -369,7 +369,7 @@ def write_checkpoint(
             RNG state, recorded curves, ...), stored as given.
         extra_arrays: Further arrays to store (e.g. a running loss sum).
     """
-    from xpnn import __version__
+    from xpnn._version import __version__
 
     arrays = {f"model/{k}": to_numpy(p) for k, p in _named_params(model).items()}
     opt_state = optimizer.state_dict()

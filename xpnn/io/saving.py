@@ -148,7 +148,7 @@ def save(model: Any, path: str | os.PathLike[str], *, dtype: Any = None) -> Path
             magnitude). Nothing is written then.
         ModelFileError: ``path`` is a link, a directory or a device.
     """
-    from xpnn import __version__
+    from xpnn._version import __version__
     from xpnn.models import LayeredNet
 
     store = None if dtype is None else _storage_dtype(dtype)

@@ -34,7 +34,7 @@ class ResultsFileError(ValueError):
 
 
 def _header(settings: Mapping[str, Any]) -> dict[str, Any]:
-    from xpnn import __version__
+    from xpnn._version import __version__
 
     return {"xpnn_search": FORMAT, "xpnn": __version__, "settings": dict(settings)}
 
