@@ -15,8 +15,8 @@ import pytest
 
 import xpnn
 from xpnn import backend as B
-from xpnn.layers.conv import Convolution, Pooling, col2im, im2col
 from xpnn.layers import LAYERS, Affine, Relu, SoftmaxWithLoss
+from xpnn.layers.conv import Convolution, Pooling, col2im, im2col
 
 # (N, C, H, W, filter_h, filter_w, stride, pad): odd and even sizes, strides
 # 1-2, pads 0-2, batch 1, windows as large as the padded input.
@@ -410,6 +410,27 @@ def test_convolution_refuses_bad_inputs_and_changes_nothing(backend):
 def test_convolution_bad_arguments(backend, W, b, kwargs, error, match):
     with pytest.raises(error, match=match):
         Convolution(xpnn.zeros(W), xpnn.zeros(b), **kwargs)
+
+
+@pytest.mark.parametrize(("x_dtype", "w_dtype"), [("float32", "float64"), ("float64", "float32")])
+def test_convolution_refuses_x_in_another_dtype_than_W(backend, x_dtype, w_dtype):
+    """One xpnn TypeError on every backend (NumPy would promote, PyTorch fail in
+    its kernel), naming both dtypes and the fix, before any state changes."""
+    rng = np.random.default_rng(17)
+    layer = make_conv(backend, rng.normal(size=(2, 3, 3, 3)), np.zeros(2), 1, 1, w_dtype)
+    mixed = on(backend, rng.normal(size=(1, 3, 5, 5)), x_dtype)
+    match = rf'W is {w_dtype}, x is {x_dtype}; .*xpnn\.asarray\(x, dtype="{w_dtype}"\)'
+    with pytest.raises(TypeError, match=match):
+        layer.forward(mixed)
+    assert layer.x is None and layer.col is None
+    out = host(layer.forward(on(backend, rng.normal(size=(2, 3, 4, 4)), w_dtype)))
+    x, col = layer.x, host(layer.col)
+    with pytest.raises(TypeError, match=match):
+        layer.forward(mixed)
+    assert layer.x is x and layer._x_shape == (2, 3, 4, 4)
+    np.testing.assert_array_equal(host(layer.col), col)
+    dx = layer.backward(on(backend, np.ones(out.shape), w_dtype))  # still the last pass's
+    assert tuple(dx.shape) == (2, 3, 4, 4)
 
 
 def test_convolution_refuses_integer_filters(backend):

@@ -27,10 +27,20 @@ A layer joins :data:`LAYERS`, the registry of kinds a file may name, with
 :func:`register_layer`. A new layer with hyper-parameters (a dropout ratio, a
 convolution's stride and pad) overrides the four; one with running
 statistics also lists them in ``state_names``, as attributes.
+
+Every layer, a user's subclass too, refuses a ``backward`` it cannot answer,
+before anything changes: one before any ``forward`` (RuntimeError), and a
+``dout`` whose shape is not that of the last ``forward``'s output
+(ValueError, even where it would broadcast). :class:`Layer` adds both checks
+to the ``forward`` and ``backward`` a subclass defines (see
+:meth:`Layer.__init_subclass__`), so a layer's own code states the book's
+math only.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import numbers
 from collections.abc import Sequence
 from typing import Any
@@ -58,6 +68,26 @@ class Layer:
     param_names: tuple[str, ...] = ()
     state_names: tuple[str, ...] = ()
     takes_train_flg: bool = False
+    # The shape of the last forward pass's output, which backward's dout must
+    # have (None before a forward pass; _ANY_SHAPE if the output had none).
+    _dout_shape: Any = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Give the ``forward`` and ``backward`` a subclass defines the checks of every layer.
+
+        The wrapped ``forward`` records the shape of its output; the wrapped
+        ``backward`` refuses, before the layer's own code runs (so no
+        gradient is written), a call before any forward pass (RuntimeError)
+        and a ``dout`` of another shape than that output's (ValueError).
+        A few attribute reads per call, no array allocated. Only the
+        outermost ``backward`` checks: a subclass calling
+        ``super().backward(d)`` passes ``d`` unchecked.
+        """
+        super().__init_subclass__(**kwargs)
+        for name, wrap in (("forward", _recording_forward), ("backward", _checking_backward)):
+            method = cls.__dict__.get(name)
+            if inspect.isfunction(method) and not hasattr(method, "_xpnn_checked"):
+                setattr(cls, name, wrap(method))
 
     def __init__(self) -> None:
         self.params: list[Any] = []
@@ -107,6 +137,63 @@ class Layer:
     def __repr__(self) -> str:
         shapes = ", ".join(str(tuple(p.shape)) for p in self.params)
         return f"{type(self).__name__}({shapes})"
+
+
+_ANY_SHAPE = object()  # a forward pass returned something without a shape: any dout
+_NO_DOUT = object()  # backward was called without dout (its default applies)
+
+
+def _recording_forward(forward: Any) -> Any:
+    """``forward`` that records its output's shape for :func:`_checking_backward`."""
+
+    @functools.wraps(forward)
+    def checked_forward(self: Layer, *args: Any, **kwargs: Any) -> Any:
+        out = forward(self, *args, **kwargs)
+        # Also in a super().forward call: the outermost call, the last to
+        # finish, records the shape the caller's dout will have.
+        self._dout_shape = getattr(out, "shape", _ANY_SHAPE)
+        return out
+
+    checked_forward._xpnn_checked = True  # type: ignore[attr-defined]
+    return checked_forward
+
+
+def _checking_backward(backward: Any) -> Any:
+    """``backward`` that refuses a call before any forward pass and a ``dout`` of
+    another shape than the last output's, before the layer's code runs."""
+
+    @functools.wraps(backward)
+    def checked_backward(self: Layer, dout: Any = _NO_DOUT, *args: Any, **kwargs: Any) -> Any:
+        if type(self).backward is checked_backward:  # not a super().backward call
+            expected = self._dout_shape
+            if expected is None:
+                raise RuntimeError(
+                    f"{type(self).__name__}.backward needs a forward pass first "
+                    "(it uses what forward kept)"
+                )
+            if dout is not _NO_DOUT and expected is not _ANY_SHAPE:
+                shape = getattr(dout, "shape", ())  # a Python number is a scalar
+                if shape != expected:
+                    _refuse_dout(self, shape, expected)
+        if dout is _NO_DOUT:
+            return backward(self, *args, **kwargs)
+        return backward(self, dout, *args, **kwargs)
+
+    checked_backward._xpnn_checked = True  # type: ignore[attr-defined]
+    return checked_backward
+
+
+def _refuse_dout(layer: Layer, shape: Any, expected: Any) -> None:
+    """Raise the ValueError of a ``dout`` of ``shape`` where ``expected`` is due."""
+    shape, expected = tuple(shape), tuple(expected)
+    if expected == ():
+        fix = "the output is a scalar: pass a number or a 0-d array"
+    else:
+        fix = "pass the gradient of this layer's output, of the output's shape"
+    raise ValueError(
+        f"{type(layer).__name__}.backward: dout of shape {shape} does not fit the last "
+        f"output {expected} of forward; {fix}"
+    )
 
 
 #: The layer kinds a saved model may name, by class name (see :func:`register_layer`).
@@ -180,15 +267,24 @@ def _zeros_like_all(arrays: Sequence[Any]) -> list[Any]:
     return [get_namespace(a).zeros_like(a) for a in arrays]
 
 
-def _check_input(k: Any, x: Any, who: str) -> None:
-    """A layer computes in its parameters' float dtype: refuse integer inputs.
+def _check_input(k: Any, x: Any, who: str, W: Any = None) -> None:
+    """A layer computes in its parameters' float dtype: refuse integer inputs,
+    and inputs of another dtype than the weights ``W`` (when given).
 
-    (NumPy would cast them silently, the other backends fail deep inside.)
+    (NumPy would cast them silently, the other backends fail deep inside;
+    NumPy would compute a float32 ``x`` with float64 ``W`` in float64, PyTorch
+    refuses with its own error.)
     """
     if not k.isdtype(x.dtype, "real floating"):
         raise TypeError(
             f"{who} needs floating-point inputs, got {_dtype_name(x.dtype)}; "
             'convert them, e.g. with xpnn.asarray(x, dtype="float32")'
+        )
+    if W is not None and x.dtype != W.dtype:
+        want = _dtype_name(W.dtype)
+        raise TypeError(
+            f"{who} computes in its weights' dtype: W is {want}, x is {_dtype_name(x.dtype)}; "
+            f'convert x, e.g. with xpnn.asarray(x, dtype="{want}")'
         )
     if x.ndim < 2:
         # Its output buffer and backward are (N, ...): a lone (D,) row would

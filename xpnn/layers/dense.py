@@ -36,7 +36,7 @@ class MatMul(Layer):
     def forward(self, x: Any) -> Any:
         (W,) = self.params
         k = ops(x, W)
-        _check_input(k, x, "MatMul")
+        _check_input(k, x, "MatMul", W)
         self.x = x
         out = self._buffer(k, "out", (x.shape[0], W.shape[1]), W.dtype, x)
         return k.matmul(x, W, out=out)
@@ -83,7 +83,7 @@ class Affine(MatMul):
     def forward(self, x: Any) -> Any:
         W, b = self.params
         k = ops(x, W)
-        _check_input(k, x, "Affine")
+        _check_input(k, x, "Affine", W)
         if x.ndim > 2:  # the book's ch. 7: (N, C, H, W) -> (N, C*H*W)
             self.original_x_shape = tuple(x.shape)
             x = k.xp.reshape(x, (x.shape[0], math.prod(x.shape[1:])))

@@ -129,7 +129,8 @@ class Dropout(Layer):
         """``dout * mask`` (after training) or ``dout * (1 - dropout_ratio)`` (test).
 
         Raises:
-            RuntimeError: No training forward pass made a mask yet.
+            RuntimeError: No forward pass yet (see :class:`xpnn.layers.Layer`).
+            ValueError: ``dout``'s shape is not the last output's.
         """
         if not input_grad:
             return None
@@ -137,8 +138,6 @@ class Dropout(Layer):
         dx = self._buffer(k, "dx", tuple(dout.shape), dout.dtype, dout)
         if not self._train:
             return k.multiply(dout, 1.0 - self.dropout_ratio, out=dx)
-        if self.mask is None:
-            raise RuntimeError("Dropout.backward needs a forward pass (train_flg=True) first")
         return k.multiply(dout, self.mask, out=dx)
 
     def config(self) -> dict[str, Any]:
@@ -355,10 +354,9 @@ class BatchNormalization(Layer):
         ``dx = dxn / std``. ``dgamma = sum(dout * xn)``, ``dbeta = sum(dout)``.
 
         Raises:
-            RuntimeError: No forward pass yet.
+            RuntimeError: No forward pass yet (see :class:`xpnn.layers.Layer`).
+            ValueError: ``dout``'s shape is not the last output's (x's).
         """
-        if self.xn is None:
-            raise RuntimeError("BatchNormalization.backward needs a forward pass first")
         gamma, _ = self.params
         axes, stat_shape, x_shape, x_dtype = self._layout
         k = ops(dout, gamma)
