@@ -395,3 +395,95 @@ def test_cuda_graph_needs_cupy_data(backend):
         )
     for p, b in zip(trainer.model.params, before, strict=True):  # nothing was trained
         np.testing.assert_array_equal(xpnn.to_numpy(p), b)
+
+
+# ------------------------------------------------------------- empty data
+
+
+def _untouched_net_and_trainer():
+    """A net with running statistics and Dropout draws, and a trainer with Adam (state, iter)."""
+    net = xpnn.MultiLayerNetExtend(2, [5], 3, use_dropout=True, use_batchnorm=True, seed=0)
+    return net, xpnn.Trainer(net, xpnn.Adam(lr=0.01))
+
+
+def _snapshot(net, trainer):
+    """Everything a refused fit must leave as it was: the model's arrays (on the host), its
+    Dropout layers' draw counts (their random state), the optimizer's, the trainer's curves."""
+    arrays = {k: np.array(host(a)) for k, a in net.named_arrays().items()}
+    draws = [layer.draws for layer in net.layers if isinstance(layer, xpnn.layers.Dropout)]
+    optimizer = trainer.optimizer
+    return {
+        "arrays": arrays,
+        "draws": draws,
+        "optimizer": (optimizer.iter, optimizer.m, optimizer.v),
+        "trainer": (trainer.loss_list, trainer.train_acc_list, trainer.current_epoch),
+    }
+
+
+def _assert_unchanged(before, after):
+    assert before.keys() == after.keys()
+    for key, value in before["arrays"].items():
+        np.testing.assert_array_equal(after["arrays"][key], value, err_msg=key)
+    assert after["draws"] == before["draws"]
+    assert after["optimizer"] == (0, None, None)  # no update, no state made
+    assert after["trainer"] == before["trainer"] == ([], [], 0)
+
+
+def _empty_cases(xp):
+    x, t = load_spiral()
+    labels = xp.argmax(t, axis=1)
+    return {
+        "no rows, integer labels": (x[:0, ...], labels[:0]),
+        "no rows, one-hot labels": (x[:0, ...], t[:0, ...]),
+        "rows but no labels": (x[:5, ...], labels[:0]),
+    }
+
+
+@pytest.mark.parametrize(
+    "case", ["no rows, integer labels", "no rows, one-hot labels", "rows but no labels"]
+)
+def test_fit_refuses_an_empty_data_set_before_anything_changes(backend, xp, case):
+    x, t = _empty_cases(xp)[case]
+    net, trainer = _untouched_net_and_trainer()
+    before = _snapshot(net, trainer)
+    with pytest.raises(ValueError, match="the data set is empty") as info:
+        trainer.fit(x, t, max_epoch=1, batch_size=1, progress=False, verbose=False)
+    assert f"x has shape {tuple(x.shape)}" in str(info.value)
+    assert f"t has shape {tuple(t.shape)}" in str(info.value)
+    _assert_unchanged(before, _snapshot(net, trainer))
+
+
+@pytest.mark.parametrize("one_hot", [False, True])
+def test_fit_refuses_empty_validation_data_before_anything_changes(backend, xp, one_hot):
+    x, t = load_spiral()
+    labels = t if one_hot else xp.argmax(t, axis=1)
+    net, trainer = _untouched_net_and_trainer()
+    before = _snapshot(net, trainer)
+    with pytest.raises(ValueError, match="the data set is empty") as info:
+        trainer.fit(
+            x,
+            labels,
+            max_epoch=1,
+            batch_size=30,
+            validation_data=(x[:0, ...], labels[:0, ...]),
+            progress=False,
+            verbose=False,
+        )
+    assert "x_test has shape (0, 2)" in str(info.value)
+    _assert_unchanged(before, _snapshot(net, trainer))
+
+
+@pytest.mark.parametrize("empty", ["train", "test"])
+def test_book_form_refuses_an_empty_data_set_before_train(backend, xp, empty):
+    x, t = load_spiral()
+    labels = xp.argmax(t, axis=1)
+    data = [x[:200, ...], labels[:200], x[200:, ...], labels[200:]]
+    at = 0 if empty == "train" else 2
+    data[at], data[at + 1] = data[at][:0, ...], data[at + 1][:0]
+    net = xpnn.MultiLayerNetExtend(2, [5], 3, use_dropout=True, use_batchnorm=True, seed=0)
+    arrays = {k: np.array(host(a)) for k, a in net.named_arrays().items()}
+    with pytest.raises(ValueError, match="the data set is empty") as info:
+        xpnn.Trainer(net, *data, epochs=1, mini_batch_size=10, verbose=False).train()
+    assert "(0, 2)" in str(info.value)
+    for key, value in arrays.items():
+        np.testing.assert_array_equal(host(net.named_arrays()[key]), value, err_msg=key)

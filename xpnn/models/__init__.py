@@ -6,9 +6,15 @@
 * :mod:`xpnn.models.layered`: :class:`LayeredNet`, any stack of registered
   layers, and :data:`MODELS`, the classes a saved file may name;
 * :mod:`xpnn.models.multilayer`: :class:`MultiLayerNet`,
-  :class:`MultiLayerNetExtend` (vol. 1 ch. 6);
+  :class:`MultiLayerNetExtend` (vol. 1 ch. 6), their arguments checked in
+  :mod:`xpnn.models.multilayer_settings`, their weight decay in
+  :mod:`xpnn.models.weight_decay`;
 * :mod:`xpnn.models.convnet`: :class:`SimpleConvNet`, :class:`DeepConvNet`
-  (vol. 1 ch. 7-8).
+  (vol. 1 ch. 7-8), on :mod:`xpnn.models.convnet_base`, their arguments and
+  sizes checked in :mod:`xpnn.models.conv_settings`;
+* :mod:`xpnn.models.weight_init`: the initial weights' scales (He, Xavier)
+  and Dropout seeds of those nets; :mod:`xpnn.models.numerical_gradient`:
+  their numerical gradient with Dropout masks held.
 
 Parameters are created on the active backend (``xpnn.use_backend``) in its
 default float dtype unless ``dtype`` is given, from a seeded

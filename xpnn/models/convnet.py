@@ -27,451 +27,44 @@ DeepConvNet hard-codes ``64 * 4 * 4`` for 28x28 inputs), and DeepConvNet's
 He scales ``sqrt(2 / fan_in)`` (the book's ``pre_node_nums``, marked "TODO:
 compute automatically": equal to the book's list for the book's sizes).
 Sizes that do not fit (a filter larger than the padded input, a pooling
-output of 0) are refused before anything is allocated.
+output of 0) are refused before anything is allocated
+(:mod:`xpnn.models.conv_settings`). Here each net plans its layers from its
+arguments, and both are built from their plan (the weights drawn in the
+book's order, then the layers); what they share once built, the book's API
+and saving, is their base class in :mod:`xpnn.models.convnet_base`.
 """
 
 from __future__ import annotations
 
-import inspect
 import math
-import numbers
 import secrets
 from collections.abc import Mapping
-from types import MappingProxyType
 from typing import Any
 
-from xpnn.backend import get_backend, get_namespace, to_numpy, zeros
-from xpnn.layers import (
-    Affine,
-    Convolution,
-    Dropout,
-    Pooling,
-    Relu,
-    SoftmaxWithLoss,
+from xpnn.backend import get_backend, zeros
+from xpnn.layers import Affine, Convolution, Dropout, Pooling, Relu, SoftmaxWithLoss
+from xpnn.models.conv_settings import (
+    _DEEP_CONV_1,
+    _DEEP_CONV_2,
+    _DEEP_CONV_3,
+    _DEEP_CONV_4,
+    _DEEP_CONV_5,
+    _DEEP_CONV_6,
+    _DROPOUT_RATIO,
+    _POOL,
+    _SIMPLE_CONV,
+    _checked_conv_param,
+    _common,
+    _conv_out,
+    _pool_out,
 )
-from xpnn.layers.base import _check_config_keys
-from xpnn.layers.regularization import _seed
+from xpnn.models.convnet_base import _ConvNet
 from xpnn.models.layered import MODELS, LayeredNet, _float_dtype
-from xpnn.models.multilayer import (
-    MultiLayerNet,
-    _dropout_seeds,
-    _init_scale,
-    _init_std,
-    _positive_int,
-)
+from xpnn.models.weight_init import _dropout_seeds, _init_scale, _init_std
 from xpnn.params import ParamDict
 from xpnn.random import default_rng
 
 __all__ = ["DeepConvNet", "SimpleConvNet"]
-
-#: The keys of a ``conv_param`` dict (the book's), in the book's order.
-_CONV_PARAM_KEYS = ("filter_num", "filter_size", "pad", "stride")
-
-
-def _conv(filter_num: int, filter_size: int, pad: int, stride: int) -> Mapping[str, int]:
-    # Read-only defaults (a dict default would be shared by every call).
-    return MappingProxyType(
-        {"filter_num": filter_num, "filter_size": filter_size, "pad": pad, "stride": stride}
-    )
-
-
-_SIMPLE_CONV = _conv(30, 5, 0, 1)
-_DEEP_CONV_1 = _conv(16, 3, 1, 1)
-_DEEP_CONV_2 = _conv(16, 3, 1, 1)
-_DEEP_CONV_3 = _conv(32, 3, 1, 1)
-_DEEP_CONV_4 = _conv(32, 3, 2, 1)
-_DEEP_CONV_5 = _conv(64, 3, 1, 1)
-_DEEP_CONV_6 = _conv(64, 3, 1, 1)
-
-#: The pooling of both nets (the book's ``Pooling(pool_h=2, pool_w=2, stride=2)``).
-_POOL = 2
-#: DeepConvNet's dropout ratio (the book's, fixed).
-_DROPOUT_RATIO = 0.5
-
-
-def _checked_input_dim(value: Any) -> tuple[int, int, int]:
-    """``(C, H, W)``: three positive ints (a list from a file too)."""
-    if (
-        not isinstance(value, (tuple, list))
-        or len(value) != 3
-        or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v <= 0 for v in value)
-    ):
-        raise ValueError(
-            "input_dim must be (channels, height, width), three positive ints such as "
-            f"(1, 28, 28), got {value!r:.80}"
-        )
-    c, h, w = (int(v) for v in value)
-    return c, h, w
-
-
-def _checked_conv_param(value: Any, name: str) -> dict[str, int]:
-    """A ``conv_param`` dict: exactly the book's four keys, sizes that make sense.
-
-    Raises:
-        TypeError: Not a dict (a mapping).
-        ValueError: A missing or unknown key, or a value out of range (the
-            message names ``name`` and the key).
-    """
-    if not isinstance(value, Mapping):
-        raise TypeError(
-            f"{name} must be a dict with the keys {', '.join(_CONV_PARAM_KEYS)}, "
-            f"got {type(value).__name__}"
-        )
-    missing = [k for k in _CONV_PARAM_KEYS if k not in value]
-    unknown = [k for k in value if k not in _CONV_PARAM_KEYS]
-    if missing or unknown:
-        what = []
-        if missing:
-            what.append(f"lacks {', '.join(map(repr, missing))}")
-        if unknown:
-            what.append(f"has unknown keys {', '.join(repr(k) for k in unknown)[:120]}")
-        raise ValueError(
-            f"{name} {' and '.join(what)}; it takes exactly {', '.join(_CONV_PARAM_KEYS)} "
-            "(e.g. {'filter_num': 30, 'filter_size': 5, 'pad': 0, 'stride': 1})"
-        )
-    out = {}
-    for key in _CONV_PARAM_KEYS:
-        v = value[key]
-        least = 0 if key == "pad" else 1
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < least:
-            kind = "an int >= 0" if key == "pad" else "a positive int"
-            raise ValueError(f"{name}['{key}'] must be {kind}, got {v!r:.80}")
-        out[key] = int(v)
-    return out
-
-
-def _checked_seed(value: Any) -> int | None:
-    return None if value is None else _seed(value, "seed")
-
-
-def _conv_out(size: tuple[int, int], p: dict[str, int], name: str, where: str) -> tuple[int, int]:
-    """The convolution's output ``(out_h, out_w)`` (the book's formula, floored as its im2col).
-
-    Raises:
-        ValueError: The filter is larger than the padded input.
-    """
-    fs, pad, stride = p["filter_size"], p["pad"], p["stride"]
-    padded = (size[0] + 2 * pad, size[1] + 2 * pad)
-    if fs > min(padded):
-        raise ValueError(
-            f"{name}['filter_size'] {fs} is larger than its padded input {padded[0]}x{padded[1]} "
-            f"({where} {size[0]}x{size[1]} with pad {pad}); use a smaller filter_size, more "
-            "pad or a larger input_dim"
-        )
-    return ((padded[0] - fs) // stride + 1, (padded[1] - fs) // stride + 1)
-
-
-def _pool_out(size: tuple[int, int], where: str) -> tuple[int, int]:
-    """The 2x2, stride-2 max pooling's output (floored, as the book's Pooling).
-
-    Raises:
-        ValueError: The input is smaller than 2x2 (the output would be empty).
-    """
-    if min(size) < _POOL:
-        raise ValueError(
-            f"the {_POOL}x{_POOL} pooling (stride {_POOL}) after {where} needs an input of at "
-            f"least {_POOL}x{_POOL}, got {size[0]}x{size[1]} (its output would be empty); use "
-            "a larger input_dim, more pad or a smaller filter_size or stride"
-        )
-    return ((size[0] - _POOL) // _POOL + 1, (size[1] - _POOL) // _POOL + 1)
-
-
-class _ConvNet(LayeredNet):
-    """What SimpleConvNet and DeepConvNet share: building, the book's API, saving.
-
-    A subclass gives ``_CONFIG_KEYS`` (the constructor's arguments but
-    ``dtype``), ``_settings(given)`` (them checked) and ``_plan(settings)``:
-    the layers input to output as tuples ``("conv", key, W_shape, fan_in,
-    stride, pad)``, ``("affine", key, W_shape, fan_in)``, ``("relu",)``,
-    ``("pool",)``, ``("dropout",)``, computed without allocating.
-    """
-
-    _CONFIG_KEYS: tuple[str, ...] = ()
-
-    # ------------------------------------------------------------ building
-
-    def _build(self, dtype: Any, given: dict[str, Any]) -> None:
-        """Check every argument, then draw the weights and make the layers."""
-        who = type(self).__name__
-        try:
-            s = self._settings(given)
-            plan = self._plan(s)
-        except (TypeError, ValueError) as exc:
-            raise type(exc)(f"{who}: {exc}") from None
-        dtype = _float_dtype(dtype)  # an unknown dtype fails here, before any draw
-        backend = get_backend()
-        if not backend.xp.isdtype(dtype, "real floating"):
-            raise TypeError(f"{who}: dtype must be a float dtype such as 'float32', got {dtype}")
-        if s["seed"] is None:
-            s["seed"] = secrets.randbits(63)
-        self._cfg = s
-        rng = default_rng(s["seed"])
-        keyed: dict[str, Any] = {}
-        for step in plan:  # the weights in the book's order: W1, W2, ...
-            if step[0] in ("conv", "affine"):
-                key, shape, fan_in = step[1], step[2], step[3]
-                scale = self._scale(s, fan_in)
-                keyed[key] = rng.normal(0.0, scale, shape, dtype=dtype)
-                keyed["b" + key[1:]] = zeros(
-                    shape[0 if step[0] == "conv" else 1], dtype=dtype, backend=backend
-                )
-        n_dropout = sum(step[0] == "dropout" for step in plan)
-        seeds = iter(_dropout_seeds(s["seed"], n_dropout) if n_dropout else [])
-        layers: list[Any] = []
-        keys: list[str] = []
-        self._dropouts: list[Any] = []
-        self._batchnorms: list[Any] = []  # none; numerical_gradient looks for them
-        for step in plan:
-            kind = step[0]
-            if kind == "conv":
-                key, b = step[1], "b" + step[1][1:]
-                layers.append(Convolution(keyed[key], keyed[b], step[4], step[5]))
-                keys += [key, b]
-            elif kind == "affine":
-                key, b = step[1], "b" + step[1][1:]
-                layers.append(Affine(keyed[key], keyed[b]))
-                keys += [key, b]
-            elif kind == "relu":
-                layers.append(Relu())
-            elif kind == "pool":
-                layers.append(Pooling(_POOL, _POOL, stride=_POOL))
-            else:
-                dropout = Dropout(_DROPOUT_RATIO, seed=next(seeds))
-                layers.append(dropout)
-                self._dropouts.append(dropout)
-        super().__init__(layers, SoftmaxWithLoss(), s["input_dim"])
-        grads = dict(zip(keys, self.grads, strict=True))
-        # The book's keys in the book's order (W1, b1, W2, ...), over the layers' arrays.
-        self._params = ParamDict({k: keyed[k] for k in keys}, who)
-        self.grads = {k: grads[k] for k in keys}
-
-    @classmethod
-    def layer_plan(cls, **kwargs: Any) -> list[tuple[Any, ...]]:
-        """The layers the constructor would make with ``kwargs``, without making them.
-
-        Input to output, as tuples: ``("conv", key, W_shape, fan_in, stride,
-        pad)``, ``("affine", key, W_shape, fan_in)``, ``("relu",)``,
-        ``("pool",)`` (2x2 max pooling, stride 2) and ``("dropout",)``. The
-        arguments are the constructor's (but ``dtype``), its defaults for
-        those not given, checked as it checks them; no array is allocated,
-        so sizes (e.g. for a memory estimate) are known before any is.
-
-        Raises:
-            TypeError, ValueError: As the constructor for the same arguments.
-        """
-        given = {
-            name: p.default
-            for name, p in inspect.signature(cls).parameters.items()
-            if name in cls._CONFIG_KEYS
-        }
-        unknown = set(kwargs) - set(cls._CONFIG_KEYS)
-        if unknown:
-            raise TypeError(f"{cls.__name__}.layer_plan got unknown arguments {sorted(unknown)}")
-        given.update(kwargs)
-        try:
-            return cls._plan(cls._settings(given))
-        except (TypeError, ValueError) as exc:
-            raise type(exc)(f"{cls.__name__}: {exc}") from None
-
-    @classmethod
-    def _settings(cls, given: dict[str, Any]) -> dict[str, Any]:  # pragma: no cover
-        raise NotImplementedError
-
-    @classmethod
-    def _plan(cls, s: dict[str, Any]) -> list[tuple[Any, ...]]:  # pragma: no cover
-        raise NotImplementedError
-
-    @classmethod
-    def _scale(cls, s: dict[str, Any], fan_in: int) -> float:  # pragma: no cover
-        raise NotImplementedError
-
-    @staticmethod
-    def _common(given: dict[str, Any]) -> dict[str, Any]:
-        """``input_dim``, ``hidden_size``, ``output_size`` and ``seed`` checked."""
-        return {
-            "input_dim": _checked_input_dim(given["input_dim"]),
-            "hidden_size": _positive_int(given["hidden_size"], "hidden_size"),
-            "output_size": _positive_int(given["output_size"], "output_size"),
-            "seed": _checked_seed(given["seed"]),
-        }
-
-    # ------------------------------------------------------------ settings (read-only)
-
-    @property
-    def input_dim(self) -> tuple[int, int, int]:
-        """A sample's shape ``(C, H, W)``."""
-        return self._cfg["input_dim"]
-
-    @property
-    def hidden_size(self) -> int:
-        """Units of the hidden Affine layer."""
-        return self._cfg["hidden_size"]
-
-    @property
-    def output_size(self) -> int:
-        """Classes."""
-        return self._cfg["output_size"]
-
-    @property
-    def seed(self) -> int:
-        """The seed of the initial weights (and of the Dropout layers' seeds)."""
-        return self._cfg["seed"]
-
-    @property
-    def last_layer(self) -> Any:
-        """The book's name of :attr:`loss_layer` (SoftmaxWithLoss)."""
-        return self.loss_layer
-
-    # ------------------------------------------------------------ the book's API
-
-    def loss(self, x: Any, t: Any, train_flg: bool = True) -> Any:
-        """The book's ``loss``: mean cross-entropy of the batch, a 0-d array.
-
-        Training mode by default, as the book's DeepConvNet (whose Dropout
-        layers then draw new masks; SimpleConvNet has no layer that cares);
-        ``train_flg=False`` for the test-mode loss. Keeps what
-        :meth:`backward` needs.
-
-        Args:
-            x: Images ``(N, C, H, W)`` of the parameters' dtype.
-            t: Integer labels ``(N,)`` or one-hot ``(N, output_size)``.
-            train_flg: Training (True) or test mode.
-        """
-        return self.forward(x, t, train_flg)
-
-    def gradient(self, x: Any, t: Any) -> dict[str, Any]:
-        """Gradients of the training-mode loss by backpropagation, keyed like ``params``.
-
-        One training forward pass (Dropout draws its next masks), one
-        backward pass.
-
-        Returns:
-            :attr:`grads`, the layers' gradient arrays: the next call
-            overwrites them (copy them to keep them).
-        """
-        self.forward(x, t, True)
-        self.backward(input_grad=False)
-        return self.grads
-
-    def numerical_gradient(self, x: Any, t: Any) -> dict[str, Any]:
-        """Gradients of the training-mode loss by central differences, keyed like ``params``.
-
-        The book's ``(L(p + h) - L(p - h)) / 2h`` with ``h = 1e-4``, element
-        by element through the whole net (two forward passes each: use a
-        tiny net), every Dropout mask held fixed (those the next training
-        pass would draw). The Dropout layers' ``draws``, ``mask`` and
-        ``hold_mask`` and the parameters are as before afterwards, so
-        :meth:`gradient` on the same ``x`` backpropagates through the same
-        masks. Build the net with ``dtype="float64"`` (float32 warns).
-
-        Returns:
-            New arrays of the parameters' shapes, dtype and device.
-        """
-        return MultiLayerNet.numerical_gradient(self, x, t)  # type: ignore[arg-type]
-
-    def accuracy(self, x: Any, t: Any, batch_size: int = 100) -> float:
-        """Fraction of correctly classified samples, in test mode, ``batch_size`` at a time.
-
-        Each batch is predicted and compared on the device, the counts are
-        summed there, and the total is read once at the end. Every sample
-        counts, the last partial batch too (the book's loop skips it but
-        still divides by ``N``).
-
-        Args:
-            x: Images ``(N, C, H, W)`` of the parameters' dtype, N >= 1.
-            t: Integer labels ``(N,)`` or one-hot ``(N, output_size)``.
-            batch_size: Samples per forward pass, a positive int.
-
-        Returns:
-            The accuracy, a Python float in ``[0, 1]``.
-
-        Raises:
-            ValueError: ``batch_size`` not a positive int, no samples, or
-                ``t`` of another length or shape.
-        """
-        size = _positive_int(batch_size, "batch_size")
-        xp = get_namespace(x, t)
-        n = int(x.shape[0]) if x.ndim else 0
-        if n == 0:
-            raise ValueError(f"{type(self).__name__}.accuracy needs at least one sample")
-        if t.ndim not in (1, 2) or t.shape[0] != n:
-            raise ValueError(
-                f"{type(self).__name__}.accuracy: t must be labels ({n},) or one-hot ({n}, "
-                f"{self.output_size}) for x of {n} samples, got shape {tuple(t.shape)}"
-            )
-        if t.ndim == 2:
-            t = xp.argmax(t, axis=1)
-        total = None
-        for start in range(0, n, size):
-            stop = min(start + size, n)
-            y = xp.argmax(self._run(x[start:stop, ...], False), axis=1)
-            hits = xp.sum(xp.astype(y == t[start:stop], xp.int64))
-            total = hits if total is None else total + hits
-        return int(to_numpy(total)) / n  # the one host read
-
-    # ------------------------------------------------------------ saving
-
-    @property
-    def config(self) -> dict[str, Any]:
-        """Every constructor argument but ``dtype`` (``seed`` as an int): JSON data."""
-        s = self._cfg
-        return {
-            k: list(v) if k == "input_dim" else dict(v) if isinstance(v, dict) else v
-            for k, v in s.items()
-        }
-
-    @classmethod
-    def _checked_config(cls, config: Any) -> dict[str, Any]:
-        """A config from a file checked as the constructor checks its arguments.
-
-        Raises:
-            ValueError: Not a dict of exactly the constructor's keys, or a
-                value the constructor refuses (the message names the key).
-        """
-        _check_config_keys(cls.__name__, config, cls._CONFIG_KEYS)
-        if config["seed"] is None:
-            raise ValueError(f"{cls.__name__} config 'seed' must be an int, got None")
-        try:
-            s = cls._settings(config)
-            cls._plan(s)
-        except (TypeError, ValueError) as exc:  # from a file: a ValueError, as for every layer
-            raise ValueError(f"{cls.__name__} config: {exc}") from None
-        return s
-
-    @classmethod
-    def array_shapes(cls, config: Any) -> dict[str, tuple[int, ...]]:
-        """The names and shapes of the arrays a model of ``config`` saves, allocating nothing.
-
-        ``params`` by the book's keys, ``W1``, ``b1``, ``W2``, ...
-
-        Raises:
-            ValueError: ``config`` is not one :attr:`config` gives.
-        """
-        shapes: dict[str, tuple[int, ...]] = {}
-        for step in cls._plan(cls._checked_config(config)):
-            if step[0] in ("conv", "affine"):
-                key, shape = step[1], step[2]
-                shapes[key] = shape
-                shapes["b" + key[1:]] = (shape[0] if step[0] == "conv" else shape[1],)
-        return shapes
-
-    @classmethod
-    def from_config(cls, config: Any, *, dtype: Any = None) -> Any:
-        """A model of ``config`` (its seed's initial weights), on the active backend.
-
-        Args:
-            config: As :attr:`config` gives it.
-            dtype: Float dtype (the backend's default if omitted).
-
-        Raises:
-            ValueError: As :meth:`array_shapes`.
-        """
-        s = cls._checked_config(config)
-        return cls(**s, dtype=dtype)
-
-    def named_arrays(self) -> dict[str, Any]:
-        """The arrays a saved file holds: ``params`` (Dropout has no arrays)."""
-        return dict(self.params)
 
 
 class SimpleConvNet(_ConvNet):
@@ -546,7 +139,8 @@ class SimpleConvNet(_ConvNet):
         seed: int | None = None,
         dtype: Any = None,
     ):
-        self._build(
+        _build(
+            self,
             dtype,
             {
                 "input_dim": input_dim,
@@ -560,7 +154,7 @@ class SimpleConvNet(_ConvNet):
 
     @classmethod
     def _settings(cls, given: dict[str, Any]) -> dict[str, Any]:
-        s = cls._common(given)
+        s = _common(given)
         s["conv_param"] = _checked_conv_param(given["conv_param"], "conv_param")
         s["weight_init_std"] = _init_std(given["weight_init_std"])
         return {k: s[k] for k in cls._CONFIG_KEYS}
@@ -668,11 +262,11 @@ class DeepConvNet(_ConvNet):
         conv = (conv_param_1, conv_param_2, conv_param_3, conv_param_4, conv_param_5, conv_param_6)
         given = {"input_dim": input_dim, **dict(zip(self._CONV_NAMES, conv, strict=True))}
         given.update(hidden_size=hidden_size, output_size=output_size, seed=seed)
-        self._build(dtype, given)
+        _build(self, dtype, given)
 
     @classmethod
     def _settings(cls, given: dict[str, Any]) -> dict[str, Any]:
-        s = cls._common(given)
+        s = _common(given)
         for name in cls._CONV_NAMES:
             s[name] = _checked_conv_param(given[name], name)
         return {k: s[k] for k in cls._CONFIG_KEYS}
@@ -720,6 +314,84 @@ class DeepConvNet(_ConvNet):
     def conv_params(self) -> list[dict[str, int]]:
         """The six convolutions' ``conv_param`` dicts (copies), first to last."""
         return [dict(self._cfg[name]) for name in self._CONV_NAMES]
+
+
+def _build(net: _ConvNet, dtype: Any, given: dict[str, Any]) -> None:
+    """Check every argument, then draw the weights and make the layers of ``net``.
+
+    What both nets' constructors do; nothing is allocated before every
+    argument and size is checked.
+    """
+    cls, who = type(net), type(net).__name__
+    try:
+        s = cls._settings(given)
+        plan = cls._plan(s)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{who}: {exc}") from None
+    dtype = _float_dtype(dtype)  # an unknown dtype fails here, before any draw
+    backend = get_backend()
+    if not backend.xp.isdtype(dtype, "real floating"):
+        raise TypeError(f"{who}: dtype must be a float dtype such as 'float32', got {dtype}")
+    if s["seed"] is None:
+        s["seed"] = secrets.randbits(63)
+    keyed = _draw_weights(plan, s, cls._scale, dtype, backend)
+    layers, keys, dropouts = _make_layers(plan, keyed, s["seed"])
+    LayeredNet.__init__(net, layers, SoftmaxWithLoss(), s["input_dim"])
+    net._cfg, net._dropouts = s, dropouts
+    net._batchnorms = []  # none; numerical_gradient looks for them
+    grads = dict(zip(keys, net.grads, strict=True))
+    # The book's keys in the book's order (W1, b1, W2, ...), over the layers' arrays.
+    net._params = ParamDict({k: keyed[k] for k in keys}, who)
+    net.grads = {k: grads[k] for k in keys}
+
+
+def _draw_weights(
+    plan: list[tuple[Any, ...]], s: dict[str, Any], scale: Any, dtype: Any, backend: Any
+) -> dict[str, Any]:
+    """The weights of ``plan``'s conv and affine layers, drawn in the book's order (W1, W2...).
+
+    ``W`` is ``scale(s, fan_in)`` times standard-normal draws from
+    ``default_rng(s["seed"])`` (the same on every backend); biases are 0.
+    """
+    rng = default_rng(s["seed"])
+    keyed: dict[str, Any] = {}
+    for step in plan:
+        if step[0] in ("conv", "affine"):
+            key, shape, fan_in = step[1], step[2], step[3]
+            keyed[key] = rng.normal(0.0, scale(s, fan_in), shape, dtype=dtype)
+            keyed["b" + key[1:]] = zeros(
+                shape[0 if step[0] == "conv" else 1], dtype=dtype, backend=backend
+            )
+    return keyed
+
+
+def _make_layers(
+    plan: list[tuple[Any, ...]], keyed: dict[str, Any], seed: int
+) -> tuple[list[Any], list[str], list[Any]]:
+    """The layers of ``plan`` over the arrays ``keyed``: (layers, param keys in layer order,
+    the Dropout layers, whose seeds derive from the net's ``seed``)."""
+    n_dropout = sum(step[0] == "dropout" for step in plan)
+    seeds = iter(_dropout_seeds(seed, n_dropout) if n_dropout else [])
+    layers: list[Any] = []
+    keys: list[str] = []
+    dropouts: list[Any] = []
+    for step in plan:
+        kind = step[0]
+        if kind in ("conv", "affine"):
+            key, b = step[1], "b" + step[1][1:]
+            if kind == "conv":
+                layers.append(Convolution(keyed[key], keyed[b], step[4], step[5]))
+            else:
+                layers.append(Affine(keyed[key], keyed[b]))
+            keys += [key, b]
+        elif kind == "relu":
+            layers.append(Relu())
+        elif kind == "pool":
+            layers.append(Pooling(_POOL, _POOL, stride=_POOL))
+        else:
+            dropouts.append(Dropout(_DROPOUT_RATIO, seed=next(seeds)))
+            layers.append(dropouts[-1])
+    return layers, keys, dropouts
 
 
 # Saved files may name them (xpnn.io.save/load): importing this module registers them.

@@ -26,174 +26,32 @@ adds them to :data:`xpnn.models.MODELS`.
 
 from __future__ import annotations
 
-import math
-import numbers
 import secrets
 from typing import Any
 
-import numpy as np
-
-from xpnn.backend import get_backend, get_namespace, ops, zeros
-from xpnn.gradient import H, _numerical_gradient, warn_if_float32
+from xpnn.backend import get_backend, zeros
 from xpnn.layers import (
     Affine,
     BatchNormalization,
     Dropout,
-    Relu,
-    Sigmoid,
     SoftmaxWithLoss,
     backward,
 )
-from xpnn.layers.base import _check_config_keys, _into
 from xpnn.models.layered import MODELS, LayeredNet, _float_dtype
+from xpnn.models.multilayer_settings import (
+    _ACTIVATIONS,
+    _checked_config,
+    _decay,
+    _settings,
+    multilayer_shapes,
+)
+from xpnn.models.numerical_gradient import held_numerical_gradient
+from xpnn.models.weight_decay import add_decay_grads, decay_loss
+from xpnn.models.weight_init import _dropout_seeds, _init_scale, weight_init_scale
 from xpnn.params import ParamDict
 from xpnn.random import default_rng
 
 __all__ = ["MultiLayerNet", "MultiLayerNetExtend", "weight_init_scale"]
-
-#: weight_init_std names (case-insensitive) -> numerator of the variance (2 / n or 1 / n).
-_INIT_NAMES = {"relu": 2.0, "he": 2.0, "sigmoid": 1.0, "xavier": 1.0}
-#: activation names -> layer classes (the book's ``activation_layer``).
-_ACTIVATIONS = {"relu": Relu, "sigmoid": Sigmoid}
-#: Seeds (the net's and the Dropout layers') are ints in [0, 2**63), as Dropout takes.
-_SEED_LIMIT = 2**63
-
-
-def weight_init_scale(weight_init_std: Any, fan_in: int) -> float:
-    """The standard deviation of a layer's initial weights, as the book picks it.
-
-    Args:
-        weight_init_std: ``'relu'`` or ``'he'`` (He: ``sqrt(2 / fan_in)``),
-            ``'sigmoid'`` or ``'xavier'`` (Xavier: ``sqrt(1 / fan_in)``),
-            case-insensitive; or a positive finite number, used as it is.
-        fan_in: The layer's inputs (the previous layer's size), a positive int.
-
-    Returns:
-        The scale (a Python float).
-
-    Raises:
-        ValueError: Another name, a number that is not positive and finite,
-            or ``fan_in`` not a positive int.
-        TypeError: ``weight_init_std`` is neither a string nor a number.
-    """
-    if isinstance(fan_in, bool) or not isinstance(fan_in, numbers.Integral) or fan_in <= 0:
-        raise ValueError(f"fan_in must be a positive int, got {fan_in!r:.80}")
-    return _init_scale(_init_std(weight_init_std), int(fan_in))
-
-
-def _init_std(value: Any) -> str | float:
-    """A checked ``weight_init_std``: a lower-case name, or a positive finite float.
-
-    Raises:
-        ValueError, TypeError: As :func:`weight_init_scale`.
-    """
-    if isinstance(value, str):
-        name = value.lower()
-        if name not in _INIT_NAMES:
-            raise ValueError(
-                f"weight_init_std must be 'relu' or 'he' (He), 'sigmoid' or 'xavier' (Xavier), "
-                f"or a positive number such as 0.01, got {value!r:.80}"
-            )
-        return name
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(
-            f"weight_init_std must be a name ('relu', 'he', 'sigmoid', 'xavier') or a "
-            f"positive number, got {type(value).__name__}"
-        )
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"weight_init_std must be a positive finite number, got {value!r}")
-    return float(value)
-
-
-def _init_scale(std: str | float, fan_in: int) -> float:
-    return math.sqrt(_INIT_NAMES[std] / fan_in) if isinstance(std, str) else std
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r:.80}")
-    return int(value)
-
-
-def _number(value: Any, name: str, low: float, high: float, what: str) -> float | int:
-    """A real number in ``[low, high)`` (an int stays an int: the config keeps it)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not low <= float(value) < high:  # NaN fails too
-        raise ValueError(f"{name} must be {what}, got {value!r}")
-    return int(value) if isinstance(value, numbers.Integral) else float(value)
-
-
-def _decay(value: Any) -> float | int:
-    return _number(
-        value, "weight_decay_lambda", 0.0, math.inf, "a finite number >= 0 (0: no weight decay)"
-    )
-
-
-def _flag(value: Any, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r:.80}")
-    return bool(value)
-
-
-def _settings(who: str, extended: bool, **given: Any) -> dict[str, Any]:
-    """The constructor's arguments checked and normalised (what ``config`` records).
-
-    Raises:
-        ValueError: A size, name or number out of range (the message names
-            the argument).
-        TypeError: An argument of the wrong type.
-    """
-    s: dict[str, Any] = {}
-    try:
-        s["input_size"] = _positive_int(given["input_size"], "input_size")
-        hidden = given["hidden_size_list"]
-        if (
-            not isinstance(hidden, (list, tuple))
-            or not hidden
-            or any(
-                isinstance(h, bool) or not isinstance(h, numbers.Integral) or h <= 0 for h in hidden
-            )
-        ):
-            raise ValueError(
-                "hidden_size_list must be a non-empty list of positive ints (the units of each "
-                f"hidden layer, e.g. [100, 100, 100]), got {hidden!r:.80}"
-            )
-        s["hidden_size_list"] = [int(h) for h in hidden]
-        s["output_size"] = _positive_int(given["output_size"], "output_size")
-        activation = given["activation"]
-        if not isinstance(activation, str) or activation.lower() not in _ACTIVATIONS:
-            raise ValueError(f"activation must be 'relu' or 'sigmoid', got {activation!r:.80}")
-        s["activation"] = activation.lower()
-        s["weight_init_std"] = _init_std(given["weight_init_std"])
-        s["weight_decay_lambda"] = _decay(given["weight_decay_lambda"])
-        if extended:
-            s["use_dropout"] = _flag(given["use_dropout"], "use_dropout")
-            s["dropout_ration"] = _number(
-                given["dropout_ration"], "dropout_ration", 0.0, 1.0, "in [0, 1)"
-            )
-            s["use_batchnorm"] = _flag(given["use_batchnorm"], "use_batchnorm")
-        seed = given["seed"]
-        if seed is not None:
-            if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-                raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
-            if not 0 <= seed < _SEED_LIMIT:
-                raise ValueError(f"seed must be in 0 <= seed < 2**63, got {seed}")
-            seed = int(seed)
-        s["seed"] = seed
-    except (TypeError, ValueError) as exc:
-        raise type(exc)(f"{who}: {exc}") from None
-    return s
-
-
-def _dropout_seeds(seed: int, count: int) -> list[int]:
-    """The Dropout layers' seeds, derived from the net's on the host.
-
-    A child of ``seed``'s :class:`numpy.random.SeedSequence` (spawn key 1),
-    so they are unrelated to the weights' draws, and the same on every backend.
-    """
-    words = np.random.SeedSequence(seed, spawn_key=(1,)).generate_state(count, dtype=np.uint64)
-    return [int(w) >> 1 for w in words]  # in [0, 2**63)
 
 
 class MultiLayerNet(LayeredNet):
@@ -395,19 +253,7 @@ class MultiLayerNet(LayeredNet):
             The loss, a 0-d array.
         """
         loss = super().forward(x, t, train_flg)
-        lam = self.weight_decay_lambda
-        if lam == 0:
-            return loss
-        k = ops(self._decayed[0][0])  # (the loss may be a NumPy scalar)
-        xp = k.xp
-        total = None
-        for W, _ in self._decayed:
-            w = k.widen(W)  # half weights: squared and summed in float32
-            term = xp.sum(w * w)
-            total = term if total is None else total + term
-        if total.dtype != loss.dtype:
-            total = xp.astype(total, loss.dtype)
-        return loss + (0.5 * lam) * total
+        return decay_loss(loss, self._decayed, self.weight_decay_lambda)
 
     def backward(self, dout: Any = 1, *, input_grad: bool = True) -> Any:
         """Backpropagate after :meth:`forward`; fills ``grads`` in place.
@@ -426,17 +272,7 @@ class MultiLayerNet(LayeredNet):
             ``input_grad=False``.
         """
         dx = backward(self.layers, self.loss_layer, dout, input_grad=input_grad)
-        lam = self.weight_decay_lambda
-        if lam == 0:
-            return dx
-        for i, (W, g) in enumerate(self._decayed):
-            k = ops(W, g)
-            if isinstance(dout, (numbers.Number, np.generic)):
-                coef: Any = lam * dout
-            else:  # a 0-d array (the loss layer has checked it): used on the device
-                coef = k.xp.astype(dout, W.dtype) * lam if dout.dtype != W.dtype else dout * lam
-            scratch = k.buffer(self._decay_buffers, i, tuple(W.shape), W.dtype, W)
-            _into(g, k.add(g, k.multiply(W, coef, out=scratch), out=g))
+        add_decay_grads(self._decayed, self.weight_decay_lambda, dout, self._decay_buffers)
         return dx
 
     def loss(self, x: Any, t: Any, train_flg: bool = False) -> Any:
@@ -483,31 +319,7 @@ class MultiLayerNet(LayeredNet):
         Returns:
             New arrays of the parameters' shapes, dtype and device.
         """
-        who = f"{type(self).__name__}.numerical_gradient"
-        warn_if_float32(self.params["W1"].dtype, who)
-        xp = get_namespace(self.params["W1"])
-        saved_stats = [
-            (bn, name, a, get_namespace(a).asarray(a, copy=True))
-            for bn in self._batchnorms
-            for name in ("running_mean", "running_var")
-            for a in (getattr(bn, name),)
-        ]
-        saved_dropout = [(d, d.draws, d.mask, d.hold_mask) for d in self._dropouts]
-        try:
-
-            def loss(_: Any) -> Any:
-                return xp.asarray(self.forward(x, t, True), copy=True)
-
-            loss(None)  # draws the masks the perturbed passes hold (and checks x, t)
-            for d in self._dropouts:
-                d.hold_mask = True
-            return {key: _numerical_gradient(loss, p, H) for key, p in self.params.items()}
-        finally:
-            for bn, name, array, values in saved_stats:
-                setattr(bn, name, array)
-                _into(array, values)
-            for d, draws, mask, hold in saved_dropout:
-                d.draws, d.mask, d.hold_mask = draws, mask, hold
+        return held_numerical_gradient(self, x, t)
 
     # ------------------------------------------------------------ saving
 
@@ -519,32 +331,8 @@ class MultiLayerNet(LayeredNet):
 
     @classmethod
     def _checked_config(cls, config: Any) -> dict[str, Any]:
-        """A config from a file checked as the constructor checks its arguments.
-
-        Raises:
-            ValueError: Not a dict of exactly the constructor's keys, or a
-                value the constructor refuses (the message names the key).
-        """
-        _check_config_keys(cls.__name__, config, cls._config_keys())
-        if config["seed"] is None:
-            raise ValueError(f"{cls.__name__} config 'seed' must be an int, got None")
-        try:
-            return _settings(f"{cls.__name__} config", cls._EXTENDED, **config)
-        except TypeError as exc:  # from a file: a ValueError, as for every layer
-            raise ValueError(str(exc)) from None
-
-    @classmethod
-    def _config_keys(cls) -> list[str]:
-        keys = [
-            "input_size",
-            "hidden_size_list",
-            "output_size",
-            "activation",
-            "weight_init_std",
-            "weight_decay_lambda",
-            "seed",
-        ]
-        return keys + (["use_dropout", "dropout_ration", "use_batchnorm"] if cls._EXTENDED else [])
+        """A config from a file checked as the constructor checks its arguments."""
+        return _checked_config(cls.__name__, cls._EXTENDED, config)
 
     @classmethod
     def array_shapes(cls, config: Any) -> dict[str, tuple[int, ...]]:
@@ -557,17 +345,7 @@ class MultiLayerNet(LayeredNet):
         Raises:
             ValueError: ``config`` is not one :attr:`config` gives.
         """
-        s = cls._checked_config(config)
-        hidden = s["hidden_size_list"]
-        sizes = [s["input_size"], *hidden, s["output_size"]]
-        shapes: dict[str, tuple[int, ...]] = {}
-        for i in range(1, len(sizes)):
-            shapes[f"W{i}"] = (sizes[i - 1], sizes[i])
-            shapes[f"b{i}"] = (sizes[i],)
-        if s.get("use_batchnorm", False):
-            for name in ("gamma", "beta", "running_mean", "running_var"):
-                shapes.update({f"{name}{i}": (h,) for i, h in enumerate(hidden, 1)})
-        return shapes
+        return multilayer_shapes(cls._checked_config(config))
 
     @classmethod
     def from_config(cls, config: Any, *, dtype: Any = None) -> Any:

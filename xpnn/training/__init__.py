@@ -4,11 +4,21 @@
   record) and the book's ``clip_grads``;
 * :mod:`xpnn.training.book_trainer`: the book's ch. 6 form
   (``Trainer(network, x_train, ...).train()``);
-* :mod:`xpnn.training.callbacks`: the loop's events and its parts
-  (reporter, evaluator, guard), and :class:`Callback` for your own;
-* :mod:`xpnn.training.checkpointer`: checkpoints and resuming;
+* :mod:`xpnn.training.checks`: what ``fit`` refuses before anything changes;
+* :mod:`xpnn.training.step`: one iteration (eager, mixed precision or CUDA
+  graph); :mod:`xpnn.training.clipping`: ``clip_grads``;
+* :mod:`xpnn.training.events`: the loop's events, :class:`FitState` and
+  :class:`Callback` for your own parts;
+* :mod:`xpnn.training.callbacks`: the parts that look at the device (guard,
+  evaluator, per-iteration losses); :mod:`xpnn.training.reporter`: the
+  printed lines and the progress bar;
+* :mod:`xpnn.training.checkpointer`: writing checkpoints, the data
+  fingerprint; :mod:`xpnn.training.resume`: resuming from one;
+  :mod:`xpnn.training.model_state`: the model's arrays a checkpoint keeps
+  beside its parameters;
 * :mod:`xpnn.training.precision`: mixed-precision steps and the loss scaler;
-* :mod:`xpnn.training.graph_step`: a step replayed as one CUDA graph.
+* :mod:`xpnn.training.graph_step`: a step replayed as one CUDA graph;
+* :mod:`xpnn.training.plotting`: ``Trainer.plot``.
 """
 
 from xpnn.training.callbacks import Callback

@@ -1,36 +1,26 @@
-"""The events of ``Trainer.fit`` and the parts that hook into them.
+"""The parts of ``Trainer.fit`` that look at the device, and your own callbacks.
 
-``Trainer.fit`` runs the book's loop: take a mini-batch, step, and every
-``eval_interval`` iterations record the average loss. Everything else a run
-does is a part with one job, told of the loop's progress through five events
-(as Keras callbacks, PyTorch Lightning's callbacks or fastai's events):
-
-* ``on_fit_start(state)``: before the first iteration (after a resume);
-* ``on_batch_end(state, loss)``: after each iteration; ``loss`` is the batch
-  loss, a 0-d array on the device, valid until the next iteration (copy it to
-  keep it); reading it (``float(...)``) waits for the device, so do it only
-  now and then;
-* ``on_record(state, avg_loss)``: every ``eval_interval`` iterations, the
-  average loss (a float, read once), before it joins ``trainer.loss_list``;
-* ``on_epoch_end(state)``: after each epoch (``trainer.current_epoch`` counts
-  it, the accuracies are recorded);
-* ``on_fit_end(state)``: when fit ends, also by an exception (``state.error``),
-  as a ``finally`` block.
-
-Each event gets the :class:`FitState` of the run: the trainer, the data, the
-settings and the position. ``fit`` makes its own parts from its arguments and
-calls them in this order, then the ``callbacks=[...]`` you pass:
+``Trainer.fit`` runs the book's loop and tells its parts of its progress
+through five events (:mod:`xpnn.training.events`: ``on_fit_start``,
+``on_batch_end``, ``on_record``, ``on_epoch_end``, ``on_fit_end``), each with
+the run's :class:`FitState`. ``fit`` makes its own parts from its arguments
+and calls them in this order, then the ``callbacks=[...]`` you pass:
 
 * :class:`Guard` (``on_nan``): stops a run whose loss is NaN or diverges, and
   never lets a checkpoint that is not finite be written;
 * :class:`Evaluator` (``validation_data``, ``eval_samples``): train and test
   accuracy per epoch;
-* :class:`Reporter` (``verbose``, ``progress``): the book's printed lines, the
-  progress bar, and where to resume after Ctrl-C;
+* :class:`Reporter` (``verbose``, ``progress``; :mod:`xpnn.training.reporter`):
+  the book's printed lines, the progress bar, and where to resume after Ctrl-C;
 * :class:`xpnn.training.checkpointer.Checkpointer` (``checkpoint``, ``resume``).
 
 :class:`IterationLosses` keeps every iteration's loss (read once an epoch):
 ``Trainer.train``, the book's ch. 6 form, uses it for ``train_loss_list``.
+
+This module holds the parts that read the device (a few small reads, each
+where the docstring says): the guard, the accuracies and the iteration
+losses. The events, :class:`FitState`, :class:`Callback`,
+:class:`CallbackList` and :class:`Reporter` are importable from here too.
 
 A callback of your own subclasses :class:`Callback` and overrides the events
 it needs; an event it does not override costs nothing::
@@ -48,13 +38,13 @@ from __future__ import annotations
 
 import math
 import sys
-import time
 import warnings
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from xpnn.backend import device_of, get_namespace, to_numpy
+from xpnn.training.events import EVENTS, Callback, CallbackList, FitState
+from xpnn.training.model_state import _values, model_state_arrays
+from xpnn.training.reporter import Reporter
 
 __all__ = [
     "DIVERGENCE_FACTOR",
@@ -70,9 +60,6 @@ __all__ = [
     "accuracy",
 ]
 
-#: The events, in the order a run meets them.
-EVENTS = ("on_fit_start", "on_batch_end", "on_record", "on_epoch_end", "on_fit_end")
-
 #: The divergence guard (see ``Trainer.fit``'s ``on_nan``): a recorded average
 #: loss above DIVERGENCE_FACTOR times the untrained loss, DIVERGENCE_PATIENCE
 #: records in a row, means the training diverged. The untrained loss is
@@ -83,174 +70,6 @@ EVENTS = ("on_fit_start", "on_batch_end", "on_record", "on_epoch_end", "on_fit_e
 #: records losses of about 1e6). One high record (a spike) is not enough.
 DIVERGENCE_FACTOR = 10.0
 DIVERGENCE_PATIENCE = 3
-
-
-def _values(arrays: Any) -> list[Any]:
-    """The arrays of a params/grads list or dict, in order."""
-    return list(arrays.values()) if isinstance(arrays, Mapping) else list(arrays)
-
-
-@dataclass(eq=False, slots=True)
-class FitState:
-    """One ``fit`` call: what the loop and its parts share.
-
-    Settings (fixed for the run): ``trainer``, ``x`` ``(N, ...)`` and ``t``
-    (``(N,)`` labels or ``(N, classes)`` one-hot), ``xp`` (their namespace),
-    ``classes``, ``validation_data`` (or None), ``data_size`` (N),
-    ``batch_size``, ``max_epoch``, ``max_grad``, ``eval_interval`` (at most
-    ``max_iters``), ``max_iters`` (iterations an epoch, ``N // batch_size``),
-    ``rng`` (the shuffling generator), ``precision`` (the run's
-    :class:`xpnn.training.precision.MixedPrecision`, or None).
-
-    Position: ``epoch`` (0-based, the epoch running), ``iteration`` (0-based
-    index in the epoch of the iteration just run; ``max_iters`` after the
-    epoch), ``start_iter`` (where a resumed run goes on in its first epoch),
-    ``epoch_rng`` (the generator's state when this epoch was shuffled: it
-    replays the epoch's order on resume).
-
-    Running loss (on the device until a record reads it): ``total_loss`` (the
-    sum of the ``loss_count`` losses since the last record, 0 when none),
-    ``initial_loss`` (the run's first batch loss: a 0-d array until the first
-    record reads it, then a float), ``high_loss_records`` (records in a row
-    above the divergence limit).
-
-    Also ``last_checkpoint`` and ``last_position`` (the last file written and
-    where in the run, for messages) and ``error`` (the exception that ends
-    the run, during ``on_fit_end``).
-    """
-
-    trainer: Any
-    x: Any
-    t: Any
-    xp: Any
-    classes: int
-    data_size: int
-    batch_size: int
-    max_epoch: int
-    max_grad: float | None
-    eval_interval: int
-    max_iters: int
-    rng: Any
-    validation_data: tuple[Any, Any] | None = None
-    precision: Any = None  # the run's xpnn.MixedPrecision, or None
-    epoch: int = 0
-    iteration: int = 0
-    start_iter: int = 0
-    epoch_rng: Any = None
-    total_loss: Any = 0
-    loss_count: int = 0
-    initial_loss: Any = None
-    high_loss_records: int = 0
-    last_checkpoint: str | None = None
-    last_position: str = ""
-    error: BaseException | None = None
-
-    def add_loss(self, loss: Any) -> None:
-        """Add a batch loss (a 0-d device array) to the running sum, on the device."""
-        self.total_loss = self.total_loss + loss
-        self.loss_count += 1
-        if self.initial_loss is None:
-            self.initial_loss = self.total_loss  # a new array: 0 + the first loss
-
-    def settings(self) -> dict[str, Any]:
-        """The run settings a checkpoint records (a resume must use the same)."""
-        return {
-            "data_size": self.data_size,
-            "batch_size": self.batch_size,
-            "max_epoch": self.max_epoch,
-            "max_grad": None if self.max_grad is None else float(self.max_grad),
-            "eval_interval": self.eval_interval,
-            "precision": None if self.precision is None else self.precision.config(),
-        }
-
-    def where_saved(self) -> str:
-        """Where the last good checkpoint is, for messages ("" if none was written)."""
-        if not self.last_checkpoint:
-            return ""
-        return f"the last complete checkpoint is {self.last_checkpoint} ({self.last_position})"
-
-
-class Callback:
-    """Base class of the parts of ``Trainer.fit``: override the events you need.
-
-    See the module docstring for the events and when they come. Every event
-    gets the run's :class:`FitState`; none returns anything. An exception
-    raised in an event ends ``fit`` (after ``on_fit_end``).
-    """
-
-    def on_fit_start(self, state: FitState) -> None:
-        """Before the first iteration, after a resume restored the run."""
-
-    def on_batch_end(self, state: FitState, loss: Any) -> None:
-        """After each iteration; ``loss`` is a 0-d device array, valid until the next one.
-
-        Reading it waits for the device: do it only now and then.
-        """
-
-    def on_record(self, state: FitState, avg_loss: float) -> None:
-        """Every ``eval_interval`` iterations, before ``avg_loss`` joins ``loss_list``."""
-
-    def on_epoch_end(self, state: FitState) -> None:
-        """After each epoch (``trainer.current_epoch`` counts it)."""
-
-    def on_fit_end(self, state: FitState) -> None:
-        """When fit ends, by completion or by ``state.error``."""
-
-
-class CallbackList:
-    """Calls an event on each callback in order, skipping those that do not override it.
-
-    Args:
-        parts: ``fit``'s own parts (None entries are left out).
-        callbacks: The user's :class:`Callback` instances, called after them.
-
-    Raises:
-        TypeError: ``callbacks`` is not a list (or other iterable) of
-            :class:`Callback` instances.
-    """
-
-    def __init__(self, parts: Iterable[Any], callbacks: Iterable[Any] = ()):
-        if isinstance(callbacks, (Callback, str)) or not isinstance(callbacks, Iterable):
-            raise TypeError(f"callbacks must be a list of xpnn.Callback, got {callbacks!r:.80}")
-        self.user = list(callbacks)
-        for c in self.user:
-            if not isinstance(c, Callback):
-                raise TypeError(
-                    f"callbacks must be xpnn.Callback instances (subclass it and "
-                    f"override the events you need), got {c!r:.80}"
-                )
-        self.callbacks = [c for c in parts if c is not None] + self.user
-        # Bound methods of the callbacks that override an event: an event
-        # nobody handles costs a loop over an empty tuple.
-        self._hooks = {
-            event: tuple(
-                getattr(c, event)
-                for c in self.callbacks
-                if getattr(type(c), event) is not getattr(Callback, event)
-            )
-            for event in EVENTS
-        }
-        self._batch_end = self._hooks["on_batch_end"]
-
-    def on_fit_start(self, state: FitState) -> None:
-        for hook in self._hooks["on_fit_start"]:
-            hook(state)
-
-    def on_batch_end(self, state: FitState, loss: Any) -> None:
-        for hook in self._batch_end:
-            hook(state, loss)
-
-    def on_record(self, state: FitState, avg_loss: float) -> None:
-        for hook in self._hooks["on_record"]:
-            hook(state, avg_loss)
-
-    def on_epoch_end(self, state: FitState) -> None:
-        for hook in self._hooks["on_epoch_end"]:
-            hook(state)
-
-    def on_fit_end(self, state: FitState) -> None:
-        for hook in self._hooks["on_fit_end"]:
-            hook(state)
 
 
 # ------------------------------------------------------------------ guard
@@ -374,8 +193,6 @@ def _all_finite(state: FitState) -> bool:
 
     One reduction on the device and one read.
     """
-    from xpnn.training.checkpointer import model_state_arrays
-
     trainer = state.trainer
     arrays = _values(trainer.model.params) + list(model_state_arrays(trainer.model).values())
     optimizer = trainer.optimizer
@@ -503,95 +320,3 @@ class IterationLosses(Callback):
             values = to_numpy(self._buffer[self._start : self._stop])
             self.losses.extend(float(v) for v in values)
         self._start = self._stop
-
-
-# --------------------------------------------------------------- reporter
-
-
-class Reporter(Callback):
-    """The book's printed lines, the progress bar, and the Ctrl-C message.
-
-    Prints ``| epoch 1 |  iter 10 / 10 | time 0[s] | loss 1.10`` at each
-    record and, with validation data, ``| epoch 1 | train acc, test acc |
-    0.3400, 0.3300`` after each epoch; shows a tqdm bar over the iterations
-    in a terminal or a notebook; on Ctrl-C says on stderr where the run
-    stopped and which checkpoint resumes it.
-
-    Args:
-        verbose: Print the book's lines (stdout, or above the bar).
-        progress: Show the bar (when tqdm is installed and someone watches).
-    """
-
-    def __init__(self, verbose: bool = True, progress: bool = True):
-        self.verbose, self.progress = verbose, progress
-        self.bar: Any = None
-        self.start = 0.0
-
-    def on_fit_start(self, state: FitState) -> None:
-        done = state.epoch * state.max_iters + state.start_iter
-        self.bar = _progress_bar(state.max_epoch * state.max_iters, self.progress, done)
-        self.start = time.perf_counter()
-
-    def say(self, line: str) -> None:
-        """Print a line (above the progress bar, when there is one)."""
-        if self.bar is not None:
-            self.bar.write(line)
-        else:
-            print(line)
-
-    def on_batch_end(self, state: FitState, loss: Any) -> None:
-        if self.bar is not None:
-            self.bar.update(1)
-
-    def on_record(self, state: FitState, avg_loss: float) -> None:
-        if self.verbose:
-            self.say(
-                f"| epoch {state.trainer.current_epoch + 1} |  iter {state.iteration + 1} / "
-                f"{state.max_iters} | time {time.perf_counter() - self.start:.0f}[s] "
-                f"| loss {avg_loss:.2f}"
-            )
-
-    def on_epoch_end(self, state: FitState) -> None:
-        trainer = state.trainer
-        if self.verbose and state.validation_data is not None and trainer.train_acc_list:
-            self.say(
-                f"| epoch {trainer.current_epoch} | train acc, test acc | "
-                f"{trainer.train_acc_list[-1]:.4f}, {trainer.test_acc_list[-1]:.4f}"
-            )
-
-    def on_fit_end(self, state: FitState) -> None:
-        if isinstance(state.error, KeyboardInterrupt):
-            where = (
-                f"{state.where_saved()}; continue with fit(..., resume=<that file>)"
-                if state.last_checkpoint
-                else "no checkpoint was written yet (pass checkpoint=PATH to fit to keep one)"
-            )
-            print(
-                f"xpnn: training interrupted in epoch {state.epoch + 1}, iteration "
-                f"{state.iteration}; {where}",
-                file=sys.stderr,
-            )
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
-def _progress_bar(total: int, enabled: bool, initial: int = 0) -> Any:
-    """A tqdm bar (notebook-aware), or None when disabled or tqdm is missing."""
-    if not enabled:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # progress bars are a nicety, not a requirement
-        return None
-    # In a terminal or a notebook a live bar; in a log file or a pipe it would
-    # only add noise (tqdm's disable=None turns it off off a TTY).
-    interactive = "ipykernel" in sys.modules
-    return tqdm(
-        total=total,
-        initial=initial,
-        unit="iter",
-        leave=False,
-        dynamic_ncols=True,
-        disable=False if interactive else None,
-    )

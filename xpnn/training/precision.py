@@ -45,6 +45,7 @@ from xpnn.backend import (
     use_backend,
 )
 from xpnn.layers.base import _into  # in place: the layers and the optimizer keep these arrays
+from xpnn.training.clipping import clip_grads
 
 __all__ = ["PRECISIONS", "LossScaler", "MixedPrecision", "mixed_precision"]
 
@@ -406,8 +407,6 @@ class MixedPrecision:
         else:
             finite = scaler.unscale(self._scaled, self._grads)
         if max_grad is not None:
-            from xpnn.training.trainer import clip_grads
-
             clip_grads(self._grads, max_grad)
         if scaler is None:
             self.optimizer.update(self.model.params, self.grads)

@@ -13,11 +13,13 @@ iterations, as the book does. It accepts both kinds of model:
 The data are ``(N, features)`` rows or any ``(N, ...)`` samples (images
 ``(N, C, H, W)`` for a model that flattens or convolves them).
 
-``fit`` is the book's loop (sample, step, record); the rest of a run is done
-by parts told of its progress through events (:mod:`xpnn.training.callbacks`): the
-divergence and NaN guard, the accuracies, the printed lines and the progress
-bar, and the checkpoints (:mod:`xpnn.training.checkpointer`). ``fit(callbacks=[...])``
-adds your own.
+``fit`` is the book's loop (sample, step, record): it checks the data and
+the settings first (:mod:`xpnn.training.checks`), runs each iteration through
+:mod:`xpnn.training.step`, and the rest of a run is done by parts told of its
+progress through events (:mod:`xpnn.training.callbacks`): the divergence and
+NaN guard, the accuracies, the printed lines and the progress bar
+(:mod:`xpnn.training.reporter`), and the checkpoints
+(:mod:`xpnn.training.checkpointer`). ``fit(callbacks=[...])`` adds your own.
 
 The book's chapter-6 form, ``Trainer(network, x_train, t_train, x_test,
 t_test, epochs=20, mini_batch_size=100, optimizer='SGD', optimizer_param={'lr':
@@ -36,15 +38,11 @@ data for their fingerprint.
 
 from __future__ import annotations
 
-import math
-import numbers
 import os
-from collections.abc import Callable, Iterable
-from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
-from xpnn.backend import _dtype_name, backend_of, get_namespace, to_numpy
-from xpnn.models import LayeredNet
+from xpnn.backend import backend_of, get_namespace, to_numpy
 from xpnn.random import default_rng
 from xpnn.training.book_trainer import (
     BookForm,
@@ -61,38 +59,28 @@ from xpnn.training.callbacks import (
     FitState,
     Guard,
     Reporter,
-    _values,
 )
 from xpnn.training.checkpointer import Checkpointer
+from xpnn.training.checks import (
+    check_data,
+    check_label_range,
+    check_model,
+    check_settings,
+    check_validation_samples,
+)
+from xpnn.training.clipping import clip_grads
 from xpnn.training.graph_step import GraphStep
+from xpnn.training.model_state import _values
+from xpnn.training.plotting import TrainingPlot
 from xpnn.training.precision import MixedPrecision, mixed_precision
+from xpnn.training.step import make_stepper, train_step
 
 __all__ = ["Trainer", "clip_grads"]
 
 _GraphStep = GraphStep  # its name before it had a module of its own
 
 
-def clip_grads(grads: Any, max_norm: float) -> None:
-    """Scale all gradients in place so their global L2 norm is at most ``max_norm``.
-
-    Like the book's ``clip_grads``, but the "is the norm too large?" test is
-    a ``minimum`` on the device, so it costs no host synchronisation.
-
-    Args:
-        grads: List or dict of gradient arrays (one backend).
-        max_norm: The largest allowed global norm.
-    """
-    arrays = _values(grads)
-    if not arrays:
-        return
-    xp = get_namespace(*arrays)
-    total = sum(xp.sum(g * g) for g in arrays)
-    rate = xp.minimum(max_norm / (xp.sqrt(total) + 1e-6), xp.ones_like(total))
-    for g in arrays:
-        g *= xp.astype(rate, g.dtype)
-
-
-class Trainer(BookForm):
+class Trainer(BookForm, TrainingPlot):
     """Train a model with an optimizer on mini-batches, recording the loss.
 
     Two forms, the books' two trainers:
@@ -192,12 +180,7 @@ class Trainer(BookForm):
                 verbose=verbose,
             )
         model = network
-        layered = hasattr(model, "forward") and hasattr(model, "backward")
-        if not layered and not (hasattr(model, "gradient") and hasattr(model, "loss")):
-            raise TypeError(
-                f"{type(model).__name__} is not a model: it needs forward(x, t) and backward() "
-                "(vol. 2 style) or loss(x, t) and gradient(x, t) (chapter-4 style)"
-            )
+        layered = check_model(model)
         if book:
             optimizer = _book_optimizer(optimizer, optimizer_param)
         self.model = model
@@ -338,8 +321,8 @@ class Trainer(BookForm):
         """
         # Everything is checked before anything changes.
         state = self._new_state(x, t, max_epoch, batch_size, max_grad, eval_interval, seed)
-        state.precision = self._check_precision(precision, cuda_graph)
         state.validation_data = self._check_validation(state, validation_data)
+        state.precision = self._check_precision(precision, cuda_graph)  # builds the twin
         evaluator = None if validation_data is None else Evaluator(*validation_data, eval_samples)
         if eval_samples is not None and validation_data is None:
             raise ValueError(
@@ -351,7 +334,7 @@ class Trainer(BookForm):
         saving = checkpoint is not None or resume is not None
         parts = [guard, evaluator, Reporter(verbose, progress), keeper if saving else None]
         events = CallbackList(parts, callbacks)
-        step = self._stepper(state, cuda_graph, watch=bool(events.user))
+        step = make_stepper(self, state, cuda_graph, watch=bool(events.user))
         if saving:
             keeper.start(state)  # fingerprints the data; a refused resume changes nothing
         self.eval_interval = state.eval_interval
@@ -383,48 +366,13 @@ class Trainer(BookForm):
         state.epoch_rng = state.rng.get_state()  # replays this epoch's order on resume
         return state.rng.permutation(state.data_size)
 
-    def _stepper(self, state: FitState, cuda_graph: bool, watch: bool) -> Callable[[Any, int], Any]:
-        """``step(order, i)``: train on the ``i``-th batch of ``order``; returns its loss."""
-        x, t, size, max_grad = state.x, state.t, state.batch_size, state.max_grad
-        if cuda_graph:
-            graph = GraphStep(self, x, t, size, max_grad)
-            graph.watch = watch  # callbacks may change hyper-parameters the graph holds
-
-            def graph_step(order: Any, i: int) -> Any:
-                return graph(order[i * size : (i + 1) * size])
-
-            return graph_step
-        take = state.xp.take
-        iteration = self._iteration if state.precision is None else state.precision.step
-
-        def eager_step(order: Any, i: int) -> Any:
-            idx = order[i * size : (i + 1) * size]
-            return iteration(take(x, idx, axis=0), take(t, idx, axis=0), max_grad)
-
-        return eager_step
-
     def _iteration(self, x: Any, t: Any, max_grad: float | None) -> Any:
-        """Step, clip and update on one batch; returns the loss (a 0-d array)."""
-        loss, grads = self._step(x, t)
-        if max_grad is not None:
-            clip_grads(grads, max_grad)
-        self.optimizer.update(self.model.params, grads)
-        return loss
+        """Step, clip and update on one batch; returns the loss (a 0-d array).
 
-    def _step(self, x: Any, t: Any) -> tuple[Any, Any]:
-        """One forward/backward pass; returns (loss as a 0-d array, grads)."""
-        model = self.model
-        if self._layered:
-            loss = model.forward(x, t)
-            if isinstance(model, LayeredNet):
-                model.backward(input_grad=False)  # training needs no dL/dx
-            else:
-                model.backward()
-            return loss, model.grads
-        grads = model.gradient(x, t)
-        # Chapter-4 models that keep the batch loss spare a second forward pass.
-        loss = getattr(getattr(model, "loss_layer", None), "loss", None)
-        return (model.loss(x, t) if loss is None else loss), grads
+        What an eager iteration runs and a CUDA graph records
+        (:func:`xpnn.training.step.train_step`).
+        """
+        return train_step(self, x, t, max_grad)
 
     def _record(self, state: FitState, events: CallbackList) -> None:
         """Read the average loss of the interval (the one read) and record it."""
@@ -465,21 +413,7 @@ class Trainer(BookForm):
         """Check the data and the settings; the state of a run at its start."""
         xp = get_namespace(x, t, *_values(self.model.params)[:1])
         data_size, classes = self._check_data(xp, x, t, "x", "t")
-        for name, value in (
-            ("max_epoch", max_epoch),
-            ("batch_size", batch_size),
-            ("eval_interval", eval_interval),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if batch_size > data_size:
-            raise ValueError(f"batch_size {batch_size} is larger than the data ({data_size})")
-        if max_grad is not None and (
-            isinstance(max_grad, bool)
-            or not isinstance(max_grad, numbers.Real)
-            or not (math.isfinite(max_grad) and max_grad > 0)
-        ):
-            raise ValueError(f"max_grad must be a positive number, got {max_grad!r}")
+        check_settings(data_size, max_epoch, batch_size, eval_interval, max_grad)
         max_iters = data_size // batch_size
         return FitState(
             trainer=self,
@@ -505,124 +439,22 @@ class Trainer(BookForm):
         x_val, t_val = data
         get_namespace(state.x, x_val, t_val)  # same backend and device as the training data
         self._check_data(state.xp, x_val, t_val, "x_test", "t_test")
-        if tuple(x_val.shape[1:]) != tuple(state.x.shape[1:]):
-            raise ValueError(
-                f"x_test has samples of shape {tuple(x_val.shape[1:])} (shape "
-                f"{tuple(x_val.shape)}) but x has {tuple(state.x.shape[1:])}"
-            )
+        check_validation_samples(state.x, x_val)
         return x_val, t_val
 
     def _check_data(self, xp: Any, x: Any, t: Any, xname: str, tname: str) -> tuple[int, int]:
-        """Check shapes, dtypes and label range of a data set.
+        """Check a data set (:func:`xpnn.training.checks.check_data`) and its label range.
 
-        Reading the label range is one small host read, once per fit.
+        Reading the label range is one small host read, once per fit; the
+        other checks look only at shapes and dtypes, so an empty or
+        misshapen data set is refused before any reduction runs.
 
         Returns:
             ``(samples, classes)``: the classes are the model's
             ``output_size``, else the one-hot width or the largest label + 1.
         """
-        if x.ndim < 2:
-            raise ValueError(
-                f"{xname} must be 2-D (samples, features) or more (samples, ...), such as "
-                f"images (samples, channels, height, width), got shape {tuple(x.shape)}"
-            )
-        if not xp.isdtype(x.dtype, "real floating"):
-            raise TypeError(
-                f"{xname} must be floating point, got {_dtype_name(x.dtype)}; convert it with "
-                "xpnn.asarray(x) (floats become the backend's float dtype)"
-            )
-        self._check_samples(x, xname)
-        n = x.shape[0]
-        if t.ndim not in (1, 2) or t.shape[0] != n:
-            raise ValueError(
-                f"{xname} has {n} samples (shape {tuple(x.shape)}) but {tname} has shape "
-                f"{tuple(t.shape)}; labels must be ({n},) integers or ({n}, classes) one-hot"
-            )
-        classes = getattr(self.model, "output_size", None)
-        if t.ndim == 2 and classes is not None and t.shape[1] != classes:
-            raise ValueError(
-                f"{tname} is one-hot with {t.shape[1]} classes (shape {tuple(t.shape)}) but "
-                f"{type(self.model).__name__} has {classes} outputs"
-            )
-        seen = t.shape[1] if t.ndim == 2 else 1
+        n, classes = check_data(self.model, xp, x, t, xname, tname)
         if t.ndim == 1:
-            if not xp.isdtype(t.dtype, "integral"):
-                raise TypeError(
-                    f"{tname} of shape ({n},) must hold integer labels, got {_dtype_name(t.dtype)}"
-                )
             low, high = (int(v) for v in to_numpy(xp.stack([xp.min(t), xp.max(t)])))
-            if low < 0 or (classes is not None and high >= classes):
-                raise ValueError(
-                    f"{tname} holds labels from {low} to {high}, outside 0..{(classes or 0) - 1} "
-                    f"for {type(self.model).__name__} with {classes} outputs"
-                )
-            seen = high + 1
-        return n, classes if classes is not None else seen
-
-    def _check_samples(self, x: Any, xname: str) -> None:
-        """Check ``x``'s samples against the model's ``input_size``, if it has one.
-
-        An int is the features of 2-D ``(N, features)`` rows; a tuple the
-        shape of one sample, as ``LayeredNet(input_size=(1, 28, 28))`` takes.
-        """
-        model, shape = type(self.model).__name__, tuple(x.shape)
-        size = getattr(self.model, "input_size", None)
-        if isinstance(size, (tuple, list)):
-            if shape[1:] != tuple(size):
-                raise ValueError(
-                    f"{xname} has samples of shape {shape[1:]} (shape {shape}) but {model} "
-                    f"expects samples of shape {tuple(size)}"
-                )
-        elif size is not None and x.ndim != 2:
-            raise ValueError(
-                f"{xname} has shape {shape} but {model} expects ({shape[0]}, {size}) rows of "
-                f"{size} features: flatten the samples (load_mnist(flatten=True), or "
-                f"xp.reshape(x, ({shape[0]}, -1))) or use a model that takes them as they are"
-            )
-        elif size is not None and x.shape[1] != size:
-            raise ValueError(
-                f"{xname} has {x.shape[1]} features (shape {shape}) but {model} expects {size}"
-            )
-
-    # ---------------------------------------------------------------- plot
-
-    def plot(
-        self,
-        path: str | os.PathLike[str] | None = None,
-        ylim: tuple[float, float] | None = None,
-    ) -> Path | None:
-        """Draw the loss curve (and the accuracy curves, if recorded).
-
-        Args:
-            path: Write the figure here (``.png``, ``.svg`` or ``.pdf``).
-                Without it, as the book's ``plot()``, the figure is shown
-                when matplotlib can show it (an interactive backend, or a
-                notebook's inline one); otherwise it is written to
-                ``xpnn_training.png`` in the current directory
-                (``xpnn_training-2.png``... if that exists: no file is
-                overwritten) and a line says where.
-            ylim: ``(low, high)`` range of the loss axis (the book's ``ylim``).
-
-        Returns:
-            The file written, or None when the figure was shown.
-
-        Raises:
-            ValueError: Nothing recorded yet, a bad extension or ``ylim``.
-        """
-        from xpnn.plot import can_show, show_or_save, training_figure
-
-        if not self.loss_list:
-            raise ValueError("nothing to plot: call fit() first (with enough iterations)")
-        if path is not None:
-            from xpnn.plot import _output_path
-
-            _output_path(path)  # a bad extension fails before any drawing
-        accuracies = (self.train_acc_list, self.test_acc_list) if self.train_acc_list else ()
-        fig = training_figure(
-            self.loss_list,
-            *accuracies,
-            xlabel=f"iterations (x{self.eval_interval})",
-            ylim=ylim,
-            pyplot=path is None and can_show(),
-        )
-        return show_or_save(fig, path, default="xpnn_training.png")
+            classes = check_label_range(self.model, tname, low, high, classes)
+        return n, classes

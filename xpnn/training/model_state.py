@@ -1,0 +1,45 @@
+"""The arrays of a model a run keeps beside ``params``, and the arrays of a container.
+
+A checkpoint holds the parameters and also the model's state arrays
+(BatchNormalization's running statistics, :func:`model_state_arrays`) and each
+Dropout layer's seed and count of masks drawn (:func:`dropout_layers`); the
+guard checks the state arrays are finite before a checkpoint is written. The
+writer (:mod:`xpnn.training.checkpointer`), the resume
+(:mod:`xpnn.training.resume`) and the guard (:mod:`xpnn.training.callbacks`)
+read them from here, so none of them imports another for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from xpnn.layers import Dropout
+
+__all__ = ["dropout_layers", "model_state_arrays"]
+
+
+def _values(arrays: Any) -> list[Any]:
+    """The arrays of a params/grads list or dict, in order."""
+    return list(arrays.values()) if isinstance(arrays, Mapping) else list(arrays)
+
+
+def model_state_arrays(model: Any) -> dict[str, Any]:
+    """The model's arrays that are not parameters, by name (the very arrays).
+
+    ``layers.<i>.<name>`` for each name in layer ``i``'s ``state_names``
+    (BatchNormalization's ``running_mean`` and ``running_var``), as
+    :meth:`xpnn.models.LayeredNet.named_arrays` names them; empty for a
+    model without ``layers``. A checkpoint holds them: a resumed run goes
+    on with the running statistics of the interrupted one.
+    """
+    arrays: dict[str, Any] = {}
+    for i, layer in enumerate(getattr(model, "layers", ()) or ()):
+        for name in getattr(type(layer), "state_names", ()):
+            arrays[f"layers.{i}.{name}"] = getattr(layer, name)
+    return arrays
+
+
+def dropout_layers(model: Any) -> list[Any]:
+    """The model's :class:`xpnn.layers.Dropout` layers, in ``model.layers`` order."""
+    return [layer for layer in getattr(model, "layers", ()) or () if isinstance(layer, Dropout)]
