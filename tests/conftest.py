@@ -4,9 +4,19 @@ The ``backend`` fixture (and ``xp``, its namespace) is parametrized over all
 backends xpnn knows. Those that cannot run on this machine are skipped with
 the reason; ``--require-backend SPEC`` turns that skip into a failure (the GPU
 nox session uses it so that a CUDA run can never pass by skipping everything).
+
+The CPU libraries run with one thread (``--cpu-threads``, see
+:func:`pytest_configure`). The run ends with the skipped tests named
+(:func:`pytest_terminal_summary`): one line per backend that cannot run
+here, with the count, why, and the command that runs them, and one line for
+every other reason, counted. It comes before pytest's own last line
+(``N passed, M skipped in ...``).
 """
 
 from __future__ import annotations
+
+import re
+from collections import Counter
 
 import pytest
 
@@ -33,6 +43,63 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="SPEC",
         help="fail instead of skipping when this backend (e.g. cupy:0) cannot run",
     )
+    parser.addoption(
+        "--cpu-threads",
+        type=int,
+        default=1,
+        metavar="N",
+        help="threads of the CPU libraries (BLAS, OpenMP, PyTorch) during the tests; 0 leaves "
+        "them and their environment variables as they are (default: 1: the tests' matrices "
+        "are tiny, and on a busy 2-core machine 2 BLAS threads made the suite 1.5x slower)",
+    )
+
+
+#: The thread limit's undo, set by pytest_configure (empty: no limit applied).
+_THREAD_UNDO: list = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Limit the CPU libraries to ``--cpu-threads`` for the whole run (here and in subprocesses).
+
+    The environment variables reach the subprocesses the tests start and
+    libraries loaded later (PyTorch reads ``OMP_NUM_THREADS``);
+    threadpoolctl reaches NumPy's BLAS, already loaded. Not
+    ``xpnn.backend.threads.limit_threads``: its own tests need it outside
+    any block.
+    """
+    import os
+
+    n = config.getoption("--cpu-threads")
+    if n < 0:
+        raise pytest.UsageError(f"--cpu-threads must be 0 or more, got {n}")
+    if not n:
+        return
+    from xpnn.backend.threads import THREAD_ENV
+
+    saved = {name: os.environ.get(name) for name in THREAD_ENV}
+    os.environ.update({name: str(n) for name in THREAD_ENV})
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # a dependency of xpnn; without it, the environment still acts
+        limiter = None
+    else:
+        limiter = threadpool_limits(limits=n)
+
+    def undo() -> None:
+        if limiter is not None:
+            limiter.restore_original_limits()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+    _THREAD_UNDO.append(undo)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    while _THREAD_UNDO:
+        _THREAD_UNDO.pop()()
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -41,6 +108,86 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     for spec, reason in _backend.backend_status().items():
         lines.append(f"  {spec}: {'runs' if reason is None else 'skipped: ' + reason}")
     return lines
+
+
+#: The command that runs the tests of each library's backends (by the spec's library).
+RUN_WITH = {
+    "torch": "nox -s tests_torch",
+    "cupy": "nox -s tests_gpu",
+    "array_api_strict": 'pip install "xpnn[test]" (array-api-strict), then pytest',
+}
+
+#: Where it is not the library's command alone (PyTorch on CUDA needs a GPU too).
+RUN_WITH_SPEC = {"torch:cuda": "nox -s tests_torch on a machine with a CUDA GPU"}
+
+_BACKEND_SKIP = re.compile(r"^(?P<spec>[\w.]+(?::[\w.]+)*) cannot run here: (?P<why>.*)$", re.S)
+_IMPORT_SKIP = re.compile(r"^could not import '(?P<module>[\w.]+)'")
+
+
+def _skip_reason(report: pytest.TestReport | pytest.CollectReport) -> str:
+    """The reason a skipped test was skipped, without pytest's ``Skipped: `` prefix."""
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+    return reason.removeprefix("Skipped: ").strip()
+
+
+def _short_why(why: str) -> str:
+    """``"the package 'torch' is not installed (...)"`` -> ``"not installed"``; else line 1."""
+    if "is not installed" in why:
+        return "not installed"
+    why = why.splitlines()[0] if why else "cannot run here"
+    return why if len(why) <= 120 else why[:117] + "..."
+
+
+def skip_summary(reports: list) -> list[str]:
+    """The lines that name the skipped tests: one per backend, one for every other reason.
+
+    A test skipped because a backend cannot run (``"SPEC cannot run here:
+    WHY"``, see :func:`open_or_skip`) counts for that backend, and so does
+    one skipped because its library cannot be imported (``pytest.importorskip``:
+    torch's for torch:cpu, cupy's for cupy:0).
+    """
+    backends: dict[str, Counter] = {}
+    others: Counter = Counter()
+    for report in reports:
+        reason = _skip_reason(report)
+        match = _BACKEND_SKIP.match(reason)
+        imported = _IMPORT_SKIP.match(reason)
+        if match:
+            spec, why = match["spec"], _short_why(match["why"])
+        elif imported and imported["module"].split(".")[0] in ("torch", "cupy"):
+            spec = "torch:cpu" if imported["module"].startswith("torch") else "cupy:0"
+            why = "not installed"
+        else:
+            others[reason.splitlines()[0] if reason else "(no reason given)"] += 1
+            continue
+        backends.setdefault(spec, Counter())[why] += 1
+    order = [param.values[0] for param in BACKEND_PARAMS]
+    lines = []
+    for spec in sorted(backends, key=lambda s: (order.index(s) if s in order else len(order), s)):
+        whys = backends[spec]
+        count = sum(whys.values())
+        why = "; ".join(w for w, _ in whys.most_common())
+        run = RUN_WITH_SPEC.get(spec) or RUN_WITH.get(spec.split(":")[0])
+        lines.append(
+            f"{spec}: {why}, {count:,} test{'s' if count != 1 else ''} skipped"
+            + (f"; run them with: {run}" if run else "")
+        )
+    if others:
+        count = sum(others.values())
+        reasons = "; ".join(f"{reason} ({n:,})" for reason, n in others.most_common())
+        lines.append(f"other: {count:,} test{'s' if count != 1 else ''} skipped: {reasons}")
+    return lines
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """Name the skipped tests, before pytest's last line (see :func:`skip_summary`)."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not skipped:
+        return
+    terminalreporter.write_sep("=", f"{len(skipped):,} skipped, by backend and reason")
+    for line in skip_summary(skipped):
+        terminalreporter.write_line(line)
 
 
 def open_or_skip(request: pytest.FixtureRequest, spec: str) -> xpnn.Backend:

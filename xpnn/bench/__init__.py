@@ -38,7 +38,12 @@ Cases:
 
 The report also records the machine, including the thread settings of the CPU
 libraries (:func:`thread_settings`): on a busy machine they can change a
-timing several times over.
+timing several times over. Every case runs under one thread limit
+(``xpnn bench --threads N``; without it :func:`~xpnn.backend.threads.default_threads`:
+1 on 2 CPUs or fewer, else ``min(4, CPUs)``), for every candidate alike (the
+memory case's subprocess too), and the report records the limit, what was
+asked and the default (``machine.thread_limit``, and the header's
+``threads:`` line).
 
 Host-side NumPy appears here on purpose: the textbook reference is NumPy code.
 """
@@ -62,7 +67,7 @@ import xpnn
 from xpnn.bench.conv import bench_conv, format_conv
 from xpnn.bench.precision import bench_precision, format_precision
 
-__all__ = ["main", "run", "thread_settings"]
+__all__ = ["main", "run", "thread_limit", "thread_settings"]
 
 N_DATA, D_IN, HIDDEN, CLASSES, BATCH, LR = 60_000, 784, 50, 10, 100, 0.1
 TEXTBOOK = "textbook (book's code)"
@@ -628,7 +633,10 @@ def thread_settings() -> dict[str, Any]:
     """How many threads the CPU libraries may use here, as far as can be seen.
 
     Nothing is imported to find out: PyTorch is asked only if it is already
-    imported, and threadpoolctl only if it is installed.
+    imported, and threadpoolctl only if it is installed. The environment
+    variables are the user's, as they were before any ``--threads`` limit
+    (:func:`xpnn.backend.threads.environment_before`); the thread pools and
+    PyTorch's count are as they are now, under the limit.
 
     Returns:
         ``env``: each of :data:`THREAD_ENV` and its value (None when unset);
@@ -640,6 +648,8 @@ def thread_settings() -> dict[str, Any]:
         with ``internal_api`` and ``num_threads``), or None when threadpoolctl
         is not installed.
     """
+    from xpnn.backend.threads import environment_before
+
     try:
         affinity: int | None = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # not on macOS or Windows
@@ -655,7 +665,7 @@ def thread_settings() -> dict[str, Any]:
     else:
         pools = [dict(pool) for pool in threadpool_info()]
     return {
-        "env": {name: os.environ.get(name) for name in THREAD_ENV},
+        "env": environment_before(THREAD_ENV),
         "cpu_count": os.cpu_count(),
         "affinity": affinity,
         "torch": torch_threads,
@@ -663,10 +673,21 @@ def thread_settings() -> dict[str, Any]:
     }
 
 
-def _format_threads(threads: dict[str, Any]) -> str:
-    """One line of :func:`thread_settings` for the report's header."""
+def _format_limit(limit: dict[str, Any]) -> str:
+    """``limit 2 (--threads; the default here is 1, for 2 CPUs)``, for the header."""
+    asked = "not given, the default" if limit["requested"] is None else "--threads"
+    return (
+        f"limit {limit['limit']} ({asked}; the default here is {limit['default']}, "
+        f"for {limit['cpus']} CPUs)"
+    )
+
+
+def _format_threads(threads: dict[str, Any], limit: dict[str, Any] | None = None) -> str:
+    """One line of :func:`thread_settings` (and the thread limit) for the report's header."""
     env = " ".join(f"{k}={'unset' if v is None else v}" for k, v in threads["env"].items())
     parts = [env, f"cpu_count {threads['cpu_count']}"]
+    if limit is not None:
+        parts.insert(0, _format_limit(limit))
     if threads.get("affinity") is not None:
         parts.append(f"affinity {threads['affinity']}")
     if threads.get("torch") is not None:
@@ -679,8 +700,44 @@ def _format_threads(threads: dict[str, Any]) -> str:
     return "threads: " + ", ".join(parts)
 
 
-def run(cases: list[str] | None = None) -> dict[str, Any]:
-    """Run the named cases (:data:`DEFAULT_CASES` by default); returns the results as a dict."""
+def thread_limit(threads: int | None) -> dict[str, Any]:
+    """The report's record of the thread limit: ``limit``, ``requested``, ``default``.
+
+    ``requested`` is ``--threads`` (None when not given), ``default`` the
+    limit :func:`~xpnn.backend.threads.default_threads` picks on this
+    machine, ``limit`` the one the cases ran with, and ``cpus`` the CPUs
+    the default was picked for.
+    """
+    from xpnn.backend.threads import available_cpus, check_threads, default_threads
+
+    default = default_threads()
+    requested = None if threads is None else check_threads(threads, "--threads")
+    return {
+        "limit": default if requested is None else requested,
+        "requested": requested,
+        "default": default,
+        "cpus": available_cpus(),
+    }
+
+
+def run(cases: list[str] | None = None, threads: int | None = None) -> dict[str, Any]:
+    """Run the named cases (:data:`DEFAULT_CASES` by default); returns the results as a dict.
+
+    Args:
+        cases: The cases to run.
+        threads: The CPU libraries' thread limit for all of them
+            (:func:`xpnn.backend.threads.default_threads` if None); recorded
+            in ``report["machine"]["thread_limit"]`` (:func:`thread_limit`).
+    """
+    from xpnn.backend.threads import limit_threads
+
+    limit = thread_limit(threads)
+    with limit_threads(limit["limit"]):
+        return _run(cases, limit)
+
+
+def _run(cases: list[str] | None, limit: dict[str, Any]) -> dict[str, Any]:
+    """:func:`run`'s work, inside the thread limit."""
     steady = _steady_heap()
     report: dict[str, Any] = {
         "machine": {
@@ -689,6 +746,7 @@ def run(cases: list[str] | None = None) -> dict[str, Any]:
             "python": platform.python_version(),
             "packages": xpnn.info()["packages"],
             "glibc heap thresholds fixed": steady,
+            "thread_limit": limit,
         }
     }
     for name in cases or [c for c in DEFAULT_CASES if c in CASES]:
@@ -704,7 +762,9 @@ def format_report(report: dict[str, Any]) -> str:
     """The report as a plain-text table."""
     lines = [f"machine: {report['machine']['platform']}, Python {report['machine']['python']}"]
     if "threads" in report["machine"]:
-        lines.append(_format_threads(report["machine"]["threads"]))
+        lines.append(
+            _format_threads(report["machine"]["threads"], report["machine"].get("thread_limit"))
+        )
     for case, result in report.items():
         if case == "machine":
             continue
@@ -745,9 +805,11 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(cases: list[str] | None = None, json_path: str | None = "bench.json") -> int:
-    """Run, print the table, write the JSON; returns 0."""
-    report = run(cases)
+def main(
+    cases: list[str] | None = None, json_path: str | None = "bench.json", threads: int | None = None
+) -> int:
+    """Run (with ``threads``, see :func:`run`), print the table, write the JSON; returns 0."""
+    report = run(cases, threads=threads)
     print(format_report(report))
     if json_path:
         with open(json_path, "w") as f:

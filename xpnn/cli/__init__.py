@@ -16,6 +16,12 @@ every file problem: ``xpnn train`` checks its output paths (``--plot``,
 before it loads data or trains, and ``xpnn bench`` its ``--json`` before it
 runs. At the end the model is written before the figure; if a write fails
 anyway, one line says what failed and what was written (exit status 2).
+``xpnn train``, ``search`` and ``bench`` take ``--threads N``: the CPU
+libraries (NumPy's BLAS, OpenMP, PyTorch) use at most N threads for the whole
+command (:func:`xpnn.backend.threads.limit_threads`; ``search`` passes N to
+each trial on its worker). Without it: 1 on a machine with 2 CPUs or fewer,
+else ``min(4, CPUs)`` (:func:`~xpnn.backend.threads.default_threads`); 1
+per worker for ``search``, whose cluster already runs a worker per core.
 Training that fails numerically (a NaN or infinite loss, or a loss that
 diverges far above the untrained one: see ``Trainer.fit``'s ``on_nan``) ends
 with a one-line error and advice (a smaller ``--lr``, ``--max-grad``) and exit
@@ -26,6 +32,9 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from typing import Any
+
+from xpnn.backend.threads import default_threads
 
 # Re-exported: the names the single-module ``xpnn.cli`` had (tests and
 # scripts use them as ``xpnn.cli.estimate_memory`` and so on).
@@ -46,16 +55,34 @@ __all__ = ["main"]
 EXIT_DIVERGED = 3
 
 
+def thread_limit(args: Any) -> int | None:
+    """The ``--threads`` a command runs with: given, or its default; None for commands without."""
+    if not hasattr(args, "threads"):
+        return None
+    if args.threads is not None:
+        return args.threads
+    if args.command == "search":
+        from xpnn.cli.search import DEFAULT_THREADS
+
+        return DEFAULT_THREADS
+    return default_threads()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``xpnn`` command; returns the exit status."""
     from xpnn.backend import BackendMismatchError, BackendUnavailableError
+    from xpnn.backend.threads import limit_threads
     from xpnn.datasets import DownloadError, IDXFormatError
     from xpnn.io import ModelFileError
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    threads = thread_limit(args)
     try:
-        return args.func(args)
+        if threads is None:
+            return args.func(args)
+        with limit_threads(threads):
+            return args.func(args)
     except FloatingPointError as exc:
         # Not a usage error: the run itself failed, and its options are the fix.
         advice = ""

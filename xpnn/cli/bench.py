@@ -17,4 +17,4 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown case {unknown[0]!r}; valid: {', '.join(CASES)}")
     if args.json:  # before the benchmarks run, not after
         check_output_path(args.json, "--json", example="bench.json")
-    return bench_main(args.cases or None, json_path=args.json)
+    return bench_main(args.cases or None, json_path=args.json, threads=args.threads)

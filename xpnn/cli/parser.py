@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 
+from xpnn.backend.threads import default_threads
 from xpnn.cli import bench, gradcheck, info, search, train
 from xpnn.cli.train import DATASET_DEFAULTS, MODEL_CHOICES, OPTIMIZERS
 
@@ -42,6 +43,42 @@ def _positive_float(text: str) -> float:
     if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
+
+
+def _threads(text: str) -> int:
+    """argparse type of ``--threads``: a positive whole number."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a whole number of threads: {text!r} (give e.g. --threads 1)"
+        ) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(
+            f"must be 1 or more threads, got {value} (give e.g. --threads 1)"
+        )
+    return value
+
+
+def _add_threads(parser: argparse.ArgumentParser, default: str) -> None:
+    """The ``--threads`` option of ``parser``; ``default`` says what applies without it."""
+    parser.add_argument(
+        "--threads",
+        type=_threads,
+        metavar="N",
+        help="threads of the CPU libraries (NumPy's BLAS, OpenMP, PyTorch) for the whole "
+        f"command; default: {default}",
+    )
+
+
+#: What ``--threads`` is without it, in ``--help``'s words
+#: (:func:`xpnn.backend.threads.default_threads`).
+THREADS_DEFAULT_HELP = (
+    "1 on a machine with 2 CPUs or fewer, else min(4, CPUs) (here: {n}): with 1-2 cores, more "
+    "BLAS threads compete with the Python loop and with other programs (on a busy 2-core "
+    "machine 2 threads ran 3-8x slower than 1); with more cores, up to 4 speed up the conv "
+    "nets' larger products and leave the other cores free"
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -221,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="CuPy only: replay each iteration as a recorded CUDA graph (much faster on a GPU)",
     )
+    _add_threads(p, THREADS_DEFAULT_HELP.format(n=default_threads()))
     p.set_defaults(func=train.run)
 
     g = sub.add_parser(
@@ -264,6 +302,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="bench.json",
         metavar="FILE",
         help="where to write the results (checked before the benchmarks run)",
+    )
+    _add_threads(
+        b,
+        THREADS_DEFAULT_HELP.format(n=default_threads())
+        + "; every candidate runs with the same limit, and the report records it",
     )
     b.set_defaults(func=bench.run)
     return parser
@@ -354,4 +397,10 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     )
     s.add_argument("--top", type=_positive_int, default=20, help="lines of the ranking to print")
     s.add_argument("--quiet", action="store_true", help="no progress bar and no first line")
+    _add_threads(
+        s,
+        f"{search.DEFAULT_THREADS} in each worker (the embedded cluster already runs one worker "
+        "per core, so more threads per trial would only compete for them; Dask gives its "
+        "workers 1 too), and in this process",
+    )
     s.set_defaults(func=search.run)

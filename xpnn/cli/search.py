@@ -27,6 +27,11 @@ from xpnn.io import check_output_path
 #: The ``--model`` of the book.
 DEFAULT_MODEL = "MultiLayerNet"
 
+#: ``--threads`` without it: 1 thread per trial. The embedded cluster runs one
+#: worker per core already (Dask's nanny starts its workers with 1 BLAS thread
+#: too), so more threads per trial would only compete for the same cores.
+DEFAULT_THREADS = 1
+
 
 def parse_hidden(text: str) -> list[int]:
     """``"100,100,100"`` or ``"6x100"`` -> ``[100, 100, 100]`` (argparse type of ``--hidden``)."""
@@ -106,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
             gpus=args.gpus,
             results=args.results or None,
             progress=not args.quiet,
+            threads=args.threads or DEFAULT_THREADS,
         )
     except ImportError as exc:  # Dask (or dask-cuda) missing: what to install, in one line
         print(f"xpnn search: error: {exc}", file=sys.stderr)

@@ -14,6 +14,7 @@ import sys
 import time
 from typing import Any
 
+from xpnn.backend import threads
 from xpnn.cli import memory
 from xpnn.cli.memory import (
     CONV_MODELS,
@@ -274,6 +275,7 @@ def run(args: argparse.Namespace) -> int:
     if args.backend:
         xpnn.set_backend(args.backend, dtype=args.dtype)
     backend = xpnn.get_backend()
+    threads.refresh()  # the --threads limit reaches a library the backend just loaded (PyTorch)
     if args.cuda_graph and backend.name != "cupy":  # before loading (maybe downloading) data
         raise ValueError(f"--cuda-graph needs --backend cupy, not {backend.spec}")
     _check_precision(args, backend)

@@ -423,6 +423,7 @@ def random_search(
     retries: int = 2,
     progress: bool = True,
     trial_fn: Callable[[Trial], Mapping[str, Any]] | None = None,
+    threads: int | None = None,
 ) -> SearchResult:
     """Run the book's random search (or any random search) on Dask distributed.
 
@@ -482,6 +483,12 @@ def random_search(
             It runs on the workers, so it must be importable there (or
             pickled by value: ``cloudpickle.register_pickle_by_value``).
             The space's keys may then be any names.
+        threads: Each trial limits its worker's CPU libraries (BLAS, OpenMP,
+            PyTorch) to this many threads while it runs
+            (:func:`xpnn.backend.threads.limit_threads`; ``xpnn search
+            --threads``, 1 there by default); None leaves the workers' own
+            settings. Not a setting of the search: the results do not depend
+            on it, and a search resumes under another.
 
     Returns:
         A :class:`SearchResult`: ``records`` of trials ``0 .. trials - 1``,
@@ -512,6 +519,10 @@ def random_search(
         )
     if workers is not None:
         workers = _positive_int(workers, "workers")
+    if threads is not None:
+        from xpnn.backend.threads import check_threads
+
+        threads = check_threads(threads, "threads")
     if scheduler is not None and (not isinstance(scheduler, str) or not scheduler):
         raise ValueError(
             f"scheduler must be an address such as 'tcp://host:8786', got {scheduler!r}"
@@ -576,7 +587,9 @@ def random_search(
             cluster.check_workers(conn, __version__)
             began = time.perf_counter()
             outcome.timing["startup_s"] = began - start
-            finished = _run(conn.client, function, todo, params_of, settings, retries, writer, bar)
+            finished = _run(
+                conn.client, function, todo, params_of, settings, retries, writer, bar, threads
+            )
             wall = time.perf_counter() - began
             done.update(finished)
             trial_s = sum(r["seconds"] for r in finished.values())
@@ -607,6 +620,7 @@ def _run(
     retries: int,
     writer: ResultsWriter | None,
     bar: Any,
+    threads: int | None = None,
 ) -> dict[int, dict[str, Any]]:
     """Submit the trials, write each record as it arrives; the records by trial number."""
     from xpnn.search import cluster
@@ -620,6 +634,7 @@ def _run(
             run_trial,
             function,
             trial,
+            threads,
             key=f"xpnn-search-{token}-trial-{k}",
             retries=retries,
             pure=False,

@@ -246,10 +246,12 @@ def train_trial(trial: Trial) -> dict[str, Any]:
         ``val_acc`` None and ``error`` the message.
     """
     import xpnn
+    from xpnn.backend.threads import refresh as refresh_threads
 
     settings = trial.settings
     x, t, x_val, t_val = load_search_data(settings)
     backend = xpnn.backend.backend_of(x)
+    refresh_threads()  # run_trial's thread limit reaches a library just loaded (PyTorch)
     values = trial.targets()
     model_cls = resolve_model(settings["model"])
     kwargs = {**settings["model_kwargs"], **values["model"]}
@@ -284,8 +286,18 @@ def train_trial(trial: Trial) -> dict[str, Any]:
     return record
 
 
-def run_trial(trial_fn: Callable[[Trial], Mapping[str, Any]], trial: Trial) -> dict[str, Any]:
+def run_trial(
+    trial_fn: Callable[[Trial], Mapping[str, Any]], trial: Trial, threads: int | None = None
+) -> dict[str, Any]:
     """Run ``trial_fn(trial)`` on a worker; the results file's record of it.
+
+    Args:
+        trial_fn: The trial function.
+        trial: The trial.
+        threads: Limit the worker's CPU libraries (BLAS, OpenMP, PyTorch) to
+            this many threads during the trial
+            (:func:`xpnn.backend.threads.limit_threads`); None leaves them as
+            the worker has them.
 
     Returns:
         ``{"trial": number, "params": {...}, **trial_fn's result, "seconds":
@@ -297,7 +309,13 @@ def run_trial(trial_fn: Callable[[Trial], Mapping[str, Any]], trial: Trial) -> d
             ``val_acc`` (a finite number, or None for a failed trial).
     """
     start = time.perf_counter()
-    result = trial_fn(trial)
+    if threads is None:
+        result = trial_fn(trial)
+    else:
+        from xpnn.backend.threads import limit_threads
+
+        with limit_threads(threads):
+            result = trial_fn(trial)
     seconds = time.perf_counter() - start
     if not isinstance(result, Mapping) or "val_acc" not in result:
         raise TypeError(
