@@ -31,8 +31,8 @@ import numpy as np
 
 import xpnn
 from xpnn import Trainer
-from xpnn.models.convnet import DeepConvNet
 from xpnn.io import load, save
+from xpnn.models.convnet import DeepConvNet
 from xpnn.plot import misclassified_figure
 
 #: A short training run of the book's net (the book trains 20 epochs on all of

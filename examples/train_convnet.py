@@ -35,8 +35,8 @@ from matplotlib.ticker import MaxNLocator
 
 import xpnn
 from xpnn import Trainer
-from xpnn.models.convnet import SimpleConvNet
 from xpnn.io import save
+from xpnn.models.convnet import SimpleConvNet
 from xpnn.plot import filters_figure, show_or_save
 
 #: The book's sizes, and those of --quick.

@@ -10,6 +10,9 @@ import pytest
 from test_checkpoint import Interrupt
 
 import xpnn
+from xpnn.datasets import load_spiral
+from xpnn.io import read_checkpoint
+from xpnn.optimizers import SGD, Momentum
 from xpnn.training.callbacks import (
     EVENTS,
     Callback,
@@ -20,9 +23,6 @@ from xpnn.training.callbacks import (
     Reporter,
 )
 from xpnn.training.checkpointer import Checkpointer, fingerprint
-from xpnn.datasets import load_spiral
-from xpnn.io import read_checkpoint
-from xpnn.optimizers import SGD, Momentum
 
 FIT = {"max_epoch": 2, "batch_size": 30, "eval_interval": 5, "progress": False, "verbose": False}
 

@@ -9,10 +9,10 @@ import pytest
 
 import xpnn
 import xpnn.models.convnet
-from xpnn.models.convnet import DeepConvNet, SimpleConvNet
 from xpnn.io import load, save
 from xpnn.layers import Affine, Convolution, Dropout, Pooling, Relu
 from xpnn.models import MODELS
+from xpnn.models.convnet import DeepConvNet, SimpleConvNet
 
 
 def host(a):

@@ -665,9 +665,9 @@ def test_misclassified_mnist_trains_and_shows_the_wrong_digits(tmp_path, capsys,
 
 
 def test_misclassified_mnist_loads_a_saved_model(tmp_path, capsys):
-    from xpnn.models.convnet import DeepConvNet
     from xpnn.datasets import load_mnist5k
     from xpnn.io import save
+    from xpnn.models.convnet import DeepConvNet
 
     with xpnn.use_backend("numpy"):
         net = DeepConvNet(seed=5, dtype="float64")

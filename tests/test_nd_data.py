@@ -8,12 +8,12 @@ import pytest
 from test_checkpoint import Interrupt
 
 import xpnn
-from xpnn.training.checkpointer import fingerprint
 from xpnn.datasets import load_mnist5k
 from xpnn.io import ModelFileError, load, save
 from xpnn.layers import Affine, Flatten, Relu, SoftmaxWithLoss
 from xpnn.models import LayeredNet
 from xpnn.optimizers import SGD
+from xpnn.training.checkpointer import fingerprint
 
 FIT = {"max_epoch": 3, "batch_size": 20, "eval_interval": 2, "seed": 3, "progress": False}
 FIT["verbose"] = False

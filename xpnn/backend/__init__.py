@@ -24,8 +24,11 @@ Backend specs are strings ``"name"`` or ``"name:device"``::
 Asking for a backend that cannot run raises :class:`BackendUnavailableError`
 saying why and how to fix it; xpnn never falls back to another backend.
 
-Everything is imported from here (``from xpnn.backend import ...``); the
-modules of the package, each owning one job, are::
+The selection, transfers and namespaces are imported from here (``from
+xpnn.backend import ...``); the layers' named fast paths from their own
+modules (``from xpnn.backend.conv_kernels import conv2d_forward``), and the
+thread limit from ``xpnn.backend.threads``. The modules of the package, each
+owning one job, are::
 
     selection    specs, Backend, opening and caching backends, the active backend
     openers      importing each library, finding its device, allocating once
@@ -34,6 +37,13 @@ modules of the package, each owning one job, are::
     namespace    get_namespace, backend_of, device_of, _library
     transfer     to_numpy, asarray, zeros
     operations   Ops (the buffered operations of a step) and ops()
+    loss_ops     LossOps, part of Ops: label checks, picks, softmax cross-entropy
+    layer_ops    LayerOps, part of Ops: the layers' fast paths (relu...)
+    conv_columns im2col_into, col2im_into: the column matrix, into reused buffers
+    conv_kernels Convolution's steps (PyTorch's kernels, the column products)
+    conv_pooling Pooling's steps (PyTorch's kernel, the window maxima, routing)
+    conv_checks  what the conv layers refuse before any change
+    threads      the CPU libraries' thread limit (threadpoolctl, torch)
     probe        backend_status, available_backends, info
     cuda/        CuPy only: errors (diagnosing CUDA failures), kernels
                  (element-wise and raw kernels), cublas (matmul by ctypes),
