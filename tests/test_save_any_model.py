@@ -120,11 +120,18 @@ def test_bad_layer_configs_are_refused(tmp_path, edit, match):
 
 
 def test_a_layer_config_that_implies_other_shapes_is_refused(tmp_path):
-    path = save(custom_net(), tmp_path / "net.npz")
+    # Without input_size the chain of sample shapes is not checked (test_model_chain.py
+    # does that): the arrays' shapes against the config are, still.
+    path = save(custom_net(input_size=None), tmp_path / "net.npz")
     _rewrite_meta(path, lambda m: m["config"]["layers"][2]["config"].update(output_size=7))
     with pytest.raises(
         ModelFileError, match=r"wrong shapes: layers.2.W \(4, 6\) \(expected \(4, 7\)\)"
     ):
+        load(path)
+    # With it, the chain breaks first: layer 4 gets 7 features where it takes 6.
+    path = save(custom_net(), tmp_path / "chained.npz")
+    _rewrite_meta(path, lambda m: m["config"]["layers"][2]["config"].update(output_size=7))
+    with pytest.raises(ModelFileError, match=r"layer 4 \(Affine\)"):
         load(path)
 
 

@@ -4,7 +4,9 @@ Owns the checks that ``im2col``, ``col2im``, ``Convolution`` and ``Pooling``
 run before they change anything, kept here so that the layers' code states
 the book's math: each raises a TypeError or ValueError naming the sizes,
 shapes or dtypes it got and the fix. Plain Python on shapes and dtypes: no
-array is read, so no host sync.
+array is read, so no host sync. :func:`window_sample_shape` and
+:func:`window_scratch` give the layers' sizes for one sample from shapes alone,
+for a model's check that its layers chain (:meth:`xpnn.layers.Layer.output_sample_shape`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ __all__ = [
     "config_pad",
     "int_arg",
     "window_args",
+    "window_sample_shape",
+    "window_scratch",
 ]
 
 
@@ -76,6 +80,53 @@ def checked_out_size(
             f"{pad} ({h}x{w}); use a smaller window or more padding"
         )
     return (h - fh) // stride + 1, (w - fw) // stride + 1
+
+
+def window_sample_shape(
+    shape: tuple[int, ...], window: tuple[int, int, int, int], who: str, channels: int = 0
+) -> tuple[int, int]:
+    """``(out_h, out_w)`` of ``window`` ``(fh, fw, stride, pad)`` over samples ``(C, H, W)``.
+
+    From shapes alone, as a model checks that its layers chain (Python ints:
+    no overflow, whatever sizes a file gives).
+
+    Raises:
+        ValueError: ``shape`` is not 3-D, its channels are not ``channels``
+            (when given), the window does not fit the padded input, or the
+            stride exceeds the padded input on both axes (it would take one
+            window, as a stride of the larger side does, and the runtime's
+            byte strides would overflow).
+    """
+    fh, fw, stride, pad = window
+    if len(shape) != 3:
+        raise ValueError(f"{who} takes images, samples of shape (C, H, W), got samples of {shape}")
+    if channels and shape[0] != channels:
+        raise ValueError(
+            f"{who} filters take {channels} channels, got samples of shape {shape} "
+            f"({shape[0]} channels)"
+        )
+    h, w = shape[1] + 2 * pad, shape[2] + 2 * pad
+    if h < fh or w < fw:
+        raise ValueError(
+            f"{who}: a {fh}x{fw} window does not fit samples of shape {shape} padded by {pad} "
+            f"({h}x{w}); use a smaller window or more padding"
+        )
+    if stride > max(h, w):
+        raise ValueError(
+            f"{who}: stride {stride} exceeds the padded input {h}x{w} on both axes (it takes "
+            f"one window, as stride {max(h, w)} does); use a stride of at most {max(h, w)}"
+        )
+    return (h - fh) // stride + 1, (w - fw) // stride + 1
+
+
+def window_scratch(shape: tuple[int, ...], window: tuple[int, int, int, int]) -> int:
+    """Elements per sample that ``im2col`` makes for ``window`` over samples ``(C, H, W)``
+    that fit it (:func:`window_sample_shape`): the padded copy and the columns."""
+    fh, fw, _, pad = window
+    c, h, w = shape
+    out_h, out_w = window_sample_shape(shape, window, "im2col")
+    padded = c * (h + 2 * pad) * (w + 2 * pad) if pad else 0
+    return padded + c * fh * fw * out_h * out_w
 
 
 def col2im_args(

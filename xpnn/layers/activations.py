@@ -22,6 +22,8 @@ class Sigmoid(Layer):
     ``dout * (1 - out) * out``. Shapes and dtype of ``out`` are those of ``x``.
     """
 
+    keeps_shape = True
+
     def __init__(self) -> None:
         super().__init__()
         self.out: Any = None
@@ -49,6 +51,8 @@ class Relu(Layer):
     PyTorch's threshold) are :meth:`xpnn.backend.Ops.relu` and
     :meth:`~xpnn.backend.Ops.relu_backward`.
     """
+
+    keeps_shape = True
 
     def __init__(self) -> None:
         super().__init__()
@@ -80,6 +84,8 @@ class Relu(Layer):
 @register_layer
 class Softmax(Layer):
     """Softmax over the last axis."""
+
+    keeps_shape = True
 
     def __init__(self) -> None:
         super().__init__()

@@ -28,6 +28,13 @@ A layer joins :data:`LAYERS`, the registry of kinds a file may name, with
 convolution's stride and pad) overrides the four; one with running
 statistics also lists them in ``state_names``, as attributes.
 
+A layer also declares what a model checks before it builds or loads anything,
+that its layers chain: :meth:`Layer.output_sample_shape` (the shape of one sample
+out for one sample in, from the config alone; ``keeps_shape = True`` for a layer
+that keeps it) and :attr:`Layer.is_loss` (a loss layer, whose ``forward`` takes
+``(x, t)``, goes last). A layer declaring no shape still works; the layers after
+it are not checked.
+
 Every layer, a user's subclass too, refuses a ``backward`` it cannot answer,
 before anything changes: one before any ``forward`` (RuntimeError), and a
 ``dout`` whose shape is not that of the last ``forward``'s output
@@ -63,11 +70,21 @@ class Layer:
             or test mode, as the book's ``Dropout`` and
             ``BatchNormalization``): ``forward(x, train_flg=True)``. A model
             passes its train flag to these layers only.
+        keeps_shape: Whether the output of a sample has the input's shape
+            (activations, Dropout): the declaration :meth:`output_sample_shape`
+            reads.
+        is_loss: Whether this is a loss layer, whose ``forward`` takes ``(x,
+            t)`` (:class:`SoftmaxWithLoss`): one goes last in a model, as its
+            ``loss_layer``, and no other layer goes there. A subclass that
+            does not set it gets True when its ``forward`` takes two
+            arguments without defaults, False when it takes one.
     """
 
     param_names: tuple[str, ...] = ()
     state_names: tuple[str, ...] = ()
     takes_train_flg: bool = False
+    keeps_shape: bool = False
+    is_loss: bool = False
     # The shape of the last forward pass's output, which backward's dout must
     # have (None before a forward pass; _ANY_SHAPE if the output had none).
     _dout_shape: Any = None
@@ -84,6 +101,10 @@ class Layer:
         ``super().backward(d)`` passes ``d`` unchecked.
         """
         super().__init_subclass__(**kwargs)
+        if "is_loss" not in cls.__dict__ and "forward" in cls.__dict__:
+            takes_target = _takes_target(cls.__dict__["forward"])
+            if takes_target is not None:
+                cls.is_loss = takes_target
         for name, wrap in (("forward", _recording_forward), ("backward", _checking_backward)):
             method = cls.__dict__.get(name)
             if inspect.isfunction(method) and not hasattr(method, "_xpnn_checked"):
@@ -125,6 +146,30 @@ class Layer:
         return {}
 
     @classmethod
+    def output_sample_shape(cls, config: Any, input_shape: tuple[int, ...]) -> Any:
+        """The shape of one sample of the output for samples of ``input_shape``, from
+        ``config`` alone (shapes without the batch axis N; nothing is allocated).
+
+        A model checks with it that its layers chain before it builds or loads
+        anything. This default gives ``input_shape`` for a layer that sets
+        :attr:`keeps_shape`, and None (not declared: the layers after this one
+        are not checked) for any other; a layer that changes the shape
+        overrides it. A subclass that defines ``forward`` or ``config`` anew
+        declares it anew too, or its shape counts as not declared.
+
+        Raises:
+            ValueError: Samples of ``input_shape`` do not fit this layer (the
+                message names the layer and both shapes), or ``config`` is bad.
+        """
+        return tuple(input_shape) if cls.keeps_shape else None
+
+    @classmethod
+    def scratch_sample_elements(cls, config: Any, input_shape: tuple[int, ...]) -> int:
+        """Elements per sample of the arrays ``forward`` makes besides its output
+        (im2col's padded copy and columns); 0 by default."""
+        return 0
+
+    @classmethod
     def from_config(cls, config: Any, *, dtype: Any, backend: Any) -> Layer:
         """The layer of ``config`` with zero parameters of ``dtype`` on ``backend``.
 
@@ -137,6 +182,44 @@ class Layer:
     def __repr__(self) -> str:
         shapes = ", ".join(str(tuple(p.shape)) for p in self.params)
         return f"{type(self).__name__}({shapes})"
+
+
+def _takes_target(forward: Any) -> bool | None:
+    """Whether ``forward(self, ...)`` takes ``(x, t)`` (two arguments without defaults)
+    or one; None where its signature does not say (``*args``, no signature)."""
+    try:
+        params = list(inspect.signature(forward).parameters.values())[1:]  # after self
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return None
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    required = [p for p in params if p.kind in positional and p.default is p.empty]
+    return len(required) >= 2
+
+
+def _is_loss_kind(kind: Any) -> bool | None:
+    """Whether layers of class ``kind`` are loss layers (:attr:`Layer.is_loss`, or for
+    a class that is no Layer, its ``forward``'s signature); None: unknown."""
+    value = getattr(kind, "is_loss", None)
+    if isinstance(value, bool):
+        return value
+    forward = getattr(kind, "forward", None)
+    return None if forward is None else _takes_target(forward)
+
+
+def _declares_sample_shape(kind: Any) -> bool:
+    """Whether :meth:`Layer.output_sample_shape` of class ``kind`` speaks for its
+    ``forward``: declared (``output_sample_shape`` or ``keeps_shape``) by the class
+    defining ``forward`` and ``config``, or by a subclass of it."""
+    if not (isinstance(kind, type) and issubclass(kind, Layer)):
+        return False
+    mro = kind.__mro__
+
+    def first(*names: str) -> int:
+        return next(i for i, c in enumerate(mro) if any(n in vars(c) for n in names))
+
+    return first("output_sample_shape", "keeps_shape") <= first("forward", "config")
 
 
 _ANY_SHAPE = object()  # a forward pass returned something without a shape: any dout

@@ -38,6 +38,8 @@ from xpnn.backend.conv_checks import (
     col2im_args,
     config_pad,
     window_args,
+    window_sample_shape,
+    window_scratch,
 )
 from xpnn.backend.conv_columns import col2im_into, im2col_into
 from xpnn.backend.conv_kernels import (
@@ -285,15 +287,9 @@ class Convolution(Layer):
         return col2im_into(k, dcol.T, self._x_shape, FH, FW, self.stride, self.pad, self._buffers)
 
     def config(self) -> dict[str, Any]:
-        fn, c, fh, fw = (int(d) for d in self.params[0].shape)
-        return {
-            "filter_num": fn,
-            "channels": c,
-            "filter_h": fh,
-            "filter_w": fw,
-            "stride": self.stride,
-            "pad": self.pad,
-        }
+        keys = ("filter_num", "channels", "filter_h", "filter_w")
+        sizes = dict(zip(keys, (int(d) for d in self.params[0].shape), strict=True))
+        return {**sizes, "stride": self.stride, "pad": self.pad}
 
     @classmethod
     def _checked_config(cls, config: Any) -> tuple[int, int, int, int, int, int]:
@@ -306,6 +302,16 @@ class Convolution(Layer):
     def param_shapes(cls, config: Any) -> dict[str, tuple[int, ...]]:
         fn, c, fh, fw, _, _ = cls._checked_config(config)
         return {"W": (fn, c, fh, fw), "b": (fn,)}
+
+    @classmethod
+    def output_sample_shape(cls, config: Any, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """``(FN, out_h, out_w)`` for images ``(C, H, W)`` of W's C (see :class:`Layer`)."""
+        fn, c, *window = cls._checked_config(config)
+        return (fn, *window_sample_shape(tuple(input_shape), tuple(window), "Convolution", c))
+
+    @classmethod
+    def scratch_sample_elements(cls, config: Any, input_shape: tuple[int, ...]) -> int:
+        return window_scratch(tuple(input_shape), cls._checked_config(config)[2:])
 
     @classmethod
     def from_config(cls, config: Any, *, dtype: Any, backend: Any) -> Layer:
@@ -452,12 +458,8 @@ class Pooling(Layer):
         return col2im_into(k, dcol, self._x_shape, ph, pw, s, p, self._buffers)
 
     def config(self) -> dict[str, Any]:
-        return {
-            "pool_h": self.pool_h,
-            "pool_w": self.pool_w,
-            "stride": self.stride,
-            "pad": self.pad,
-        }
+        keys = ("pool_h", "pool_w", "stride", "pad")
+        return dict(zip(keys, (self.pool_h, self.pool_w, self.stride, self.pad), strict=True))
 
     @classmethod
     def _checked_config(cls, config: Any) -> tuple[int, int, int, int]:
@@ -468,6 +470,17 @@ class Pooling(Layer):
     def param_shapes(cls, config: Any) -> dict[str, tuple[int, ...]]:
         cls._checked_config(config)
         return {}
+
+    @classmethod
+    def output_sample_shape(cls, config: Any, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """``(C, out_h, out_w)`` for images ``(C, H, W)`` (see :class:`Layer`)."""
+        shape = tuple(input_shape)
+        out_h, out_w = window_sample_shape(shape, cls._checked_config(config), "Pooling")
+        return (shape[0], out_h, out_w)
+
+    @classmethod
+    def scratch_sample_elements(cls, config: Any, input_shape: tuple[int, ...]) -> int:
+        return window_scratch(tuple(input_shape), cls._checked_config(config))
 
     @classmethod
     def from_config(cls, config: Any, *, dtype: Any, backend: Any) -> Layer:

@@ -60,6 +60,17 @@ class MatMul(Layer):
         d, h = _config_sizes(cls, config, "input_size", "output_size")
         return {"W": (d, h)}
 
+    @classmethod
+    def output_sample_shape(cls, config: Any, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """``(H,)`` for rows ``(D,)``: MatMul takes rows only (see :class:`Layer`)."""
+        d, h = _config_sizes(cls, config, "input_size", "output_size")
+        if tuple(input_shape) != (d,):
+            raise ValueError(
+                f"{cls.__name__} of input_size {d} takes rows of {d} features (samples of shape "
+                f"({d},)), got samples of shape {tuple(input_shape)}"
+            )
+        return (h,)
+
 
 @register_layer
 class Affine(MatMul):
@@ -121,6 +132,18 @@ class Affine(MatMul):
         d, h = _config_sizes(cls, config, "input_size", "output_size")
         return {"W": (d, h), "b": (h,)}
 
+    @classmethod
+    def output_sample_shape(cls, config: Any, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """``(H,)`` for samples of ``D`` features, flattened (see :class:`Layer`)."""
+        d, h = _config_sizes(cls, config, "input_size", "output_size")
+        features = math.prod(input_shape)
+        if features != d:
+            raise ValueError(
+                f"{cls.__name__} of input_size {d} takes samples of {d} features (flattened), "
+                f"got samples of shape {tuple(input_shape)} ({features} features)"
+            )
+        return (h,)
+
 
 @register_layer
 class Flatten(Layer):
@@ -153,6 +176,12 @@ class Flatten(Layer):
         if x.ndim == 2:
             return x
         return get_namespace(x).reshape(x, (x.shape[0], math.prod(x.shape[1:])))
+
+    @classmethod
+    def output_sample_shape(cls, config: Any, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """``(d1 * d2 * ...,)`` for samples ``(d1, d2, ...)`` (see :class:`Layer`)."""
+        cls.param_shapes(config)
+        return (math.prod(input_shape),)
 
     def backward(self, dout: Any, *, input_grad: bool = True) -> Any:
         if not input_grad:

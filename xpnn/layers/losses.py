@@ -53,6 +53,8 @@ class SoftmaxWithLoss(Layer):
     on the device, never read on the host.
     """
 
+    is_loss = True
+
     def __init__(self) -> None:
         super().__init__()
         self.loss: Any = None
@@ -110,6 +112,17 @@ class SoftmaxWithLoss(Layer):
         s = xp.where(self.t != 0, shifted, 0.0)
         self.loss = (xp.sum(xp.log(total)) - xp.sum(k.multiply(self.t, s, out=s))) / n
         return self.loss
+
+    @classmethod
+    def output_sample_shape(cls, config: Any, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """``()`` (a loss) for scores ``(C,)`` per sample (see :class:`Layer`)."""
+        cls.param_shapes(config)
+        if len(input_shape) != 1:
+            raise ValueError(
+                f"{cls.__name__} takes scores (N, C), samples of shape (C,), got samples of "
+                f"shape {tuple(input_shape)}; end the layers with an Affine (or a Flatten)"
+            )
+        return ()
 
     def backward(self, dout: Any = 1, *, input_grad: bool = True) -> Any:
         """``(softmax(x) - t) * dout / N``, in the dtype of the scores ``x``.

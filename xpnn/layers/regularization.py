@@ -69,6 +69,7 @@ class Dropout(Layer):
     """
 
     takes_train_flg = True
+    keeps_shape = True
 
     def __init__(self, dropout_ratio: float = 0.5, *, seed: int | None = None):
         super().__init__()
@@ -401,6 +402,20 @@ class BatchNormalization(Layer):
     def state_shapes(cls, config: Any) -> dict[str, tuple[int, ...]]:
         size, _ = cls._checked_config(config)
         return {"running_mean": (size,), "running_var": (size,)}
+
+    @classmethod
+    def output_sample_shape(cls, config: Any, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """``input_shape``, which ``size`` must fit as :meth:`forward` takes it: rows
+        ``(size,)``, ``(size, H, W)`` (per channel) or ``size`` elements (see :class:`Layer`)."""
+        size, _ = cls._checked_config(config)
+        shape = tuple(input_shape)
+        if shape and (shape[0] == size or (len(shape) > 1 and math.prod(shape) == size)):
+            return shape
+        raise ValueError(
+            f"BatchNormalization of size {size} does not fit samples of shape {shape}: it "
+            f"takes rows ({size},), images ({size}, H, W) (normalised per channel) or samples "
+            f"of {size} elements"
+        )
 
     @classmethod
     def from_config(cls, config: Any, *, dtype: Any, backend: Any) -> Layer:

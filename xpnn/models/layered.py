@@ -14,10 +14,18 @@ model is built) and :meth:`~LayeredNet.from_config`. A :class:`LayeredNet`
 records its layers' own configs, so any model made of registered layers
 (:data:`xpnn.layers.LAYERS`) saves. :data:`MODELS` lists the classes a file
 may name.
+
+A LayeredNet's layers must chain: a file's config, and a net built in code at
+construction, are walked from ``input_size`` through the layers' declared sample
+shapes (:meth:`xpnn.layers.Layer.output_sample_shape`) and refused, naming the
+layer, before anything is allocated, as is a loss layer out of place and anything
+over :data:`MAX_LAYERS`, :data:`MAX_SAMPLE_DIMS` or :data:`MAX_SAMPLE_ELEMENTS`.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any
 
 from xpnn.backend import (
@@ -33,10 +41,22 @@ from xpnn.layers import (
     SoftmaxWithLoss,
     backward,
 )
-from xpnn.layers.base import _check_config_keys
+from xpnn.layers.base import _check_config_keys, _declares_sample_shape, _is_loss_kind
 from xpnn.params import ParamList
 
-__all__ = ["MODELS", "LayeredNet"]
+__all__ = ["MAX_LAYERS", "MAX_SAMPLE_DIMS", "MAX_SAMPLE_ELEMENTS", "MODELS", "LayeredNet"]
+
+#: The most layers a LayeredNet has (its loss layer aside). The book's deepest
+#: net, DeepConvNet, has 20; ResNet-152 would have about 500. More is a damaged or
+#: crafted file (30,000 layers took seconds to load, then failed).
+MAX_LAYERS = 1_000
+#: The most dimensions of a sample: rows have 1, images 3 (C, H, W), video 4.
+MAX_SAMPLE_DIMS = 8
+#: The most elements one sample's activations take, summed over the input and
+#: every layer's output and working arrays (im2col's): 2**28, 1 GiB of float32
+#: for ONE sample. VGG-16 on 224x224 images takes about 2**27; more is a damaged
+#: or crafted file (a pad of 10**6 asked for TiBs), or a net no batch fits.
+MAX_SAMPLE_ELEMENTS = 2**28
 
 
 def _check_sizes(**sizes: int) -> None:
@@ -83,6 +103,89 @@ def _input_size(value: Any, where: str) -> int | tuple[int, ...] | None:
     )
 
 
+def _check_chain(layers: list[tuple[Any, Any]], loss: tuple[Any, Any], input_size: Any) -> None:
+    """Refuse layers that do not chain, before anything is built or read.
+
+    Walks a sample of ``input_size`` (None: only the loss layers' places are
+    checked) through ``layers`` and ``loss``, ``(kind, config)`` pairs (a
+    config may be a callable giving it: a live layer's), with each kind's
+    :meth:`~xpnn.layers.Layer.output_sample_shape`. After a layer that
+    declares none (a user's layer), the shapes of the later ones are not
+    checked. Limits: :data:`MAX_LAYERS`, :data:`MAX_SAMPLE_DIMS`,
+    :data:`MAX_SAMPLE_ELEMENTS`.
+
+    Raises:
+        ValueError: Naming the layer (``layer 3 (Affine): ...``) and the shapes.
+    """
+    _check_layer_count(len(layers))
+    for i, (kind, _) in enumerate(layers):
+        if _is_loss_kind(kind):
+            raise ValueError(
+                f"layer {i} ({kind.__name__}) is a loss layer (its forward takes (x, t)); it "
+                "can only be the loss layer, after all the others"
+            )
+    if _is_loss_kind(loss[0]) is False:
+        raise ValueError(
+            f"the loss layer ({loss[0].__name__}) is not a loss layer (its forward takes x "
+            "alone); end the net with one such as SoftmaxWithLoss"
+        )
+    if input_size is None:
+        return
+    shape = (input_size,) if isinstance(input_size, int) else tuple(input_size)
+    if len(shape) > MAX_SAMPLE_DIMS:
+        raise ValueError(
+            f"input_size has {len(shape)} dimensions, more than xpnn takes (MAX_SAMPLE_DIMS = "
+            f"{MAX_SAMPLE_DIMS}; images have 3)"
+        )
+    total = math.prod(shape)
+    _check_total(total, "input_size", shape)
+    steps = [*((f"layer {i}", *pair) for i, pair in enumerate(layers)), ("the loss layer", *loss)]
+    for where, kind, config in steps:
+        if not _declares_sample_shape(kind):
+            return  # a layer of undeclared shapes: the later ones are not checked
+        named = f"{where} ({kind.__name__})"
+        config = config() if callable(config) else config
+        try:
+            out = kind.output_sample_shape(config, shape)
+            if out is None:
+                return
+            _check_sample_shape(out, kind, where == "the loss layer")
+            total += math.prod(out) + kind.scratch_sample_elements(config, shape)
+        except ValueError as exc:
+            raise ValueError(f"{named}: {exc}") from None
+        shape = out
+        _check_total(total, named, shape)
+
+
+def _check_layer_count(count: int) -> None:
+    if count > MAX_LAYERS:
+        raise ValueError(
+            f"{count:,} layers, more than xpnn takes (MAX_LAYERS = {MAX_LAYERS:,}; the book's "
+            "deepest net has 20): a damaged or crafted model"
+        )
+
+
+def _check_total(total: int, where: str, shape: tuple[int, ...]) -> None:
+    if total > MAX_SAMPLE_ELEMENTS:
+        raise ValueError(
+            f"{where}: one sample's activations reach {total:,} elements (samples of shape "
+            f"{shape}), more than xpnn takes (MAX_SAMPLE_ELEMENTS = {MAX_SAMPLE_ELEMENTS:,}, "
+            "1 GiB of float32 for one sample): a damaged or crafted model, or too large a net"
+        )
+
+
+def _check_sample_shape(out: Any, kind: Any, loss: bool) -> None:
+    """A declared output sample shape: a tuple of at most MAX_SAMPLE_DIMS positive ints."""
+    ok = isinstance(out, tuple) and all(
+        isinstance(d, numbers.Integral) and not isinstance(d, bool) and d > 0 for d in out
+    )
+    if not ok or len(out) > MAX_SAMPLE_DIMS or not (out or loss):
+        raise ValueError(
+            f"{kind.__name__}.output_sample_shape gave {out!r:.80}, not a sample shape (1 to "
+            f"{MAX_SAMPLE_DIMS} positive ints)"
+        )
+
+
 class LayeredNet:
     """A network as vol. 2 of the book builds it: ``layers`` + ``loss_layer``.
 
@@ -101,7 +204,12 @@ class LayeredNet:
 
     Raises:
         ValueError: ``input_size`` is not None, a positive int or a tuple of
-            them.
+            them; the layers do not chain from it (a layer's input does not
+            fit what it takes: the message names the layer and both shapes;
+            see :meth:`xpnn.layers.Layer.output_sample_shape`) or exceed
+            :data:`MAX_LAYERS`, :data:`MAX_SAMPLE_DIMS` or
+            :data:`MAX_SAMPLE_ELEMENTS`; a loss layer among ``layers``, or a
+            ``loss_layer`` that is none (checked without ``input_size`` too).
     """
 
     def __init__(
@@ -113,6 +221,11 @@ class LayeredNet:
         self.layers = layers
         self.loss_layer = loss_layer
         self.input_size = _input_size(input_size, "input_size")
+        _check_chain(
+            [(type(layer), lambda layer=layer: layer.config()) for layer in layers],
+            (type(loss_layer), lambda: loss_layer.config()),
+            self.input_size,
+        )
         owner = type(self).__name__
         self._params: Any = ParamList([p for layer in layers for p in layer.params], owner)
         self.grads: Any = [g for layer in layers for g in layer.grads]
@@ -251,7 +364,8 @@ class LayeredNet:
             xpnn.BackendMismatchError: ``x`` is on another backend or device
                 than the parameters.
         """
-        first = self.params_list()[0]
+        params = self.params_list()
+        first = params[0] if params else x  # (a net of layers without parameters: x's dtype)
         k = ops(x, first)
         if self.input_size is not None:
             _check_input(x, self.input_size, type(self).__name__)
@@ -364,10 +478,12 @@ def _layered_spec(config: Any) -> tuple[list[tuple[type[Layer], Any]], tuple[Any
         kind.param_shapes(spec["config"])  # its own checks
         return kind, spec["config"]
 
+    _check_layer_count(len(config["layers"]))  # before checking each
     layers = [entry(spec, f"layer {i}") for i, spec in enumerate(config["layers"])]
     loss = entry(config["loss"], "the loss layer")
     if loss[0].param_shapes(loss[1]) or loss[0].state_shapes(loss[1]):
         raise ValueError(f"the loss layer {loss[0].__name__} has arrays; a loss layer cannot")
+    _check_chain(layers, loss, size)
     return layers, loss, size
 
 
