@@ -346,6 +346,14 @@ def _nan_at(key):
     return edit
 
 
+def _negative_at(key):
+    def edit(arrays):
+        arrays[key] = arrays[key].copy()
+        arrays[key][1] = -1.0
+
+    return edit
+
+
 def _dropout_field(value):
     def edit(meta):
         meta["progress"]["dropout"] = value
@@ -363,6 +371,11 @@ BN_CASES = {
         None,
         _nan_at("extra/state/layers.1.running_var"),
         "extra/state/layers.1.running_var holds NaN",
+    ),
+    "negative-running-var": (
+        None,
+        _negative_at("extra/state/layers.1.running_var"),
+        r"running_var.*1 negative value",
     ),
     "float64-running-var": (
         None,

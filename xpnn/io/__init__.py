@@ -25,14 +25,23 @@ leaves a half-written file; a temporary file of the same target left by a
 killed save (untouched for a minute) is removed by the next save. Links,
 devices, FIFOs and directories are never replaced.
 
+Saving in a narrower dtype (``dtype="float16"``) warns once
+(:class:`PrecisionLossWarning`) when values are stored as 0 or as subnormal
+numbers, naming each array and its counts; ``strict=True`` refuses instead
+(:class:`PrecisionLossError`, a ValueError) and writes nothing. Loading
+refuses a layer's state array that breaks its constraint (a
+BatchNormalization ``running_var`` below 0) before building the model.
+
 The package's modules: :mod:`xpnn.io.npz` (reading hostile files cheaply,
-writing atomically), :mod:`xpnn.io.saving` (models) and
+writing atomically), :mod:`xpnn.io.saving` (models), :mod:`xpnn.io.checks`
+(the values: precision lost in storage, layers' state constraints) and
 :mod:`xpnn.io.checkpoints` (training checkpoints).
 """
 
 from xpnn.io.checkpoints import _parse_checkpoint as _parse_checkpoint  # Trainer and tests
 from xpnn.io.checkpoints import _restore_checkpoint as _restore_checkpoint
 from xpnn.io.checkpoints import read_checkpoint, write_checkpoint
+from xpnn.io.checks import PrecisionLossError, PrecisionLossWarning
 from xpnn.io.npz import (
     FORMAT,
     MAX_ELEMENTS,
@@ -55,6 +64,8 @@ __all__ = [
     "MODEL_FORMAT",
     "MODEL_META_CHARS",
     "ModelFileError",
+    "PrecisionLossError",
+    "PrecisionLossWarning",
     "check_output_path",
     "load",
     "load_params",

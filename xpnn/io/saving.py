@@ -23,6 +23,11 @@ conversion is done on the host, after the device-to-host copy, so any
 backend saves in any storage dtype. Files without ``"compute_dtype"``
 (xpnn before it) load in their stored dtype; an older xpnn reading a new
 file ignores the key and loads the stored dtype.
+
+The values are checked on the host copies by :mod:`xpnn.io.checks`: what a
+narrower storage dtype stores as 0 or subnormal (a warning, or refused with
+``strict=True``) and the layers' state constraints (a negative
+``running_var``) before a model is built.
 """
 
 from __future__ import annotations
@@ -36,6 +41,15 @@ from typing import Any
 import numpy as np
 
 from xpnn.backend import _dtype_name, asarray, backend_of, get_backend, resolve_dtype, to_numpy
+from xpnn.io.checks import (
+    PrecisionLossError,
+    check_state_values,
+    file_states,
+    lost_values,
+    model_states,
+    precision_loss_message,
+    warn_precision_loss,
+)
 from xpnn.io.npz import (
     _FLOATS,
     _MODEL_FORMATS,
@@ -104,7 +118,9 @@ def _check_names(
         )
 
 
-def save(model: Any, path: str | os.PathLike[str], *, dtype: Any = None) -> Path:
+def save(
+    model: Any, path: str | os.PathLike[str], *, dtype: Any = None, strict: bool = False
+) -> Path:
     """Write a model's arrays and description to an ``.npz`` file.
 
     The description is data (JSON), never pickle: the model's class and
@@ -115,11 +131,15 @@ def save(model: Any, path: str | os.PathLike[str], *, dtype: Any = None) -> Path
     ``dtype="float16"`` stores a float32 (or float64) model in half the
     bytes, as the book does with ``np.float16`` (vol. 2, section 1.5): the
     arrays are rounded on the host, and :func:`load` rebuilds the model in
-    its own dtype, recorded as ``"compute_dtype"``. Rounding small values to
-    zero is accepted; a finite value too large for the storage dtype (over
-    65504 in float16: it would be stored as infinite) is refused. NaN and
-    infinite values are stored as they are (:func:`load` refuses them
-    unless ``allow_nonfinite``).
+    its own dtype, recorded as ``"compute_dtype"``. Small values it cannot
+    hold are stored as 0 (in float16: ``|x| <= 2**-25``, about 2.98e-08) or
+    as subnormal numbers, with fewer significant bits (``|x| < 2**-14``,
+    about 6.10e-05): one :class:`~xpnn.io.PrecisionLossWarning` names each
+    array and its counts (:mod:`xpnn.io.checks`), or with ``strict=True``
+    the save is refused. A finite value too large for the storage dtype
+    (over 65504 in float16: it would be stored as infinite) is always
+    refused. NaN and infinite values are stored as they are (:func:`load`
+    refuses them unless ``allow_nonfinite``).
 
     The file is written to a temporary name beside ``path`` and renamed into
     place, so an interrupted save, or a refused one, never leaves a
@@ -133,6 +153,8 @@ def save(model: Any, path: str | os.PathLike[str], *, dtype: Any = None) -> Path
         dtype: Storage dtype, ``"float16"``, ``"float32"`` or ``"float64"``
             (a name or a NumPy dtype). Omitted: the model's dtype, and
             float32 for a bfloat16 model (exact; NumPy has no bfloat16).
+        strict: Refuse to store any nonzero value as 0 or as a subnormal
+            number instead of warning.
 
     Returns:
         The path written.
@@ -146,6 +168,9 @@ def save(model: Any, path: str | os.PathLike[str], *, dtype: Any = None) -> Path
             bfloat16 or not a float dtype, or a parameter holds a value too
             large for ``dtype`` (the message names it and its largest
             magnitude). Nothing is written then.
+        PrecisionLossError: ``strict=True`` and values would be stored as 0
+            or subnormal (a ValueError; the message names each array and
+            its counts). Nothing is written.
         ModelFileError: ``path`` is a link, a directory or a device.
     """
     from xpnn._version import __version__
@@ -193,7 +218,19 @@ def save(model: Any, path: str | os.PathLike[str], *, dtype: Any = None) -> Path
     total = sum(math.prod(s) for s in shapes.values())
     if total > MAX_ELEMENTS:
         raise ValueError(f"cannot save this {name}: {total} parameters, over {MAX_ELEMENTS}")
-    arrays = {key: _stored(name, key, to_numpy(a), store) for key, a in live.items()}
+    arrays, losses = {}, {}
+    for key, a in live.items():
+        host = to_numpy(a)
+        arrays[key] = _stored(name, key, host, store)
+        flushed, subnormal = lost_values(host, arrays[key])
+        if flushed or subnormal:
+            losses[key] = (flushed, subnormal, host.size)
+    lost = precision_loss_message(store, losses) if losses else None
+    if lost and strict:
+        raise PrecisionLossError(
+            f"cannot save this {name} with strict=True: {lost}; nothing was written (store in "
+            f"{_WIDER[store]}, dtype='{_WIDER[store]}', to keep them)"
+        )
     meta = {
         "format": MODEL_FORMAT,
         "kind": "model",
@@ -204,7 +241,13 @@ def save(model: Any, path: str | os.PathLike[str], *, dtype: Any = None) -> Path
         "compute_dtype": compute,
         "params": {key: list(s) for key, s in shapes.items()},
     }
-    return _write_npz(path, arrays, meta, MODEL_META_CHARS)
+    written = _write_npz(path, arrays, meta, MODEL_META_CHARS)
+    if lost:
+        warn_precision_loss(
+            f"{lost} (store in {_WIDER[store]}, dtype='{_WIDER[store]}', to keep them; "
+            "strict=True refuses)"
+        )
+    return written
 
 
 def _storage_dtype(dtype: Any) -> str:
@@ -404,7 +447,10 @@ def load(path: str | os.PathLike[str], *, dtype: Any = None, allow_nonfinite: bo
     Raises:
         ModelFileError: Not an xpnn model file, a damaged or crafted one, an
             unknown model or layer, parameters whose names, shapes or values
-            do not fit (the message names them).
+            do not fit (the message names them), or a layer's state array
+            that breaks its :data:`~xpnn.io.checks.STATE_CONSTRAINTS` (a
+            BatchNormalization ``running_var`` below 0: the message names
+            the layer and the count).
         FileNotFoundError: ``path`` does not exist.
         ValueError: ``XPNN_BACKEND`` names no backend, or ``dtype`` (or the
             file's: bfloat16 on NumPy, float16 on array-api-strict) is not a
@@ -425,6 +471,7 @@ def load(path: str | os.PathLike[str], *, dtype: Any = None, allow_nonfinite: bo
             name = _float_name(backend, compute, what)
         host = {key: npz.read(key) for key in npz.headers}
     host = _converted(str(path), host, dict.fromkeys(host, name), allow_nonfinite)
+    check_state_values(str(path), file_states(cls.__name__, config), host)
     model = cls.from_config(config, dtype=name)
     _assign(_file_arrays(model), host)
     return model
@@ -463,8 +510,10 @@ def load_params(
 
     Raises:
         ModelFileError: Missing, unexpected or wrongly shaped parameters,
-            not floating point, or NaN, infinite or overflowing values
-            (unless ``allow_nonfinite``).
+            not floating point, NaN, infinite or overflowing values (unless
+            ``allow_nonfinite``), or a state array that breaks its layer's
+            :data:`~xpnn.io.checks.STATE_CONSTRAINTS` (a negative
+            ``running_var``).
     """
     params = _file_arrays(model)
     _check_names(source, type(model).__name__, params, arrays)
@@ -480,4 +529,6 @@ def load_params(
         if not np.issubdtype(a.dtype, np.floating):
             raise ModelFileError(f"{source}: {key} has dtype {a.dtype}, not float")
     dtypes = {k: _dtype_name(p.dtype) for k, p in params.items()}
-    _assign(params, _converted(source, host, dtypes, allow_nonfinite))
+    host = _converted(source, host, dtypes, allow_nonfinite)
+    check_state_values(source, model_states(model, params), host)
+    _assign(params, host)

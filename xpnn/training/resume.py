@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from xpnn.backend import asarray, backend_of
+from xpnn.io.checks import check_state_values, model_states
 from xpnn.random import default_rng
 from xpnn.training.events import FitState
 from xpnn.training.model_state import dropout_layers, model_state_arrays
@@ -100,6 +101,10 @@ def _check(path: Any, state: FitState, data: dict[str, Any]) -> _Checked:
     total, initial_loss, stored_state = _check_extra(
         path, checkpoint.extra, progress["loss_count"], model_state
     )
+    # Statistics that no training gives (a negative running_var) are refused,
+    # as xpnn.io.load refuses them: the layer would predict NaN.
+    located = model_states(trainer.model, model_state)
+    check_state_values(str(path), located, stored_state, prefix="extra/state/")
     total_loss = (
         asarray(total, dtype=total.dtype.name, backend=backend_of(state.x))
         if progress["loss_count"]
