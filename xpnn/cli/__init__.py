@@ -12,10 +12,15 @@
 
 Bad option values end with a one-line error and exit status 2, and so does
 every file problem: ``xpnn train`` checks its output paths (``--plot``,
-``--save``), ``--data-dir`` and the memory the run needs (:func:`estimate_memory`)
-before it loads data or trains, and ``xpnn bench`` its ``--json`` before it
-runs. At the end the model is written before the figure; if a write fails
+``--save``, ``--checkpoint``), ``--data-dir`` and the memory the run needs
+(:func:`estimate_memory`) before it loads data or trains, and ``xpnn bench``
+its ``--json`` before it runs. At the end the model is written before the figure; if a write fails
 anyway, one line says what failed and what was written (exit status 2).
+``xpnn train --checkpoint FILE`` keeps the run's state in FILE; after Ctrl-C
+(exit status 130, the last line says how to go on) or a ``kill -9``, the same
+command with ``--resume`` added continues it, and ends with the parameters of
+an uninterrupted run. A missing folder of an output file (``--save``,
+``--plot``, ``--checkpoint``) is created, and a line on stderr says so.
 ``xpnn train``, ``search`` and ``bench`` take ``--threads N``: the CPU
 libraries (NumPy's BLAS, OpenMP, PyTorch) use at most N threads for the whole
 command (:func:`xpnn.backend.threads.limit_threads`; ``search`` passes N to
@@ -30,6 +35,7 @@ status 3.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -107,5 +113,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"xpnn {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"xpnn {args.command}: interrupted", file=sys.stderr)
+        print(f"xpnn {args.command}: interrupted{_resume_hint(args)}", file=sys.stderr)
         return 130
+
+
+def _resume_hint(args: Any) -> str:
+    """How to go on after Ctrl-C: ``xpnn train --checkpoint FILE`` continues with ``--resume``."""
+    checkpoint = getattr(args, "checkpoint", None)
+    if args.command != "train" or checkpoint is None:
+        return ""
+    if not os.path.isfile(checkpoint):
+        return (
+            f"; no checkpoint was written yet to {checkpoint}: run the same command to start again"
+        )
+    return (
+        f"; {checkpoint} keeps the run: run the same command with --resume to continue it"
+        if not args.resume
+        else f"; {checkpoint} keeps the run: run the same command again to continue it"
+    )

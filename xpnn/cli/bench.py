@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from xpnn.cli.paths import make_output_folders
 from xpnn.io import check_output_path
 
 
@@ -17,4 +18,5 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown case {unknown[0]!r}; valid: {', '.join(CASES)}")
     if args.json:  # before the benchmarks run, not after
         check_output_path(args.json, "--json", example="bench.json")
+        make_output_folders("bench", [("--json", args.json)])  # as train does, and says so
     return bench_main(args.cases or None, json_path=args.json, threads=args.threads)

@@ -131,7 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
         "0.001, batch 100, 20 epochs, each epoch's accuracies on 1,000 samples. "
         "mnist5k is the 5,000-digit MNIST sample shipped with xpnn (no network); mnist is the "
         "full MNIST, read from --data-dir or downloaded once into a cache folder. Every output "
-        "path is checked before training; file errors end with one line and exit status 2.",
+        "path is checked before training (a missing folder of --save, --plot or --checkpoint "
+        "is created, and a line on stderr says so); file errors end with one line and exit "
+        "status 2. With --checkpoint FILE an interrupted run (Ctrl-C, kill) goes on where "
+        "FILE left it: repeat the command with --resume.",
         formatter_class=_HelpFormatter,
     )
     p.add_argument(
@@ -251,6 +254,28 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("float16", "float32", "float64"),
         help="store the saved parameters in this dtype (float16 halves the file, as the "
         "book's save_params does; loading gives back the model's dtype)",
+    )
+    p.add_argument(
+        "--checkpoint",
+        metavar="FILE",
+        help="keep the run's state in FILE (.npz, replaced atomically) at the end of every "
+        "epoch and every --checkpoint-every iterations, so that a run stopped by Ctrl-C, kill "
+        "or a crash goes on with --resume; FILE must not exist yet, unless --resume",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=_positive_int,
+        metavar="N",
+        help="also write --checkpoint after iterations N, 2N, ... of each epoch (default: only "
+        "at the end of each epoch, i.e. every epoch's worth of iterations: 10 on the spiral, "
+        "40 on mnist5k, 600 on mnist with all samples and the default --batch-size)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run saved in --checkpoint FILE (it must exist): repeat the "
+        "interrupted command with --resume added; the run ends as an uninterrupted one would, "
+        "bit for bit",
     )
     p.add_argument("--quiet", action="store_true", help="print only the final result")
     p.add_argument(

@@ -1,19 +1,26 @@
 """The paths of ``xpnn train``, checked before anything is loaded or trained.
 
-``--plot`` and ``--save`` must be writable files, and ``--data-dir`` (or,
-without it, the MNIST cache folder) must hold MNIST or be a folder it can be
-downloaded into. Each problem is a ``ValueError`` with a one-line message in
-the command line's words.
+``--plot``, ``--save`` and ``--checkpoint`` must be writable files (three
+different ones), and ``--data-dir`` (or, without it, the MNIST cache folder)
+must hold MNIST or be a folder it can be downloaded into. ``--checkpoint``
+must not exist yet, unless ``--resume`` continues it; with ``--resume`` it
+must. Each problem is a ``ValueError`` with a one-line message in the command
+line's words.
+
+An output file's missing parent folder is not a problem: once every check
+has passed, :func:`make_output_folders` creates it and says so on stderr (as
+``xpnn.io.save`` and the other writers create it, silently, in a program).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from xpnn.io.npz import check_output_path, nearest_existing
+from xpnn.io.npz import check_output_path, missing_folder, nearest_existing
 
 #: Image formats of ``--plot`` (matplotlib picks the writer from the extension).
 PLOT_FORMATS = (".png", ".svg", ".pdf")
@@ -38,14 +45,67 @@ def check_train_paths(args: argparse.Namespace) -> None:
         check_output_path(args.plot, "--plot", PLOT_FORMATS, example="loss.png")
     if args.save is not None:
         check_output_path(args.save, "--save", example="net.npz", links=False)
-    if args.plot and args.save and os.path.realpath(args.plot) == os.path.realpath(args.save):
-        raise ValueError(f"--plot and --save name the same file ({args.save}); give two names")
+    if args.checkpoint is not None:
+        _check_checkpoint(args.checkpoint, args.resume)
+    outputs = train_outputs(args)
+    for i, (option, path) in enumerate(outputs):
+        for other, other_path in outputs[i + 1 :]:
+            if os.path.realpath(path) == os.path.realpath(other_path):
+                raise ValueError(
+                    f"{option} and {other} name the same file ({other_path}); give two names"
+                )
     if args.data_dir is not None:
         _check_data_dir(args)
     elif args.dataset == "mnist":
         from xpnn.datasets.mnist import mnist_data_dir
 
         _check_cache(mnist_data_dir(), args.no_download)
+
+
+def train_outputs(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """``(option, path)`` of each file ``xpnn train`` writes."""
+    options = (("--plot", args.plot), ("--save", args.save), ("--checkpoint", args.checkpoint))
+    return [(option, path) for option, path in options if path]
+
+
+def _check_checkpoint(path: str, resume: bool) -> None:
+    """``--checkpoint``: a new file, or with ``--resume`` the existing one it continues."""
+    check_output_path(path, "--checkpoint", example="run.npz", links=False)
+    exists = os.path.lexists(path)
+    if resume and not exists:
+        raise ValueError(
+            f"--resume: the checkpoint {path} does not exist; give the --checkpoint of the "
+            "interrupted run, or drop --resume to start a new run that writes it"
+        )
+    if not resume and exists:
+        raise ValueError(
+            f"--checkpoint {path} exists: pass --resume to continue its run, or remove it "
+            f"(rm {path}) to start a new one"
+        )
+    if resume and not os.access(path, os.R_OK):
+        raise ValueError(f"--resume: the checkpoint {path} is not readable (permission denied)")
+
+
+def make_output_folders(command: str, outputs: Sequence[tuple[str, str | None]]) -> list[Path]:
+    """Create the missing parent folders of output files, one line on stderr each.
+
+    Call it once every check has passed, just before the work: a refused run
+    creates nothing. ``outputs`` are ``(option, path)`` pairs (a None path is
+    skipped), e.g. ``make_output_folders("bench", [("--json", args.json)])``.
+    Returns the folders created.
+    """
+    made = []
+    for option, path in outputs:
+        folder = None if not path else missing_folder(path)
+        if folder is None:
+            continue
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        made.append(folder)
+        print(
+            f"xpnn {command}: created the folder {folder} for {option} {path} (it did not exist)",
+            file=sys.stderr,
+        )
+    return made
 
 
 def _check_data_dir(args: argparse.Namespace) -> None:

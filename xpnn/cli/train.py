@@ -4,6 +4,14 @@ The data set's and the model's defaults (the book's settings), loading the
 data, building the model and optimizer, the run itself, and writing the model
 and figure at the end. The checks made before any work live in :mod:`xpnn.cli.paths` and
 :mod:`xpnn.cli.memory`.
+
+``--checkpoint FILE`` hands ``Trainer.fit`` its ``checkpoint=`` (and
+``--checkpoint-every`` its ``checkpoint_every=``); ``--resume`` adds
+``resume=FILE``, so the same command with ``--resume`` added continues an
+interrupted run from FILE and ends with the parameters of an uninterrupted run,
+bit for bit (the model is built from ``--seed`` as before, then ``fit``
+checks the whole file against the model, the optimizer, the settings and the
+data before it changes anything).
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from xpnn.cli.memory import (
     estimate_conv_memory,
     estimate_memory,
 )
-from xpnn.cli.paths import SAMPLE_HINT, check_train_paths
+from xpnn.cli.paths import SAMPLE_HINT, check_train_paths, make_output_folders, train_outputs
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
 
@@ -229,6 +237,17 @@ def _check_options(args: argparse.Namespace) -> None:
         )
     if args.save_dtype and not args.save:
         raise ValueError("--save-dtype stores the parameters --save writes: add --save FILE")
+    if args.checkpoint is None:
+        if args.resume:
+            raise ValueError(
+                "--resume continues the run saved in a checkpoint: add --checkpoint FILE (the "
+                "interrupted run's)"
+            )
+        if args.checkpoint_every is not None:
+            raise ValueError(
+                f"--checkpoint-every {args.checkpoint_every} sets how often --checkpoint is "
+                "written: add --checkpoint FILE"
+            )
     if args.cuda_graph:
         from xpnn.optimizers import OPTIMIZERS as CLASSES
 
@@ -345,6 +364,15 @@ def run(args: argparse.Namespace) -> int:
             else ""
         )
     )
+    if args.checkpoint is not None:
+        every = args.checkpoint_every
+        say(
+            ("resuming the run saved in " if args.resume else "checkpoint: ")
+            + f"{args.checkpoint}, written at the end of each epoch"
+            + (f" and every {every} iterations of an epoch" if every else "")
+        )
+    # After the command's checks: a refused run creates no folder.
+    make_output_folders("train", train_outputs(args))
     trainer = xpnn.Trainer(model, optimizer)
     start = time.perf_counter()
     validation = (x_test, t_test) if x_test is not None else None
@@ -362,6 +390,9 @@ def run(args: argparse.Namespace) -> int:
         verbose=not args.quiet,
         cuda_graph=args.cuda_graph,
         precision=args.precision,
+        checkpoint=args.checkpoint,
+        checkpoint_every=args.checkpoint_every,
+        resume=args.checkpoint if args.resume else None,
     )
     wall = time.perf_counter() - start
     train_acc = float(xpnn.to_numpy(model.accuracy(x, t)))

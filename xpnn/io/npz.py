@@ -433,6 +433,25 @@ def nearest_existing(path: Path) -> Path:
     return path
 
 
+def missing_folder(path: str | os.PathLike[str]) -> Path | None:
+    """The first folder above the file ``path`` that does not exist yet, or None.
+
+    The folder a write of ``path`` creates (with those under it): xpnn's
+    writers (:func:`xpnn.io.save`, checkpoints, figures) create a missing
+    parent folder; the ``xpnn`` command says so when it does
+    (:mod:`xpnn.cli.paths`). None when the parent folder exists, or when the
+    nearest existing ancestor is not a folder (:func:`check_output_path`
+    refuses that path).
+    """
+    parent = Path(path).parent  # as given: the message shows the user's path
+    ancestor = nearest_existing(parent)
+    if ancestor == parent or not ancestor.is_dir():
+        return None
+    while parent.parent != ancestor:
+        parent = parent.parent
+    return parent
+
+
 def check_output_path(
     path: str,
     option: str,
@@ -443,8 +462,9 @@ def check_output_path(
     """Check that a file can be written at ``path``, before any work is done.
 
     The file may exist (it is replaced) if it is a writable regular file; its
-    parent folder may be missing (it is created) if the nearest existing
-    ancestor is a folder this process can write in.
+    parent folder may be missing if the nearest existing ancestor is a folder
+    this process can write in: the writer creates it (:func:`missing_folder`
+    names it, so that a command can say so). Nothing is created here.
 
     Args:
         path: The path given on the command line.
