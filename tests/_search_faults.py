@@ -1,6 +1,6 @@
-"""Test-only pieces of tests/test_search.py that run on Dask workers.
+"""Test-only pieces of tests/test_search.py and tests/test_search_edges.py that run on Dask workers.
 
-tests/test_search.py registers this module with
+tests/test_search.py (which tests/test_search_edges.py imports) registers this module with
 ``cloudpickle.register_pickle_by_value``, so the workers receive the
 functions themselves and need not import this file.
 """
@@ -8,6 +8,7 @@ functions themselves and need not import this file.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -52,3 +53,15 @@ class TinyNet(TwoLayerNet):
     ):
         super().__init__(input_size, hidden_size_list[0], output_size, seed=seed, dtype=dtype)
         self.weight_decay_lambda = weight_decay_lambda
+
+
+def stop_at(trial: Trial, marker_dir: str, stop: int = 3) -> dict[str, Any]:
+    """Record that trial ``number`` started; from trial ``stop`` on, raise (the search ends).
+
+    Each trial leaves ``started-N`` (the time it began) in ``marker_dir``:
+    the test counts how many trials were sent out and when the first began.
+    """
+    (Path(marker_dir) / f"started-{trial.number}").write_text(repr(time.time()))
+    if trial.number >= stop:
+        raise RuntimeError(f"trial {trial.number}: the test stops the search here")
+    return {"val_acc": 0.5}

@@ -351,7 +351,13 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
         'command again resumes the search. Needs pip install "xpnn[search]".',
         formatter_class=_HelpFormatter,
     )
-    s.add_argument("--trials", type=_positive_int, default=100, help="trials of the search")
+    s.add_argument(
+        "--trials",
+        type=_positive_int,
+        default=100,
+        help="trials of the search (at most 10,000,000: each finished one is kept in memory "
+        "and in --results)",
+    )
     s.add_argument(
         "--workers",
         type=_positive_int,
@@ -360,7 +366,8 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     s.add_argument(
         "--scheduler",
         metavar="ADDR",
-        help="run on the cluster of this Dask scheduler, e.g. tcp://host:8786",
+        help="run on the cluster of this Dask scheduler, tcp://host:8786 or host:8786 "
+        "(reached within 3 s, or refused in one line)",
     )
     s.add_argument(
         "--gpus",

@@ -8,10 +8,13 @@ worker per GPU (``--gpus``), then prints the ranking and the timing and draws
 the best trials' curves (``--plot``). Finished trials go to ``--results`` as
 they end: the same command again resumes the search.
 
-Every option and path is checked before the cluster starts; problems are one
-line and exit status 2. A trial that fails on the cluster ends the search
-with one line and exit status 1 (the finished trials are kept); Ctrl-C with
-exit status 130.
+Every option and path is checked before the cluster starts, and so are the
+``--results`` file (one of another search, or not a results file at all, is
+refused and left as it is), the ``--scheduler`` address (reached within a
+few seconds, or refused) and the memory a trial needs (``xpnn train``'s
+estimate); problems are one line and exit status 2. A trial that fails on
+the cluster ends the search with one line and exit status 1 (the finished
+trials are kept); Ctrl-C with exit status 130.
 """
 
 from __future__ import annotations
@@ -51,6 +54,14 @@ def parse_hidden(text: str) -> list[int]:
     return sizes
 
 
+def _hidden_text(sizes: list[int]) -> str:
+    """``[100, 100, 100]``, or ``[100] * 6`` for many equal sizes (a first line, not a page)."""
+    if len(sizes) > 3 and len(set(sizes)) == 1:
+        return f"[{sizes[0]}] * {len(sizes)}"
+    text = str(sizes)
+    return text if len(text) <= 60 else f"{text[:50]}... ({len(sizes)} layers)]"
+
+
 def _check(args: argparse.Namespace) -> None:
     """The options that depend on each other, and the paths, before any work."""
     if args.scheduler is not None and (args.workers is not None or args.gpus):
@@ -88,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     model_kwargs = {"input_size": 784, "hidden_size_list": args.hidden, "output_size": 10}
     say(
         f"xpnn search: {args.trials} trials, {args.dataset} (first {args.train_size} samples, "
-        f"20 % held out), {args.model}(784, {args.hidden}, 10), {args.optimizer}, "
+        f"20 % held out), {args.model}(784, {_hidden_text(args.hidden)}, 10), {args.optimizer}, "
         f"{args.epochs} epochs, batch {args.batch_size}, seed {args.seed}"
         + (f", results {args.results}" if args.results else "")
     )

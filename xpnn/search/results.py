@@ -8,9 +8,13 @@ running. Running the same search again with the same file resumes it:
 finished trials are read back and not run again.
 
 A file written by a different search (another seed, space, data...) is
-refused, naming what differs. A last line cut short by a crash is ignored
-with a warning (its trial runs again) and cut off before new lines are
-appended. Any other damaged line is refused with its line number.
+refused, naming what differs, and so is any file whose first line is not a
+results header (it is left as it is: give another file, or delete that one);
+an empty file starts a new search. A last line cut short by a crash is
+ignored with a warning (its trial runs again) and cut off before new lines
+are appended; a header cut short is recognised by its start
+(``{"xpnn_search": 1``). Any other damaged line is refused with its line
+number, and two lines of the same trial with both line numbers.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -29,8 +34,22 @@ __all__ = ["FORMAT", "ResultsFileError", "ResultsWriter", "check_writable", "rea
 FORMAT = 1
 
 
+#: How a header begins, whitespace allowed: a first line cut short is a cut header (a search
+#: stopped while writing it) only if it begins so; any other is someone else's file.
+_HEADER_START = re.compile(rb'\s*\{\s*"xpnn_search"\s*:\s*' + str(FORMAT).encode() + rb"(?![0-9])")
+
+
 class ResultsFileError(ValueError):
     """A results file that cannot be used for this search (the message says why)."""
+
+
+def _not_results(path: Path, first: bytes) -> ResultsFileError:
+    """The refusal of a file whose first line is not a results header (the file is not touched)."""
+    return ResultsFileError(
+        f"{path} is not a results file of xpnn search (format {FORMAT}): its first line is "
+        f"{first[:80]!r}, not a search's header; it is left as it is: give another results "
+        "file (--results, results=), or delete this one to start a new search there"
+    )
 
 
 def _header(settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -82,21 +101,22 @@ def read_results(
     """Read the finished trials of a results file, checking it belongs to this search.
 
     Args:
-        path: The file. A missing or empty file holds no trials.
+        path: The file. A missing or empty file holds no trials; any other
+            must begin with a results header.
         settings: This search's settings; the header's must be equal.
         expected_params: ``trial -> params`` of this search; each record's
             params must be these (a hand-edited or mixed-up file is refused).
 
     Returns:
-        ``(records, keep)``: the records by trial number (the first one of a
-        trial number, if a trial was written twice), and the number of bytes
+        ``(records, keep)``: the records by trial number, and the number of bytes
         of the file to keep (the end of the last whole line) when its last
         line is cut short, else None.
 
     Raises:
         ResultsFileError: A file of another search (the message names the
-            file and what differs), not a results file, or a damaged line
-            before the last.
+            file and what differs), not a results file (its first line is not
+            a header: the file is never changed), a damaged line before the
+            last, or two lines of one trial (both line numbers named).
         OSError: The file cannot be read.
     """
     path = Path(path)
@@ -104,6 +124,10 @@ def read_results(
         return {}, None
     if not path.is_file():
         raise ResultsFileError(f"results file {path} is not a file")
+    with open(path, "rb") as f:  # someone else's file (a log, an image) is not read whole
+        start = f.read(64)
+    if start.strip() and not start.lstrip().startswith(b"{"):
+        raise _not_results(path, start.split(b"\n")[0])
     data = path.read_bytes()
     if not data:
         return {}, None
@@ -114,6 +138,15 @@ def read_results(
     for line in lines:
         position += len(line) + 1
         offsets.append(position)
+    if not lines and not _HEADER_START.match(tail):  # one line, and not a header's start
+        raise _not_results(path, tail)
+    if lines:
+        try:
+            header = json.loads(lines[0])
+        except ValueError:
+            header = None
+        if not isinstance(header, dict) or header.get("xpnn_search") != FORMAT:
+            raise _not_results(path, lines[0])
     keep = None
     if tail:
         keep = position
@@ -125,15 +158,6 @@ def read_results(
         )
     if not lines:  # only a cut header
         return {}, 0
-    try:
-        header = json.loads(lines[0])
-    except ValueError:
-        header = None
-    if not isinstance(header, dict) or header.get("xpnn_search") != FORMAT:
-        raise ResultsFileError(
-            f"{path} is not a results file of xpnn search (format {FORMAT}): its first line is "
-            f"{lines[0][:80]!r}; give another results file"
-        )
     found = header.get("settings")
     if not isinstance(found, dict):
         raise ResultsFileError(f"results file {path}: its header has no settings")
@@ -144,6 +168,7 @@ def read_results(
             "Give another results file (or the same settings to resume that search)"
         )
     records: dict[int, dict[str, Any]] = {}
+    line_of: dict[int, int] = {}  # trial -> the line that holds it
     for number, line in enumerate(lines[1:], start=2):
         try:
             record = json.loads(line)
@@ -173,8 +198,31 @@ def read_results(
                 f"results file {path}: line {number} is damaged: {problem}; repair or remove "
                 "that line, or give another results file"
             )
-        records.setdefault(record["trial"], record)
+        trial = record["trial"]
+        if trial in line_of:
+            raise ResultsFileError(
+                f"results file {path}: trial {trial} is on line {line_of[trial]} and again on "
+                f"line {number}; a search writes each trial once: delete one of the two lines "
+                "(or give another results file)"
+            )
+        line_of[trial] = number
+        records[trial] = record
     return records, keep
+
+
+def _lock(file: IO[Any], path: Path) -> None:
+    """Lock ``file`` for this process (until it is closed), or refuse: another search holds it."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock
+        return
+    try:
+        fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        raise ResultsFileError(
+            f"results file {path} is being written by another search; wait for it or give "
+            "another results file"
+        ) from None
 
 
 class ResultsWriter:
@@ -213,17 +261,7 @@ class ResultsWriter:
             raise
 
     def _lock(self) -> None:
-        try:
-            import fcntl
-        except ImportError:  # Windows: no lock
-            return
-        try:
-            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise ResultsFileError(
-                f"results file {self.path} is being written by another search; wait for it or "
-                "give another results file"
-            ) from None
+        _lock(self._file, self.path)
 
     def _write_line(self, line: str) -> None:
         self._file.write(line + "\n")
@@ -249,8 +287,8 @@ def check_writable(path: str | os.PathLike[str]) -> Path:
     """Check a results file can be created or appended to, before any work.
 
     Raises:
-        ResultsFileError: A folder where the file should be, or a parent
-            that is a file.
+        ResultsFileError: A folder where the file should be, a parent that
+            is a file, or a file another search is writing (its lock).
         OSError: No permission to write there.
     """
     path = Path(path)
@@ -264,4 +302,7 @@ def check_writable(path: str | os.PathLike[str]) -> Path:
     target = path if path.exists() else parent
     if not os.access(target, os.W_OK):
         raise PermissionError(f"results file {path}: cannot write to {target}")
+    if path.is_file():  # held by a running search? (tried and let go: nothing is written)
+        with open(path, "rb") as probe:
+            _lock(probe, path)
     return path

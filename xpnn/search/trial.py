@@ -8,13 +8,16 @@ and the optimizer by name, and trains with :class:`xpnn.Trainer`.
 :func:`train_trial` is the default trial function, the book's: train, with
 the held-out samples as validation data, and return the accuracy curves.
 A search may be given another ``trial_fn(trial) -> dict`` (any objective):
-see :func:`xpnn.search.random_search`.
+see :func:`xpnn.search.random_search`. :func:`estimate_trial_memory` counts
+the bytes one of its trials needs, as ``xpnn train`` does, so that a search
+too large for its workers is refused before any trial is sent out.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import itertools
 import json
 import math
 import numbers
@@ -30,11 +33,13 @@ __all__ = [
     "FIT_RESERVED",
     "Trial",
     "check_call",
+    "estimate_trial_memory",
     "load_search_data",
     "resolve_model",
     "resolve_optimizer",
     "run_trial",
     "train_trial",
+    "worker_memory",
     "worker_version",
 ]
 
@@ -153,6 +158,112 @@ def check_call(cls_or_fn: Callable[..., Any], kwargs: Mapping[str, Any], what: s
         raise ValueError(f"{what}: {exc}") from None
     except ValueError:  # no signature to inspect (a builtin): trust it
         pass
+
+
+# --------------------------------------------------------------------------
+# The memory of one trial, counted before any is sent out
+# --------------------------------------------------------------------------
+
+
+def _layer_sizes(settings: Mapping[str, Any], model: Mapping[str, Any]) -> tuple[list[int], bool]:
+    """``([input, *hidden, output], batchnorm)`` of the book's fully connected nets, or ``[]``.
+
+    :class:`~xpnn.models.multilayer.MultiLayerNet` (``hidden_size_list``) and
+    the two-layer nets (``hidden_size``) only: another class's memory is not
+    known here.
+    """
+    try:
+        cls = resolve_model(settings["model"])
+        from xpnn.models.multilayer import MultiLayerNet
+        from xpnn.models.two_layer import LayeredTwoLayerNet
+    except (ImportError, ValueError):
+        return [], False
+    if issubclass(cls, MultiLayerNet):
+        hidden = model.get("hidden_size_list")
+    elif issubclass(cls, LayeredTwoLayerNet) and "hidden_size" in model:
+        hidden = [model["hidden_size"]]
+    else:
+        return [], False
+    sizes = [model.get("input_size"), *(hidden if isinstance(hidden, list) else [None])]
+    sizes.append(model.get("output_size"))
+    if any(isinstance(n, bool) or not isinstance(n, int) or n <= 0 for n in sizes):
+        return [], False  # the model's own checks say what is wrong, on the worker
+    return sizes, bool(model.get("use_batchnorm", False))
+
+
+def estimate_trial_memory(
+    settings: Mapping[str, Any], params: Mapping[str, Any]
+) -> dict[str, int] | None:
+    """The bytes one :func:`train_trial` of these values needs, before allocating any.
+
+    ``xpnn train``'s estimate (:func:`xpnn.cli.memory.estimate_memory`), for
+    any number of hidden layers: with sizes ``d0`` (input), ``h1 ... hk``
+    (hidden) and ``c`` (classes), ``P`` weights and biases, ``b`` bytes per
+    float, ``n`` training and ``m`` held-out samples: parameters and
+    gradients ``P * b`` each, optimizer state ``k * P * b``, initialization
+    the largest weight's float64 draws, activations the larger of a step
+    ``batch * (2 * d0 + 4 * sum(h) + 4 * c) * b`` and an accuracy pass
+    ``max(n, m) * (2 * sum(h) + 2 * c) * b``, data ``(n + m) * (d0 + c) *
+    b`` (with one hidden layer: exactly ``estimate_memory``'s numbers).
+
+    Args:
+        settings: The search's settings.
+        params: The trial's values (``{"target.name": value}``).
+
+    Returns:
+        Bytes by part and their ``"total"``, or None for a model whose
+        memory is not known here (a class of your own, a conv net).
+    """
+    from xpnn.cli.memory import ITEM_BYTES, OPTIMIZER_STATE
+
+    values = Trial(0, dict(params), 0, 0, dict(settings)).targets()
+    sizes, batchnorm = _layer_sizes(settings, {**settings["model_kwargs"], **values["model"]})
+    fit = {**settings["fit_kwargs"], **values["fit"]}
+    batch = fit.get("batch_size")
+    if not sizes or isinstance(batch, bool) or not isinstance(batch, int) or batch <= 0:
+        return None
+    item = ITEM_BYTES.get(settings.get("dtype") or "float32", 4)
+    d0, hidden, c = sizes[0], sizes[1:-1], sizes[-1]
+    weights = sum(a * b for a, b in itertools.pairwise(sizes))
+    params_n = weights + sum(sizes[1:]) + (2 * sum(hidden) if batchnorm else 0)
+    n_val = int(settings["train_size"] * settings["validation"])
+    n_train = settings["train_size"] - n_val
+    step = batch * (2 * d0 + 4 * sum(hidden) + 4 * c)
+    evaluation = max(n_train, n_val) * (2 * sum(hidden) + 2 * c)
+    state = OPTIMIZER_STATE.get(str(settings["optimizer"]).lower(), 2)
+    parts = {
+        "parameters": params_n * item,
+        "gradients": params_n * item,
+        "optimizer state": state * params_n * item,
+        "initialization": max(a * b for a, b in itertools.pairwise(sizes)) * 8,
+        "activations": max(step, evaluation) * item,
+        "data": (n_train + n_val) * (d0 + c) * item,
+    }
+    if fit.get("precision") is not None:  # mixed precision: a half twin, half activations
+        parts["half-precision copy"] = 2 * params_n * 2
+        parts["activations"] = max(step * 2, evaluation * item)
+    parts["total"] = sum(parts.values())
+    return parts
+
+
+def worker_memory(spec: str | None) -> tuple[int | None, str]:
+    """Bytes free where a trial of backend ``spec`` allocates on this worker, and where.
+
+    ``xpnn train``'s :func:`xpnn.cli.memory.memory_available`; ``(None,
+    why)`` when the backend does not open here (the trial says so itself).
+    """
+    import xpnn
+    from xpnn.cli import memory
+
+    try:
+        if spec is None:
+            backend = xpnn.get_backend()
+        else:
+            with xpnn.use_backend(spec) as backend:
+                pass
+        return memory.memory_available(backend)
+    except Exception as exc:  # no number: no refusal
+        return None, f"unknown ({type(exc).__name__}: {exc})"
 
 
 # --------------------------------------------------------------------------
