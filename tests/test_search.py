@@ -432,6 +432,6 @@ def test_every_search_option_has_help_and_its_default(capsys):
     with pytest.raises(SystemExit):
         main(["search", "--help"])
     out = " ".join(capsys.readouterr().out.split())
-    assert "trials of the search (default: 100)" in out
+    assert "in --results) (default: 100)" in out and "at most 10,000,000" in out
     assert "epochs of each trial (default: 50)" in out
     assert "(default: None)" not in out and "(default: False)" not in out
