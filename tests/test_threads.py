@@ -286,3 +286,15 @@ def test_each_trial_runs_under_the_limit_on_its_dask_worker():
     result = random_search(trials=2, workers=1, threads=2, trial_fn=trial_fn, progress=False)
     assert [r["pools"] for r in result.records] == [[2], [2]]
     assert result.records[0]["pid"] != os.getpid()  # on the worker, not here
+
+
+def test_pytorch_gets_its_thread_count_back_after_the_limit():
+    # PyTorch's pool is OpenMP's: limiting OpenMP first made PyTorch report the
+    # new count, which was then "restored" (found with PyTorch installed).
+    torch = pytest.importorskip("torch")
+    before, omp_before = torch.get_num_threads(), pools()
+    limit = 2 if before != 2 else 3
+    with threads.limit_threads(limit):
+        assert torch.get_num_threads() == limit
+    assert torch.get_num_threads() == before
+    assert pools() == omp_before

@@ -118,16 +118,18 @@ def environment_before(names: tuple[str, ...] = THREAD_ENV) -> dict[str, str | N
 def _apply(n: int) -> None:
     """Limit every loaded library (and PyTorch, if imported) to ``n`` threads."""
     global _torch_saved
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, "set_num_threads") and _torch_saved is None:
+        # Before threadpoolctl: limiting OpenMP changes what PyTorch reports
+        # (its pool is OpenMP's), and the count to put back is the one before.
+        _torch_saved = int(torch.get_num_threads())
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # the environment variables still reach what loads later
         pass
     else:
         _limiters.append(threadpool_limits(limits=n))
-    torch = sys.modules.get("torch")
     if torch is not None and hasattr(torch, "set_num_threads"):
-        if _torch_saved is None:
-            _torch_saved = int(torch.get_num_threads())
         torch.set_num_threads(n)
 
 
