@@ -59,7 +59,12 @@ def test_metadata(tmp_path):
     with np.load(tmp_path / "n.npz", allow_pickle=False) as data:
         meta = json.loads(str(data["__xpnn__"]))
     assert meta["model"] == "TwoLayerNet" and meta["xpnn"] == xpnn.__version__
-    assert meta["config"] == {"input_size": 4, "hidden_size": 3, "output_size": 2}
+    assert meta["config"] == {
+        "input_size": 4,
+        "hidden_size": 3,
+        "output_size": 2,
+        "activation": "sigmoid",
+    }
     assert meta["dtype"] == "float32"
 
 

@@ -9,7 +9,16 @@ import pytest
 
 import xpnn
 from xpnn.layers import Affine
-from xpnn.optimizers import SGD, AdaGrad, Adam, Momentum, Nesterov, Optimizer, RMSprop
+from xpnn.optimizers import (
+    SGD,
+    AdaGrad,
+    Adam,
+    Momentum,
+    Nesterov,
+    NesterovVol2,
+    Optimizer,
+    RMSprop,
+)
 
 NAMES = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"]
 CLASSES = {cls.__name__: cls for cls in (SGD, Momentum, Nesterov, AdaGrad, RMSprop, Adam)}
@@ -87,11 +96,10 @@ def reference_step(name, hp, p, g, state, t):
         state["v"] = hp["momentum"] * state.get("v", zero) - lr * g
         return p + state["v"]
     if name == "Nesterov":
-        # The book's two lines with the new velocity substituted:
-        # p + mu^2 (mu v_old - lr g) - (1 + mu) lr g.
+        # Vol. 1's corrected code: p moves with the velocity before the update.
         mu, v_old = hp["momentum"], state.get("v", zero)
         state["v"] = mu * v_old - lr * g
-        return p + mu**3 * v_old - (1 + mu + mu**2) * lr * g
+        return p + mu**2 * v_old - (1 + mu) * lr * g
     if name == "AdaGrad":
         state["h"] = state.get("h", zero) + g**2
         return p - lr * g / (np.sqrt(state["h"]) + 1e-7)
@@ -147,8 +155,10 @@ def test_first_step_by_hand(backend):
 
     np.testing.assert_allclose(first_step(SGD(lr=0.1)), [0.95, -1.6], rtol=1e-14)
     np.testing.assert_allclose(first_step(Momentum(lr=0.1)), [0.95, -1.6], rtol=1e-14)
-    # Nesterov: v = -lr g; p += mu^2 v - (1 + mu) lr g = -(0.81 + 1.9) * 0.1 g.
-    np.testing.assert_allclose(first_step(Nesterov(lr=0.1)), [0.8645, -0.916], rtol=1e-14)
+    # Nesterov (vol. 1): p += mu^2 v_old - (1 + mu) lr g with v_old = 0: -1.9 * 0.1 g.
+    np.testing.assert_allclose(first_step(Nesterov(lr=0.1)), [0.905, -1.24], rtol=1e-14)
+    # NesterovVol2: v = -lr g first, then p += mu^2 v - (1 + mu) lr g = -(0.81 + 1.9) * 0.1 g.
+    np.testing.assert_allclose(first_step(NesterovVol2(lr=0.1)), [0.8645, -0.916], rtol=1e-14)
     # AdaGrad and Adam move each element by lr (up to the 1e-7) against its
     # gradient's sign, RMSprop by lr / sqrt(1 - decay_rate) = 10 lr.
     np.testing.assert_allclose(first_step(AdaGrad(lr=0.1)), [0.9, -1.9], rtol=1e-6)

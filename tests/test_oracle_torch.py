@@ -7,7 +7,7 @@ from the very same values. Cases: random shapes from fixed seeds, a batch of
 one, and scores of about +-1000. Tolerances are relative to each array's
 largest element: 1e-10 for float64, 1e-5 for float32.
 
-Where the book's optimizers differ from torch.optim (Nesterov, Adam) the
+Where the book's optimizers differ from torch.optim (vol. 2's Nesterov, Adam) the
 tests pin the exact relation instead (see docs/porting.md).
 """
 
@@ -247,15 +247,25 @@ def test_optimizers_equal_to_torch_optim(backend, dtype, name):
             close(params[k], tp.detach(), dtype)
 
 
-def test_nesterov_is_the_books_not_torchs(backend):
-    """First step -(1 + mu + mu**2) lr g (torch: -(1 + mu) lr g); after every
-    step p_book = p_torch + mu**2 v."""
+def test_nesterov_vol1_is_torchs_and_vol2_is_not(backend):
+    """Vol. 1's (corrected) Nesterov is SGD(nesterov=True): first step
+    -(1 + mu) lr g. Vol. 2's moves -(1 + mu + mu**2) lr g first, and after
+    every step p_vol2 = p_torch + mu**2 v."""
     lr, mu = 0.1, 0.9
-    runs = _run_both(
+    for _, _, params, tparams, _ in _run_both(
         backend,
         "float64",
         6,
         lambda: xpnn.Nesterov(lr=lr, momentum=mu),
+        lambda ps: torch.optim.SGD(ps, lr=lr, momentum=mu, nesterov=True),
+    ):
+        for k, tp in tparams.items():
+            close(params[k], tp.detach(), "float64")
+    runs = _run_both(
+        backend,
+        "float64",
+        6,
+        lambda: xpnn.optimizers.NesterovVol2(lr=lr, momentum=mu),
         lambda ps: torch.optim.SGD(ps, lr=lr, momentum=mu, nesterov=True),
     )
     rng = np.random.default_rng(6)

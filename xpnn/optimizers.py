@@ -1,5 +1,8 @@
 """The book's optimizers: SGD, Momentum, Nesterov, AdaGrad, RMSprop and Adam.
 
+``Nesterov`` is vol. 1's (corrected) code; vol. 2's differs and is
+``NesterovVol2``. The others are the same in both volumes.
+
 The algorithms are exactly those of *Deep Learning from Scratch* (vol. 1,
 ``common/optimizer.py``, ch. 6; vol. 2, ``common/optimizer.py``), with the
 book's hyper-parameter defaults and its ``1e-7`` in the denominators.
@@ -49,6 +52,7 @@ __all__ = [
     "Adam",
     "Momentum",
     "Nesterov",
+    "NesterovVol2",
     "Optimizer",
     "RMSprop",
     "get_optimizer",
@@ -431,7 +435,41 @@ class Momentum(Optimizer):
 
 
 class Nesterov(Momentum):
-    """Nesterov's accelerated gradient, as the book writes it (vol. 1 code).
+    """Nesterov's accelerated gradient, as vol. 1's ``common/optimizer.py`` has it.
+
+    Update, with a velocity ``v`` of ``p``'s shape that starts at zero::
+
+        p += momentum * momentum * v
+        p -= (1 + momentum) * lr * g
+        v = momentum * v - lr * g
+
+    This is vol. 1's code as corrected upstream in 2021 ("Fix Nesterov update
+    function"): ``p`` moves with the velocity from *before* this update. It
+    is ``torch.optim.SGD(lr=lr, momentum=momentum, nesterov=True)`` while
+    ``lr`` stays the same (``v`` is ``-lr`` times torch's momentum buffer):
+    the first step moves ``-(1 + momentum) * lr * g``.
+
+    Vol. 2's ``common/optimizer.py`` updates ``v`` first and moves ``p`` with
+    the new one; that form is :class:`NesterovVol2` (a vol. 2 port imports
+    ``from xpnn.optimizers import NesterovVol2 as Nesterov``).
+
+    Args:
+        lr: Learning rate, > 0.
+        momentum: Fraction of the velocity kept per step, in [0, 1).
+
+    Attributes:
+        v: The velocities, keyed like ``params`` (None before the first update).
+    """
+
+    def _apply(self, xp: Any, p: Any, g: Any, v: Any) -> None:
+        p += self.momentum * self.momentum * v
+        p -= (1 + self.momentum) * self.lr * g
+        v *= self.momentum
+        v -= self.lr * g
+
+
+class NesterovVol2(Nesterov):
+    """Nesterov's accelerated gradient as vol. 2's ``common/optimizer.py`` writes it.
 
     Update, with a velocity ``v`` of ``p``'s shape that starts at zero::
 
@@ -439,13 +477,13 @@ class Nesterov(Momentum):
         p += momentum * momentum * v
         p -= (1 + momentum) * lr * g
 
-    This is the book's formula, kept as it is, and *not* the one of
-    ``torch.optim.SGD(momentum=mu, nesterov=True)``: the usual form (and
-    torch's) adds ``mu**2`` times the velocity from *before* this update,
-    the book the updated one. So the first step moves ``-(1 + mu + mu**2) *
-    lr * g`` where torch moves ``-(1 + mu) * lr * g``, and after any number
-    of steps with the same gradients (and a constant ``lr``)
-    ``p_book = p_torch + mu**2 * v``.
+    Unlike :class:`Nesterov` (vol. 1's corrected code, and torch's
+    ``SGD(nesterov=True)``), ``p`` moves with the velocity *after* this
+    update: the first step moves ``-(1 + mu + mu**2) * lr * g`` where
+    :class:`Nesterov` moves ``-(1 + mu) * lr * g``, and after any number of
+    steps with the same gradients (and a constant ``lr``) ``p_vol2 =
+    p_vol1 + mu**2 * v``. Its checkpoints name ``"NesterovVol2"``, so they
+    load only into this class.
 
     Args:
         lr: Learning rate, > 0.
@@ -575,7 +613,8 @@ class Adam(Optimizer):
 
 
 #: The optimizers by the book's lower-case names (vol. 1, ``common/trainer.py``):
-#: what ``get_optimizer`` and ``Trainer(..., optimizer="adam")`` take.
+#: what ``get_optimizer`` and ``Trainer(..., optimizer="adam")`` take
+#: (``"nesterov"`` is vol. 1's :class:`Nesterov`; :class:`NesterovVol2` has no name).
 OPTIMIZERS: dict[str, type[Optimizer]] = {
     "sgd": SGD,
     "momentum": Momentum,

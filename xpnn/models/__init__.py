@@ -26,7 +26,7 @@ from xpnn.models.convnet import DeepConvNet, SimpleConvNet
 from xpnn.models.layered import MODELS, LayeredNet
 from xpnn.models.multilayer import MultiLayerNet, MultiLayerNetExtend
 from xpnn.models.simple import SimpleNet, simpleNet
-from xpnn.models.two_layer import LayeredTwoLayerNet, TwoLayerNet
+from xpnn.models.two_layer import LayeredTwoLayerNet, TwoLayerNet, TwoLayerNetReLU
 from xpnn.params import ParamDict, ParamList
 
 __all__ = [
@@ -41,5 +41,6 @@ __all__ = [
     "SimpleConvNet",
     "SimpleNet",
     "TwoLayerNet",
+    "TwoLayerNetReLU",
     "simpleNet",
 ]
