@@ -35,9 +35,14 @@ BatchNormalization ``running_var`` below 0) before building the model.
 The package's modules: :mod:`xpnn.io.npz` (reading hostile files cheaply,
 writing atomically), :mod:`xpnn.io.saving` (models), :mod:`xpnn.io.checks`
 (the values: precision lost in storage, layers' state constraints) and
-:mod:`xpnn.io.checkpoints` (training checkpoints).
+:mod:`xpnn.io.checkpoints` (training checkpoints) and :mod:`xpnn.io.book_pickle` (the
+book's weight files: a restricted unpickler, and the models' ``save_params`` and
+``load_params``).
 """
 
+from xpnn.io.book_pickle import MAX_PICKLE_BYTES, BookPickleError, load_book_pickle
+from xpnn.io.book_pickle import load_params as _load_book_params
+from xpnn.io.book_pickle import save_params as _save_book_params
 from xpnn.io.checkpoints import _parse_checkpoint as _parse_checkpoint  # Trainer and tests
 from xpnn.io.checkpoints import _restore_checkpoint as _restore_checkpoint
 from xpnn.io.checkpoints import read_checkpoint, write_checkpoint
@@ -55,19 +60,26 @@ from xpnn.io.npz import (
 from xpnn.io.saving import _file_arrays as _file_arrays  # for tests
 from xpnn.io.saving import _named_params as _named_params
 from xpnn.io.saving import load, load_params, save
+from xpnn.models.book_params import set_params_files
+
+# The book's net.save_params/net.load_params (xpnn.models.book_params) write and read here.
+set_params_files(_save_book_params, _load_book_params)
 
 __all__ = [
     "FORMAT",
     "MAX_ELEMENTS",
+    "MAX_PICKLE_BYTES",
     "MAX_MEMBERS",
     "MAX_RATIO",
     "MODEL_FORMAT",
     "MODEL_META_CHARS",
+    "BookPickleError",
     "ModelFileError",
     "PrecisionLossError",
     "PrecisionLossWarning",
     "check_output_path",
     "load",
+    "load_book_pickle",
     "load_params",
     "read_checkpoint",
     "save",

@@ -42,6 +42,7 @@ from xpnn.layers import (
     backward,
 )
 from xpnn.layers.base import _check_config_keys, _declares_sample_shape, _is_loss_kind
+from xpnn.models.book_params import BookParams
 from xpnn.params import ParamList
 
 __all__ = ["MAX_LAYERS", "MAX_SAMPLE_DIMS", "MAX_SAMPLE_ELEMENTS", "MODELS", "LayeredNet"]
@@ -186,7 +187,7 @@ def _check_sample_shape(out: Any, kind: Any, loss: bool) -> None:
         )
 
 
-class LayeredNet:
+class LayeredNet(BookParams):
     """A network as vol. 2 of the book builds it: ``layers`` + ``loss_layer``.
 
     ``params`` and ``grads`` are flat lists gathered from the layers (the
