@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 import xpnn
 from xpnn.datasets import load_mnist5k, load_mnist_dir
 from xpnn.plot import show_or_save
+from xpnn.util import smooth_curve  # the book's common/util.py
 
 #: Figure formats the examples write (the extension chooses).
 FORMATS = (".png", ".svg", ".pdf")
@@ -145,18 +146,6 @@ def to_floats(values: Sequence[Any]) -> list[float]:
         return [_shortest(v) for v in values]
     xp = xpnn.get_namespace(values[0])
     return [_shortest(v) for v in xpnn.to_numpy(xp.stack(list(values)))]
-
-
-def smooth_curve(x: Sequence[float]) -> np.ndarray:
-    """The book's ``common/util.smooth_curve``: a Kaiser window of 11 points (host NumPy)."""
-    x = np.asarray(x, dtype=float)
-    window_len = 11
-    if x.size < window_len:  # too short to smooth (quick runs)
-        return x
-    s = np.r_[x[window_len - 1 : 0 : -1], x, x[-1:-window_len:-1]]
-    w = np.kaiser(window_len, 2)
-    y = np.convolve(w / w.sum(), s, mode="valid")
-    return y[5 : len(y) - 5]
 
 
 def print_final_losses(losses: Mapping[str, Sequence[float]], window: int) -> None:

@@ -11,8 +11,17 @@ Draws needed inside a training step (dropout masks) must not cross from the
 host: :func:`counter_uniform` computes them on the device of an array, as a
 hash of each element's index and a key, with the same bits on every backend.
 
+A global seed (:func:`seed`, the book's ``np.random.seed`` spelling, or the
+environment variable ``XPNN_SEED`` read at import) makes everything left
+unseeded reproducible: while one is set, ``default_rng(None)``, a model
+built without ``seed=`` and ``Dropout(seed=None)`` take their seeds from one
+process-wide sequence derived from it (:func:`fresh_seed`), so two runs of
+the same script start from the same weights on every backend. An explicit
+``seed=`` always wins; ``seed(None)`` goes back to fresh OS entropy.
+
 Example::
 
+    xpnn.random.seed(0)                            # or XPNN_SEED=0 python script.py
     rng = xpnn.default_rng(42)
     W = rng.normal(0.0, 0.01, size=(784, 50))     # float32 on the active backend
     idx = rng.permutation(60000)                   # int64 on the active backend
@@ -22,6 +31,9 @@ Example::
 from __future__ import annotations
 
 import math
+import os
+import secrets
+import threading
 from typing import Any
 
 import numpy as np
@@ -36,15 +48,113 @@ from xpnn.backend import (
     resolve_dtype,
 )
 
-__all__ = ["Generator", "counter_uniform", "default_rng"]
+__all__ = ["Generator", "counter_uniform", "default_rng", "fresh_seed", "get_seed", "seed"]
+
+#: The environment variable read at import: a global seed, as :func:`seed` sets.
+SEED_ENV_VAR = "XPNN_SEED"
+
+# ------------------------------------------------------------- global seed
+#
+# The one piece of global state of this module. ``_seed_value`` is the seed
+# that ``seed()`` set (None: fresh entropy), or _FROM_ENV while seed() has not
+# been called: then XPNN_SEED (read once at import, parsed at first use so
+# that `import xpnn` never fails; a bad value raises each time it is used).
+# ``_stream`` is the sequence the seeds are drawn from, made at first use.
+
+_FROM_ENV = object()
+_env_seed: str | None = os.environ.get(SEED_ENV_VAR, "").strip() or None  # blank: unset
+_seed_value: Any = _FROM_ENV
+_stream: np.random.Generator | None = None
+_seed_lock = threading.Lock()
+_FRESH_BITS = 63  # seeds of models and Dropout layers are in [0, 2**63)
+
+
+def _checked_seed(value: Any, what: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{what} must be an int or None, got {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{what} must be non-negative, got {value}")
+    return int(value)
+
+
+def _parse_env_seed(raw: str) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValueError(
+            f"{SEED_ENV_VAR}={raw!r} is not a seed: set it to a non-negative integer "
+            f"(e.g. {SEED_ENV_VAR}=0), or unset it for fresh entropy"
+        )
+    return value
+
+
+def seed(value: int | None) -> None:
+    """Set the global seed, as the book's ``np.random.seed(0)`` does for NumPy.
+
+    From now on every generator, model and Dropout layer made without a seed
+    takes one from a sequence that starts anew from ``value`` (see
+    :func:`fresh_seed`), so a script gives the same numbers on every run and
+    every backend. Explicit seeds are unaffected. ``seed(None)`` goes back to
+    fresh OS entropy (and overrides ``XPNN_SEED``). NumPy's own global state
+    is neither read nor changed.
+
+    Raises:
+        TypeError: ``value`` is not an int or None.
+        ValueError: ``value`` is negative.
+    """
+    global _seed_value, _stream
+    value = _checked_seed(value, "seed")
+    with _seed_lock:
+        _seed_value = value
+        _stream = None if value is None else np.random.default_rng(value)
+
+
+def get_seed() -> int | None:
+    """The global seed in force: :func:`seed`'s, else ``XPNN_SEED``'s, else None.
+
+    Raises:
+        ValueError: ``XPNN_SEED`` is set to something other than a
+            non-negative integer (and :func:`seed` has not been called).
+    """
+    value = _seed_value
+    if value is _FROM_ENV:
+        return None if _env_seed is None else _parse_env_seed(_env_seed)
+    return value
+
+
+def fresh_seed() -> int:
+    """A seed in ``[0, 2**63)`` for something the caller did not seed.
+
+    While a global seed is set (:func:`seed` or ``XPNN_SEED``), the next draw
+    of one process-wide sequence seeded by it: the same script makes the
+    same calls in the same order, so it gets the same seeds on every run
+    (draws from several threads at once come in the order they happen).
+    Otherwise 63 bits of OS entropy (:mod:`secrets`), different every time.
+
+    Raises:
+        ValueError: ``XPNN_SEED`` is not a non-negative integer.
+    """
+    global _stream
+    with _seed_lock:
+        if _stream is None:
+            value = get_seed()
+            if value is None:
+                return secrets.randbits(_FRESH_BITS)
+            _stream = np.random.default_rng(value)
+        return int(_stream.integers(0, 2**_FRESH_BITS, dtype=np.int64))
 
 
 class Generator:
     """A seeded random generator whose draws land on an xpnn backend.
 
     Args:
-        seed: An int (or None for fresh OS entropy), as for
-            :func:`numpy.random.default_rng`.
+        seed: An int, as for :func:`numpy.random.default_rng`; or None: a
+            seed from :func:`fresh_seed` while a global seed is set (then
+            recorded in ``self.seed``), else fresh OS entropy.
         backend: Where draws are placed. If omitted, the backend active *at
             each draw* (so one generator serves inside ``use_backend`` blocks).
     """
@@ -54,6 +164,8 @@ class Generator:
             raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
         if seed is not None and seed < 0:
             raise ValueError(f"seed must be non-negative, got {seed}")
+        if seed is None and get_seed() is not None:
+            seed = fresh_seed()
         self.seed = seed
         self.backend = backend
         self._rng = np.random.default_rng(seed)
@@ -183,7 +295,11 @@ class Generator:
 
 
 def default_rng(seed: int | None = None, *, backend: Backend | None = None) -> Generator:
-    """Return a :class:`Generator`; ``seed`` makes it reproducible on every backend."""
+    """Return a :class:`Generator`; ``seed`` makes it reproducible on every backend.
+
+    Without ``seed``, the global seed (:func:`seed`, ``XPNN_SEED``) makes it
+    reproducible too; with neither, it draws from fresh OS entropy.
+    """
     return Generator(seed, backend=backend)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import secrets
 from typing import Any
 
 from xpnn.backend import _dtype_name, device_of, get_namespace, ops, zeros
@@ -17,7 +16,7 @@ from xpnn.layers.base import (
     _zeros_like_all,
     register_layer,
 )
-from xpnn.random import _counter_bits
+from xpnn.random import _counter_bits, fresh_seed
 
 __all__ = ["BatchNormalization", "Dropout"]
 
@@ -50,8 +49,10 @@ class Dropout(Layer):
     Args:
         dropout_ratio: The probability of dropping an element, ``0 <= r < 1``.
         seed: An int in ``0 <= seed < 2**63`` (the masks are a function of
-            it and ``draws``); None draws one from the OS's entropy now, so
-            ``seed`` is always an int that a saved model records.
+            it and ``draws``); None takes one now from
+            :func:`xpnn.random.fresh_seed` (the global seed's sequence while
+            one is set, else OS entropy), so ``seed`` is always an int that a
+            saved model records.
 
     Attributes:
         mask: The last training mask, ``x.shape``, in x's dtype (1 kept, 0
@@ -74,7 +75,7 @@ class Dropout(Layer):
     def __init__(self, dropout_ratio: float = 0.5, *, seed: int | None = None):
         super().__init__()
         self.dropout_ratio = _real_in(dropout_ratio, "dropout_ratio", 0.0, 1.0)
-        self.seed = secrets.randbits(63) if seed is None else _seed(seed, "Dropout seed")
+        self.seed = fresh_seed() if seed is None else _seed(seed, "Dropout seed")
         self.draws = 0
         self.hold_mask = False
         self.mask: Any = None

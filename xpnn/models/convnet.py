@@ -37,7 +37,6 @@ and saving, is their base class in :mod:`xpnn.models.convnet_base`.
 from __future__ import annotations
 
 import math
-import secrets
 from collections.abc import Mapping
 from typing import Any
 
@@ -62,7 +61,7 @@ from xpnn.models.convnet_base import _ConvNet
 from xpnn.models.layered import MODELS, LayeredNet, _float_dtype
 from xpnn.models.weight_init import _dropout_seeds, _init_scale, _init_std
 from xpnn.params import ParamDict
-from xpnn.random import default_rng
+from xpnn.random import default_rng, fresh_seed
 
 __all__ = ["DeepConvNet", "SimpleConvNet"]
 
@@ -333,7 +332,7 @@ def _build(net: _ConvNet, dtype: Any, given: dict[str, Any]) -> None:
     if not backend.xp.isdtype(dtype, "real floating"):
         raise TypeError(f"{who}: dtype must be a float dtype such as 'float32', got {dtype}")
     if s["seed"] is None:
-        s["seed"] = secrets.randbits(63)
+        s["seed"] = fresh_seed()
     keyed = _draw_weights(plan, s, cls._scale, dtype, backend)
     layers, keys, dropouts = _make_layers(plan, keyed, s["seed"])
     LayeredNet.__init__(net, layers, SoftmaxWithLoss(), s["input_dim"])

@@ -26,7 +26,6 @@ adds them to :data:`xpnn.models.MODELS`.
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from xpnn.backend import get_backend, zeros
@@ -49,7 +48,7 @@ from xpnn.models.numerical_gradient import held_numerical_gradient
 from xpnn.models.weight_decay import add_decay_grads, decay_loss
 from xpnn.models.weight_init import _dropout_seeds, _init_scale, weight_init_scale
 from xpnn.params import ParamDict
-from xpnn.random import default_rng
+from xpnn.random import default_rng, fresh_seed
 
 __all__ = ["MultiLayerNet", "MultiLayerNetExtend", "weight_init_scale"]
 
@@ -133,7 +132,7 @@ class MultiLayerNet(LayeredNet):
         s = _settings(type(self).__name__, self._EXTENDED, **given)
         dtype = _float_dtype(dtype)  # an unknown dtype fails here, before any draw
         if s["seed"] is None:
-            s["seed"] = secrets.randbits(63)
+            s["seed"] = fresh_seed()
         self._settings = s
         hidden = s["hidden_size_list"]
         sizes = [s["input_size"], *hidden, s["output_size"]]
