@@ -138,7 +138,11 @@ class BookForm:
         * Accuracies: measured after each epoch, so the last entry is the
           trained model's; the book measures after the first iteration of
           each epoch. Both give ``epochs`` entries when
-          ``mini_batch_size`` divides the training size.
+          ``mini_batch_size`` divides the training size. The lines come in
+          the book's order (an epoch's ``=== epoch:`` line after its first
+          ``train loss:`` line) and the accuracies print as the book's:
+          ``str()`` of the float64 ratio correct / samples (66 of 100:
+          ``0.66``; 2 of 3: ``0.6666666666666666``), whatever the dtype.
         * ``train_loss_list``: the loss of the forward pass that gave the
           gradients (training mode: Dropout active, batch statistics),
           before the update; the book runs a second forward pass after the
@@ -202,7 +206,8 @@ class BookForm:
         self.final_test_acc = accuracy(self.model, self.x_test, self.t_test)
         if self.verbose:
             print("=============== Final Test Accuracy ===============")
-            print("test acc:" + _shown_as(self.x_test.dtype)(self.final_test_acc))
+            shown = _shown_as(self.x_test.dtype)
+            print("test acc:" + _as_ratio(self.final_test_acc, self.x_test, None, shown))
         return self
 
 
@@ -280,13 +285,21 @@ def _book_optimizer(optimizer: Any, param: Any) -> Any:
 
 
 class _BookLines(Callback):
-    """The book's printed lines of ``Trainer.train`` (after each epoch's one read)."""
+    """The book's printed lines of ``Trainer.train`` (after each epoch's one read).
+
+    In the book's order: an epoch's ``=== epoch:`` line follows the
+    ``train loss:`` line of its first iteration (the book's ``Trainer``
+    evaluates when ``current_iter % iter_per_epoch == 0``), then come the
+    epoch's other ``train loss:`` lines. Every number is a Python float.
+    """
 
     def __init__(self, losses: IterationLosses):
         self.losses, self.printed = losses, len(losses.losses)
+        self.first_iter = 0  # the iteration this fit's first epoch starts at
 
     def on_fit_start(self, state: FitState) -> None:
         self.printed = len(self.losses.losses)
+        self.first_iter = state.start_iter
 
     def on_epoch_end(self, state: FitState) -> None:
         new = self.losses.losses[self.printed :]
@@ -295,12 +308,53 @@ class _BookLines(Callback):
         lines = ["train loss:" + shown(loss) for loss in new]
         trainer = state.trainer
         if trainer.train_acc_list:
-            lines.append(
-                f"=== epoch:{trainer.current_epoch}, train acc:"
-                f"{shown(trainer.train_acc_list[-1])}, test acc:"
-                f"{shown(trainer.test_acc_list[-1])} ==="
-            )
+            samples = trainer.evaluate_sample_num_per_epoch
+            train_acc = _as_ratio(trainer.train_acc_list[-1], state.x, samples, shown)
+            test_acc = _as_ratio(trainer.test_acc_list[-1], trainer.x_test, samples, shown)
+            # After the epoch's first iteration (a resumed epoch has printed it already).
+            at = 1 if self.first_iter == 0 else 0
+            epoch = f"=== epoch:{trainer.current_epoch}, train acc:{train_acc}, test acc:"
+            lines.insert(min(at, len(lines)), f"{epoch}{test_acc} ===")
+        self.first_iter = 0
         print("\n".join(lines))
+
+
+def _as_ratio(value: float, x: Any, samples: int | None, shown: Callable[[float], str]) -> str:
+    """An accuracy as the book prints it: ``str()`` of the float64 ratio.
+
+    The book's accuracy is ``np.sum(y == t) / float(N)``, a float64: 66
+    correct of 100 prints ``0.66``, 2 of 3 ``0.6666666666666666``. xpnn's is
+    computed in the data's dtype; the count of correct samples is recovered
+    on the host from it and the ``N`` samples measured (the first ``samples``
+    of ``x``, or all) and divided in Python, when that count is the only one
+    whose ratio reads back as ``value`` in that dtype. Otherwise (a float16
+    accuracy of many samples, a model whose accuracy is no ratio) ``value``
+    prints as ``shown`` gives it.
+    """
+    n = int(x.shape[0]) if samples is None else min(samples, int(x.shape[0]))
+    same = _same_in(x.dtype)
+    if n <= 0 or same is None or not math.isfinite(value):
+        return shown(value)
+    correct = round(value * n)
+    if not same(correct / n, value) or any(
+        0 <= c <= n and same(c / n, value) for c in (correct - 1, correct + 1)
+    ):
+        return shown(value)
+    return str(correct / n)
+
+
+def _same_in(dtype: Any) -> Callable[[float, float], bool] | None:
+    """Whether two floats are the same number in ``dtype`` (float64, float32; None: other)."""
+    name = _dtype_name(dtype)
+    if name == "float64":
+        return lambda a, b: a == b
+    if name == "float32":
+        return lambda a, b: _as_float32(a) == _as_float32(b)
+    return None
+
+
+def _as_float32(value: float) -> float:
+    return struct.unpack("f", struct.pack("f", value))[0]
 
 
 def _shown_as(dtype: Any) -> Callable[[float], str]:
@@ -311,15 +365,12 @@ def _shown_as(dtype: Any) -> Callable[[float], str]:
     if _dtype_name(dtype) == "float64":
         return str
 
-    def as_float32(value: float) -> float:
-        return struct.unpack("f", struct.pack("f", value))[0]
-
     def shown(value: float) -> str:
         if not math.isfinite(value):
             return str(value)
         for digits in range(6, 9):
             text = f"{value:.{digits}g}"
-            if as_float32(float(text)) == as_float32(value):
+            if _as_float32(float(text)) == _as_float32(value):
                 return text
         return f"{value:.9g}"  # 9 significant digits always read back
 

@@ -21,8 +21,9 @@ class Reporter(Callback):
     """The book's printed lines, the progress bar, and the Ctrl-C message.
 
     Prints ``| epoch 1 |  iter 10 / 10 | time 0[s] | loss 1.10`` at each
-    record and, with validation data, ``| epoch 1 | train acc, test acc |
-    0.3400, 0.3300`` after each epoch; shows a tqdm bar over the iterations
+    record (the book's ``%d`` seconds: whole seconds, truncated) and, with
+    validation data, ``| epoch 1 | train acc, test acc | 0.3400, 0.3300``
+    after each epoch; shows a tqdm bar over the iterations
     in a terminal or a notebook; on Ctrl-C says on stderr where the run
     stopped and which checkpoint resumes it.
 
@@ -56,7 +57,7 @@ class Reporter(Callback):
         if self.verbose:
             self.say(
                 f"| epoch {state.trainer.current_epoch + 1} |  iter {state.iteration + 1} / "
-                f"{state.max_iters} | time {time.perf_counter() - self.start:.0f}[s] "
+                f"{state.max_iters} | time {int(time.perf_counter() - self.start)}[s] "
                 f"| loss {avg_loss:.2f}"
             )
 
