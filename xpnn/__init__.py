@@ -19,6 +19,7 @@ from xpnn import (
     models,
     optimizers,
     training,
+    util,
 )
 from xpnn._version import __version__
 from xpnn.backend import (
@@ -49,6 +50,7 @@ from xpnn.models import (
     SimpleConvNet,
     SimpleNet,
     TwoLayerNet,
+    TwoLayerNetReLU,
     convnet,
     multilayer,
     simpleNet,
@@ -101,6 +103,7 @@ __all__ = [
     "SimpleNet",
     "Trainer",
     "TwoLayerNet",
+    "TwoLayerNetReLU",
     "__version__",
     "asarray",
     "available_backends",
@@ -128,5 +131,6 @@ __all__ = [
     "to_numpy",
     "training",
     "use_backend",
+    "util",
     "zeros",
 ]
