@@ -218,9 +218,9 @@ def xp(backend: xpnn.Backend):
 def _restore_global_backend():
     """Tests may call set_backend(); put the process default back afterwards."""
     # The state lives in the selection module: the package only re-exports.
-    saved = (_selection._default, _selection._env_spec)
+    saved = (_selection._default, _selection._env_spec, _selection._env_dtype)
     yield
-    _selection._default, _selection._env_spec = saved
+    _selection._default, _selection._env_spec, _selection._env_dtype = saved
 
 
 def write_idx(path, array) -> None:

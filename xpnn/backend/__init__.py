@@ -90,6 +90,9 @@ from xpnn.backend.transfer import asarray, to_numpy, zeros
 #: The environment variable read when xpnn is imported.
 ENV_VAR = selection.ENV_VAR
 
+#: The environment variable of the default backend's float dtype (``XPNN_DTYPE=float64``).
+DTYPE_ENV_VAR = selection.DTYPE_ENV_VAR
+
 #: Models and data default to float32: GPUs are many times slower at float64.
 DEFAULT_FLOAT_DTYPE = selection.DEFAULT_FLOAT_DTYPE
 

@@ -36,6 +36,10 @@ BACKEND_NAMES = ("numpy", "cupy", "torch", "array_api_strict")
 
 #: The environment variable read when xpnn is imported.
 ENV_VAR = "XPNN_BACKEND"
+#: The environment variable that sets the default backend's float dtype: a
+#: book script ported by its imports runs in the book's float64 with
+#: ``XPNN_DTYPE=float64`` (its NumPy float64 data then fits the model's weights).
+DTYPE_ENV_VAR = "XPNN_DTYPE"
 
 #: Models and data default to float32: GPUs are many times slower at float64.
 DEFAULT_FLOAT_DTYPE = "float32"
@@ -140,6 +144,7 @@ _default_lock = threading.Lock()
 # Read once at import; opened lazily so that `import xpnn` never fails and a
 # bad value raises at first use, with the reason, every time it is used.
 _env_spec: str | None = os.environ.get(ENV_VAR) or None
+_env_dtype: str | None = os.environ.get(DTYPE_ENV_VAR) or None
 
 
 def get_backend() -> Backend:
@@ -147,11 +152,15 @@ def get_backend() -> Backend:
 
     The innermost :func:`use_backend` block wins; otherwise the process-wide
     default set by :func:`set_backend`; otherwise ``XPNN_BACKEND`` as read at
-    import; otherwise numpy in float32.
+    import; otherwise numpy. Its default float dtype is ``XPNN_DTYPE`` as read
+    at import (``float64`` for the book's numerics), else float32; a backend
+    chosen with :func:`set_backend` or :func:`use_backend` takes its own
+    ``dtype=`` instead.
 
     Raises:
         BackendUnavailableError: ``XPNN_BACKEND`` names a backend that cannot run.
-        ValueError: ``XPNN_BACKEND`` names no known backend.
+        ValueError: ``XPNN_BACKEND`` names no known backend, or ``XPNN_DTYPE``
+            no float dtype the backend has.
     """
     backend = _active.get()
     if backend is not None:
@@ -159,13 +168,17 @@ def get_backend() -> Backend:
     global _default
     with _default_lock:
         if _default is None:
-            if _env_spec is None:
-                _default = _open("numpy")
-            else:
-                try:
-                    _default = _open(_env_spec)
-                except ValueError as exc:
-                    raise ValueError(f"{ENV_VAR}={_env_spec!r}: {exc}") from None
+            if _env_dtype is not None and _env_dtype not in _FLOAT_NAMES:
+                raise ValueError(
+                    f"{DTYPE_ENV_VAR}={_env_dtype!r}: the default float dtype must be one of "
+                    f"{_FLOAT_NAMES} (e.g. {DTYPE_ENV_VAR}=float64), or unset it for float32"
+                )
+            try:
+                _default = _open(_env_spec or "numpy", dtype=_env_dtype)
+            except ValueError as exc:
+                if _env_spec is None:
+                    raise ValueError(f"{DTYPE_ENV_VAR}={_env_dtype!r}: {exc}") from None
+                raise ValueError(f"{ENV_VAR}={_env_spec!r}: {exc}") from None
         return _default
 
 
@@ -221,9 +234,10 @@ def use_backend(name: str, device: Any = None, *, dtype: Any = None) -> Iterator
         _active.reset(token)
 
 
-def _reset_for_tests(env_spec: str | None = None) -> None:
-    """Forget the process default and re-read an ``XPNN_BACKEND`` value."""
-    global _default, _env_spec
+def _reset_for_tests(env_spec: str | None = None, env_dtype: str | None = None) -> None:
+    """Forget the process default and re-read ``XPNN_BACKEND`` and ``XPNN_DTYPE`` values."""
+    global _default, _env_spec, _env_dtype
     with _default_lock:
         _default = None
         _env_spec = env_spec or None
+        _env_dtype = env_dtype or None
