@@ -387,16 +387,7 @@ def _two_layer_numerical_gradient(
     z = sigmoid(a)
     s = z @ W2 + b2  # (N, C)
     dtype = s.dtype
-    if t.ndim == 1:
-        classes = xp.arange(c, dtype=t.dtype, device=dev)
-        t_col = xp.reshape(t, (n, 1))
-        tt = xp.astype(t_col == classes, dtype)
-        # A label outside 0..C-1 (only possible on a device, where it was not
-        # read) has no loss: its row is NaN, so every gradient is NaN.
-        valid = (t_col >= 0) & (t_col < c)
-        tt = xp.where(valid, tt, xp.asarray(float("nan"), dtype=dtype, device=dev))
-    else:
-        tt = xp.astype(t, dtype)
+    tt = _targets(xp, t, c, dtype)
     t_sum = xp.sum(tt, axis=1)  # (N,): 1 for one-hot rows
     pT = softmax(s).T  # (C, N)
     ones = xp.ones((n, 1), dtype=dtype, device=dev)
@@ -469,11 +460,41 @@ def _two_layer_numerical_gradient(
         change = t_sum * xp.log(total) - dz2 * half_twT[None, None, j0:j1, :]
         g1[r0:r1, j0:j1] = xp.sum(change[0, ...] - change[1, ...], axis=-1) / n / (2 * h)
 
-    # ---- W2 and b2 (b2 is a row of W2 whose hidden unit is always 1).
+    g2 = _second_layer_gradient(xp, z, W2, b2, tt, t_sum, pT, h, budget)
+    return _split(xp, g1, g2, (W1, b1, W2, b2))
+
+
+def _targets(xp: Any, t: Any, c: int, dtype: Any) -> Any:
+    """Labels ``(N,)`` or one-hot ``(N, C)`` as ``(N, C)`` targets of ``dtype``.
+
+    A label outside 0..C-1 (only possible on a device, where it was not read)
+    has no loss: its row is NaN, so every gradient is NaN.
+    """
+    if t.ndim != 1:
+        return xp.astype(t, dtype)
+    dev = device_of(t)
+    t_col = xp.reshape(t, (t.shape[0], 1))
+    tt = xp.astype(t_col == xp.arange(c, dtype=t.dtype, device=dev), dtype)
+    valid = (t_col >= 0) & (t_col < c)
+    return xp.where(valid, tt, xp.asarray(float("nan"), dtype=dtype, device=dev))
+
+
+def _second_layer_gradient(
+    xp: Any, z: Any, W2: Any, b2: Any, tt: Any, t_sum: Any, pT: Any, h: float, budget: int
+) -> Any:
+    """The central differences of W2 and b2 (as a last row), ``(H+1, C)``.
+
+    Whatever the hidden activation, a step of ``W2[j, k]`` moves score k alone,
+    by ``step * z_j`` (``b2[k]``: a hidden unit that is always 1).
+    """
+    n, c = tt.shape
+    hidden = W2.shape[0]
+    dtype = tt.dtype
+    ones = xp.ones((n, 1), dtype=dtype, device=device_of(z))
     zaT = xp.concat([z, ones], axis=1).T  # (H+1, N)
     up2, down2 = _steps(xp.concat([W2, xp.reshape(b2, (1, c))], axis=0), h)  # (H+1, C)
     tT = tt.T  # (C, N)
-    g2 = xp.zeros((hidden + 1, c), dtype=dtype, device=dev)
+    g2 = xp.zeros((hidden + 1, c), dtype=dtype, device=device_of(z))
     for j0, j1, _, _ in _blocks(hidden + 1, 1, 2 * c * n, budget):
         steps = xp.stack([up2[j0:j1, :], -down2[j0:j1, :]])  # (2, J, C)
         # Score column k moves by ds when element (j, k) moves: (2, J, C, N).
@@ -481,10 +502,16 @@ def _two_layer_numerical_gradient(
         # log(sum_k' p_k' exp(d_k')) with only d_k nonzero.
         change = t_sum * xp.log1p(pT * xp.expm1(ds)) - ds * tT
         g2[j0:j1, :] = xp.sum(change[0, ...] - change[1, ...], axis=-1) / n / (2 * h)
+    return g2
 
+
+def _split(xp: Any, g1: Any, g2: Any, params: tuple[Any, Any, Any, Any]) -> dict[str, Any]:
+    """``{'W1', 'b1', 'W2', 'b2'}`` from the stacked ``(D+1, H)`` and ``(H+1, C)``
+    gradients, each in its parameter's dtype."""
+    d, hidden = g1.shape[0] - 1, g2.shape[0] - 1
     parts = {"W1": g1[:d, :], "b1": g1[d, :], "W2": g2[:hidden, :], "b2": g2[hidden, :]}
-    params = {"W1": W1, "b1": b1, "W2": W2, "b2": b2}
-    return {k: xp.astype(g, params[k].dtype, copy=True) for k, g in parts.items()}
+    dtypes = dict(zip(("W1", "b1", "W2", "b2"), (p.dtype for p in params), strict=True))
+    return {k: xp.astype(g, dtypes[k], copy=True) for k, g in parts.items()}
 
 
 def _blocks(rows: int, cols: int, per_element: int, budget: int):

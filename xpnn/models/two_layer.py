@@ -5,18 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from xpnn.backend import (
-    device_of,
-    get_namespace,
-    zeros,
-)
+from xpnn.backend import device_of, get_namespace, zeros
 from xpnn.functions import softmax
 from xpnn.gradient import (
     H,
     _block_elements,
     _blocks,
     _check_two_layer,
+    _second_layer_gradient,
+    _split,
     _steps,
+    _targets,
     _two_layer_numerical_gradient,
     warn_if_float32,
 )
@@ -298,13 +297,7 @@ def _relu_two_layer_numerical_gradient(
     z = xp.maximum(a, zero)
     s = z @ W2 + b2  # (N, C)
     dtype = s.dtype
-    if t.ndim == 1:
-        t_col = xp.reshape(t, (n, 1))
-        tt = xp.astype(t_col == xp.arange(c, dtype=t.dtype, device=dev), dtype)
-        valid = (t_col >= 0) & (t_col < c)  # a label outside 0..C-1: NaN gradients
-        tt = xp.where(valid, tt, xp.asarray(float("nan"), dtype=dtype, device=dev))
-    else:
-        tt = xp.astype(t, dtype)
+    tt = _targets(xp, t, c, dtype)
     t_sum = xp.sum(tt, axis=1)  # (N,)
     pT = softmax(s).T  # (C, N)
     ones = xp.ones((n, 1), dtype=dtype, device=dev)
@@ -326,20 +319,8 @@ def _relu_two_layer_numerical_gradient(
         change = t_sum * xp.log1p(total) - dz * twT[None, None, j0:j1, :]
         g1[r0:r1, j0:j1] = xp.sum(change[0, ...] - change[1, ...], axis=-1) / n / (2 * h)
 
-    # ---- W2 and b2 (b2 is a row of W2 whose hidden unit is always 1).
-    zaT = xp.concat([z, ones], axis=1).T  # (H+1, N)
-    up2, down2 = _steps(xp.concat([W2, xp.reshape(b2, (1, c))], axis=0), h)
-    tT = tt.T  # (C, N)
-    g2 = xp.zeros((hidden + 1, c), dtype=dtype, device=dev)
-    for j0, j1, _, _ in _blocks(hidden + 1, 1, 2 * c * n, budget):
-        steps2 = xp.stack([up2[j0:j1, :], -down2[j0:j1, :]])  # (2, J, C)
-        ds = steps2[:, :, :, None] * zaT[None, j0:j1, None, :]  # (2, J, C, N)
-        change = t_sum * xp.log1p(pT * xp.expm1(ds)) - ds * tT
-        g2[j0:j1, :] = xp.sum(change[0, ...] - change[1, ...], axis=-1) / n / (2 * h)
-
-    parts = {"W1": g1[:d, :], "b1": g1[d, :], "W2": g2[:hidden, :], "b2": g2[hidden, :]}
-    params = {"W1": W1, "b1": b1, "W2": W2, "b2": b2}
-    return {k: xp.astype(g, params[k].dtype, copy=True) for k, g in parts.items()}
+    g2 = _second_layer_gradient(xp, z, W2, b2, tt, t_sum, pT, h, budget)
+    return _split(xp, g1, g2, (W1, b1, W2, b2))
 
 
 MODELS["TwoLayerNet"] = TwoLayerNet
