@@ -85,8 +85,9 @@ class SimpleConvNet(_ConvNet):
             draws from ``xpnn.default_rng(seed)``, in that order (the same
             on every backend); biases start at 0.
         seed: Seed of the initial weights, an int in ``[0, 2**63)``; None
-            draws one from the OS's entropy, so :attr:`seed` (and the saved
-            config) is always an int.
+            takes one from :func:`xpnn.random.fresh_seed` (the global seed's
+            sequence while one is set, else OS entropy), so :attr:`seed` (and
+            the saved config) is always an int.
         dtype: Float dtype of the parameters (the backend's default, float32,
             if omitted; ``"float64"`` for gradient checks).
 
@@ -209,7 +210,8 @@ class DeepConvNet(_ConvNet):
         hidden_size: Units of the hidden Affine layer (the book's 50).
         output_size: Classes.
         seed: Seed of the initial weights, an int in ``[0, 2**63)`` (None:
-            drawn from the OS's entropy). ``W1`` ... ``W8`` are He-scaled
+            from :func:`xpnn.random.fresh_seed`, the global seed's sequence
+            while one is set, else OS entropy). ``W1`` ... ``W8`` are He-scaled
             standard-normal draws from ``xpnn.default_rng(seed)`` in that
             order (the same on every backend), ``sqrt(2 / fan_in)`` with
             ``fan_in`` a filter's ``C_in * FS * FS`` for a convolution and the

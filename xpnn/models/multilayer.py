@@ -70,8 +70,9 @@ class MultiLayerNet(LayeredNet):
         weight_decay_lambda: Strength of the weight decay (L2), a finite
             number >= 0; 0 (the default) computes nothing for it.
         seed: Seed of the initial weights, an int in ``[0, 2**63)``; None
-            draws one from the OS's entropy, so :attr:`seed` (and the saved
-            config) is always an int.
+            takes one from :func:`xpnn.random.fresh_seed` (the global seed's
+            sequence while one is set, else OS entropy), so :attr:`seed` (and
+            the saved config) is always an int.
         dtype: Float dtype of the parameters (the backend's default, float32,
             if omitted; ``"float64"`` for gradient checks).
 
