@@ -136,14 +136,32 @@ def warn_precision_loss(message: str) -> None:
 # Constraints on layers' state arrays
 # --------------------------------------------------------------------------
 
-#: Constraints on layers' state arrays, by layer kind and state name, checked
-#: on the host before a model is built from a file (``load``, ``load_params``).
-#: ``"non-negative"``: no value below 0 (NaN is refused by the NaN check,
-#: unless ``allow_nonfinite``). The declaration belongs with the layer
-#: (a class attribute beside ``state_names``); it lives here until then.
-STATE_CONSTRAINTS: dict[str, dict[str, str]] = {
-    "BatchNormalization": {"running_var": "non-negative"},
-}
+
+class _StateConstraints(Mapping):
+    """The ``state_constraints`` the registered layer kinds declare, read from
+    :data:`xpnn.layers.LAYERS` when asked (a layer registered later counts too)."""
+
+    def _declared(self) -> dict[str, dict[str, str]]:
+        from xpnn.layers import LAYERS
+
+        return {k: dict(c.state_constraints) for k, c in LAYERS.items() if c.state_constraints}
+
+    def __getitem__(self, kind: str) -> dict[str, str]:
+        return self._declared()[kind]
+
+    def __iter__(self) -> Any:
+        return iter(self._declared())
+
+    def __len__(self) -> int:
+        return len(self._declared())
+
+
+#: Constraints on layers' state arrays, by layer kind and state name, as each
+#: layer class declares them (``Layer.state_constraints``, beside
+#: ``state_names``), checked on the host before a model is built from a file
+#: (``load``, ``load_params``) or a checkpoint is resumed. ``"non-negative"``:
+#: no value below 0 (NaN is refused by the NaN check, unless ``allow_nonfinite``).
+STATE_CONSTRAINTS: Mapping[str, dict[str, str]] = _StateConstraints()
 
 #: Each rule: (count of the values that break it, what they are, why it matters).
 _RULES = {

@@ -49,7 +49,8 @@ from __future__ import annotations
 import functools
 import inspect
 import numbers
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from xpnn.backend import _dtype_name, get_namespace, zeros
@@ -66,6 +67,10 @@ class Layer:
         state_names: Attributes holding non-parameter arrays that a saved
             model keeps (the running statistics of
             :class:`BatchNormalization`).
+        state_constraints: What the values of those arrays must be, by
+            state name (``{"running_var": "non-negative"}``): a file or a
+            checkpoint breaking it is refused before a model is built
+            (:mod:`xpnn.io.checks`).
         takes_train_flg: Whether ``forward`` takes ``train_flg`` (training
             or test mode, as the book's ``Dropout`` and
             ``BatchNormalization``): ``forward(x, train_flg=True)``. A model
@@ -82,6 +87,7 @@ class Layer:
 
     param_names: tuple[str, ...] = ()
     state_names: tuple[str, ...] = ()
+    state_constraints: Mapping[str, str] = MappingProxyType({})
     takes_train_flg: bool = False
     keeps_shape: bool = False
     is_loss: bool = False

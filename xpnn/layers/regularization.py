@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from types import MappingProxyType
 from typing import Any
 
 from xpnn.backend import _dtype_name, device_of, get_namespace, ops, zeros
@@ -213,6 +214,8 @@ class BatchNormalization(Layer):
 
     param_names = ("gamma", "beta")
     state_names = ("running_mean", "running_var")
+    # A variance is never negative: a file holding one would predict NaN.
+    state_constraints = MappingProxyType({"running_var": "non-negative"})
     takes_train_flg = True
     eps = 10e-7  # the book's
 
