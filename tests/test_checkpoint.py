@@ -152,17 +152,17 @@ def test_nan_policy(backend):
     fit = {
         "max_epoch": 2,
         "batch_size": 10,
-        "eval_interval": 6,
+        "eval_interval": 1,  # each loss recorded: the NaN batch is caught in epoch 1
         "progress": False,
         "verbose": False,
     }
-    with pytest.raises(FloatingPointError, match=r"epoch 1, by iteration 6.*smaller learning"):
+    with pytest.raises(FloatingPointError, match=r"epoch 1, by iteration \d.*smaller learning"):
         xpnn.Trainer(xpnn.LayeredTwoLayerNet(2, 3, 3), SGD()).fit(x, t, **fit)
     with pytest.warns(RuntimeWarning, match="became nan"):
         trainer = xpnn.Trainer(xpnn.LayeredTwoLayerNet(2, 3, 3), SGD()).fit(
             x, t, on_nan="warn", **fit
         )
-    assert len(trainer.loss_list) == 2
+    assert len(trainer.loss_list) == 12
     trainer = xpnn.Trainer(xpnn.LayeredTwoLayerNet(2, 3, 3), SGD()).fit(
         x, t, on_nan="ignore", **fit
     )

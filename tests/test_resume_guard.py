@@ -23,6 +23,7 @@ import xpnn
 from xpnn.datasets import load_spiral
 from xpnn.io import ModelFileError, read_checkpoint
 from xpnn.optimizers import SGD, Adam, Momentum
+from xpnn.training.resume import _loss_records
 
 FIT = {
     "max_epoch": 3,
@@ -324,13 +325,14 @@ def _nan(a):
     return a
 
 
-# At epoch 2 (index 1), iteration 4 of 10, with eval_interval 3: loss_count 1.
+# At epoch 2 (index 1), iteration 4 of 10, with eval_interval 3: records at iterations
+# 0, 3, 6, 9 of each epoch (the book's), so loss_count 0 and 4 + 2 records.
 META_CASES = {
     "negative-epoch": (_set("epoch", -1), "'epoch' must be an int >= 0"),
     "epoch-past-the-end": (_set("epoch", 4), r"'epoch' must be at most max_epoch \(3\)"),
     "iteration-past-the-end": (_set("next_iter", 10), "'next_iter' must be from 0 to 9"),
     "negative-count": (_set("loss_count", -1), "'loss_count' must be an int >= 0"),
-    "inconsistent-count": (_set("loss_count", 2), "'loss_count' must be 1 at epoch 1"),
+    "inconsistent-count": (_set("loss_count", 2), "'loss_count' must be 0 at epoch 1"),
     "float-count": (_set("loss_count", 1.0), "'loss_count' must be an int"),
     "bool-count": (_set("high_loss_records", True), "'high_loss_records' must be an int"),
     "string-epoch": (_set("current_epoch", "2"), "'current_epoch' must be an int"),
@@ -338,7 +340,7 @@ META_CASES = {
     "curve-not-a-list": (_set("loss_list", "1.0"), "'loss_list' must be a list of floats"),
     "curve-of-strings": (_set("loss_list", ["1.0"] * 4), "'loss_list' must be a list of floats"),
     "curve-of-ints": (_set("loss_list", [1] * 4), "'loss_list' must be a list of floats"),
-    "curve-too-short": (_set("loss_list", [1.0]), "'loss_list' has 1 records, this run made 4"),
+    "curve-too-short": (_set("loss_list", [1.0]), "'loss_list' has 1 records, this run made 6"),
     "accuracy-above-1": (_set("train_acc_list", [2.0]), "'train_acc_list' must be a list of"),
     "accuracies-of-unequal-length": (
         _set("test_acc_list", [0.5]),
@@ -418,12 +420,12 @@ def test_untouched_rewrite_still_resumes(ckpt):
 
 
 def test_a_loss_sum_without_losses_is_refused(backend, tmp_path):
-    # At the end of an epoch of 10 iterations with eval_interval 5, nothing is summed.
-    path = interrupted_checkpoint(tmp_path / "c.npz", at=12, eval_interval=5)
+    # With eval_interval 1 every loss is recorded at once: nothing is ever summed.
+    path = interrupted_checkpoint(tmp_path / "c.npz", at=12, eval_interval=1)
     rewrite(path, edit_arrays=_array("extra/total_loss", lambda a: a + 3.0))
     x, t = load_spiral()
     assert_refused_without_change(
-        trained(), "extra/total_loss is 3.0 with loss_count 0", x, t, resume=path, eval_interval=5
+        trained(), "extra/total_loss is 3.0 with loss_count 0", x, t, resume=path, eval_interval=1
     )
 
 
@@ -614,3 +616,18 @@ def test_a_checkpoint_path_that_cannot_be_written_fails_before_training(tmp_path
         )
     after = [np.array(xpnn.to_numpy(p)) for p in net.params]
     assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+@pytest.mark.parametrize("max_iters", [1, 2, 7, 10])
+@pytest.mark.parametrize("interval", [1, 3, 5, 10])
+def test_the_loss_count_and_records_of_a_position_are_the_loops(max_iters, interval):
+    """What resume expects at (epoch, next_iter) is what fit's loop has counted there."""
+    interval = min(interval, max_iters)  # as fit clamps it
+    count = records = 0
+    for epoch in range(3):
+        for i in range(max_iters):
+            assert _loss_records(epoch, i, max_iters, interval) == (count, records)
+            count += 1
+            if i % interval == 0:  # the book's record
+                count, records = 0, records + 1
+    assert _loss_records(3, 0, max_iters, interval) == (count, records)

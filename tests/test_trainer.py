@@ -200,7 +200,7 @@ def test_book_progress_lines(backend, capsys):
     out, err = capsys.readouterr()
     lines = out.strip().splitlines()
     assert len(lines) == 2
-    assert re.fullmatch(r"\| epoch 1 \|  iter 10 / 10 \| time \d+\[s\] \| loss \d+\.\d\d", lines[0])
+    assert re.fullmatch(r"\| epoch 1 \|  iter 1 / 10 \| time \d+\[s\] \| loss \d+\.\d\d", lines[0])
     assert lines[1].startswith("| epoch 2 |")
     assert err == ""
 
@@ -252,7 +252,7 @@ def test_nan_loss_stops_training_with_advice(backend):
     trainer = xpnn.Trainer(xpnn.LayeredTwoLayerNet(2, 3, 3, seed=0), SGD(lr=0.1))
     with pytest.raises(FloatingPointError, match=r"epoch 1.*smaller learning rate"):
         trainer.fit(
-            x, t, max_epoch=3, batch_size=10, eval_interval=6, progress=False, verbose=False
+            x, t, max_epoch=3, batch_size=10, eval_interval=1, progress=False, verbose=False
         )
 
 

@@ -1,7 +1,9 @@
 """The events of ``Trainer.fit``, the state they carry, and :class:`Callback`.
 
-``Trainer.fit`` runs the book's loop: take a mini-batch, step, and every
-``eval_interval`` iterations record the average loss. Everything else a run
+``Trainer.fit`` runs the book's loop: take a mini-batch, step, and at
+iterations ``0, eval_interval, 2 * eval_interval...`` of each epoch record the
+average loss of the iterations since the last record (the book's ``iters %
+eval_interval == 0``). Everything else a run
 does is a part with one job, told of the loop's progress through five events
 (as Keras callbacks, PyTorch Lightning's callbacks or fastai's events):
 
@@ -10,8 +12,9 @@ does is a part with one job, told of the loop's progress through five events
   loss, a 0-d array on the device, valid until the next iteration (copy it to
   keep it); reading it (``float(...)``) waits for the device, so do it only
   now and then;
-* ``on_record(state, avg_loss)``: every ``eval_interval`` iterations, the
-  average loss (a float, read once), before it joins ``trainer.loss_list``;
+* ``on_record(state, avg_loss)``: at each record (the first iteration of an
+  epoch and every ``eval_interval`` iterations after it), the average loss
+  (a float, read once), before it joins ``trainer.loss_list``;
 * ``on_epoch_end(state)``: after each epoch (``trainer.current_epoch`` counts
   it, the accuracies are recorded);
 * ``on_fit_end(state)``: when fit ends, also by an exception (``state.error``),
@@ -134,7 +137,7 @@ class Callback:
         """
 
     def on_record(self, state: FitState, avg_loss: float) -> None:
-        """Every ``eval_interval`` iterations, before ``avg_loss`` joins ``loss_list``."""
+        """At each record (iterations ``0, k, 2k...``), before ``avg_loss`` joins ``loss_list``."""
 
     def on_epoch_end(self, state: FitState) -> None:
         """After each epoch (``trainer.current_epoch`` counts it)."""

@@ -20,7 +20,7 @@ __all__ = ["Reporter"]
 class Reporter(Callback):
     """The book's printed lines, the progress bar, and the Ctrl-C message.
 
-    Prints ``| epoch 1 |  iter 10 / 10 | time 0[s] | loss 1.10`` at each
+    Prints ``| epoch 1 |  iter 1 / 10 | time 0[s] | loss 1.10`` at each
     record (the book's ``%d`` seconds: whole seconds, truncated) and, with
     validation data, ``| epoch 1 | train acc, test acc | 0.3400, 0.3300``
     after each epoch; shows a tqdm bar over the iterations

@@ -287,15 +287,11 @@ def _check_progress(
     if next_iter >= max_iters or (epoch == max_epoch and next_iter):
         last = 0 if epoch == max_epoch else max_iters - 1
         raise bad("next_iter", f"from 0 to {last} in epoch {epoch} of {max_epoch}")
-    # The loss sum is reset at each record, not at epoch ends: an epoch of
-    # max_iters iterations carries max_iters % interval losses to the next.
-    carried = max_iters % interval if epoch else 0
-    count = next_iter % interval if next_iter >= interval else carried + next_iter
+    count, records = _loss_records(epoch, next_iter, max_iters, interval)
     if progress["loss_count"] != count:
         raise bad("loss_count", f"{count} at epoch {epoch}, iteration {next_iter}")
     if progress["current_epoch"] < epoch:
         raise bad("current_epoch", f"at least epoch ({epoch})")
-    records = epoch * (max_iters // interval) + next_iter // interval
     if len(progress["loss_list"]) < records:
         raise ModelFileError(
             f"{path}: progress field 'loss_list' has {len(progress['loss_list'])} records, "
@@ -404,3 +400,19 @@ def _check_dropout(path: Any, stored: Any, model: Any) -> list[dict[str, int]]:
             f"{type(model).__name__} has {len(layers)}; resume with the model of the run"
         )
     return stored
+
+
+def _loss_records(epoch: int, next_iter: int, max_iters: int, interval: int) -> tuple[int, int]:
+    """``(loss_count, records)`` of a run stopped before iteration ``next_iter`` of ``epoch``.
+
+    ``fit`` records at iterations ``0, k, 2k...`` of every epoch (``k`` =
+    ``interval``) and resets the loss sum only there, not at epoch ends: an
+    epoch's losses after its last record are carried into the next epoch's
+    first record.
+    """
+    per_epoch = (max_iters - 1) // interval + 1  # records in a whole epoch
+    if next_iter:
+        last = (next_iter - 1) // interval * interval  # this epoch's last record
+        return next_iter - 1 - last, epoch * per_epoch + last // interval + 1
+    carried = (max_iters - 1) % interval if epoch else 0
+    return carried, epoch * per_epoch

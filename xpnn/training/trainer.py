@@ -239,9 +239,14 @@ class Trainer(BookForm, TrainingPlot):
             batch_size: Samples per iteration (the last partial batch of an
                 epoch is dropped, as in the book).
             max_grad: Clip the global gradient norm to this, if given.
-            eval_interval: Record (and print) the average loss every this
-                many iterations of an epoch (at most once an epoch); the only
-                point where the loss is read from the device.
+            eval_interval: Record (and print) the average loss at the
+                first iteration of each epoch and every this many iterations
+                after it (iterations ``0, k, 2k...`` of an epoch, as the
+                book's ``iters % eval_interval == 0``): the average of the
+                losses since the last record, carried across epochs, so the
+                first record is the first batch's loss and the printed line
+                reads ``iter 1 / 10``. The only point where the loss is
+                read from the device.
             validation_data: ``(x_test, t_test)``; when given, train and test
                 accuracy are recorded after each epoch (the chapter-4 curves).
             eval_samples: Measure those accuracies on the first this many
@@ -346,7 +351,7 @@ class Trainer(BookForm, TrainingPlot):
                     state.iteration = i
                     loss = step(order, i)  # sample and step, on the device
                     state.add_loss(loss)
-                    if (i + 1) % state.eval_interval == 0:
+                    if i % state.eval_interval == 0:  # the book's: iterations 0, k, 2k...
                         self._record(state, events)
                     events.on_batch_end(state, loss)
                 state.iteration, state.start_iter = state.max_iters, 0
@@ -425,8 +430,8 @@ class Trainer(BookForm, TrainingPlot):
             batch_size=batch_size,
             max_epoch=max_epoch,
             max_grad=max_grad,
-            # At least one record an epoch (the book records none when the
-            # interval is longer than an epoch).
+            # An interval longer than an epoch records once an epoch (at its
+            # first iteration, as the book's), which this says for the plot.
             eval_interval=min(eval_interval, max_iters),
             max_iters=max_iters,
             # The shuffling follows the data: permutations go to x's backend and device.
