@@ -98,7 +98,19 @@ def test_the_books_call_gives_the_books_curves(backend, capsys):
     assert trainer.network is net and isinstance(trainer.optimizer, SGD)
     assert trainer.optimizer.lr == 1.0
     assert (trainer.iter_per_epoch, trainer.max_iter, trainer.batch_size) == (10, 50, 30)
-    assert trainer.train() is trainer
+
+    class FirstIterations(xpnn.Callback):
+        """The model's test accuracy after the first update of each epoch."""
+
+        def __init__(self):
+            self.seen = []
+
+        def on_batch_end(self, state, loss):
+            if state.iteration == 0:
+                self.seen.append(float(host(net.accuracy(xv, tv))))
+
+    first = FirstIterations()
+    assert trainer.train(callbacks=[first]) is trainer
     iterations, evaluations = book_iterations(300, 30, 5)
     assert len(trainer.train_loss_list) == iterations == 50  # one loss per iteration
     assert len(trainer.train_acc_list) == len(trainer.test_acc_list) == evaluations == 5
@@ -109,7 +121,10 @@ def test_the_books_call_gives_the_books_curves(backend, capsys):
     assert trainer.train_acc_list[-1] > 0.5
     final = float(host(net.accuracy(xv, tv)))
     assert trainer.final_test_acc == pytest.approx(final)
-    assert trainer.test_acc_list[-1] == pytest.approx(final)  # measured after the last epoch
+    # Measured as the book's, after the first iteration of each epoch: the last one is
+    # not the trained model's (final_test_acc is).
+    assert trainer.test_acc_list == pytest.approx(first.seen)
+    assert trainer.test_acc_list[0] < 0.9 < final
 
     lines = capsys.readouterr().out.splitlines()
     losses = [line for line in lines if line.startswith("train loss:")]
@@ -161,6 +176,7 @@ def test_train_is_fit_with_the_books_settings(backend):
         batch_size=20,
         eval_interval=15,  # a record an epoch, as train() makes them
         validation_data=(xv, tv),
+        accuracy_at="first_iteration",
         seed=3,
         progress=False,
         verbose=False,

@@ -487,3 +487,24 @@ def test_book_form_refuses_an_empty_data_set_before_train(backend, xp, empty):
     assert "(0, 2)" in str(info.value)
     for key, value in arrays.items():
         np.testing.assert_array_equal(host(net.named_arrays()[key]), value, err_msg=key)
+
+
+def test_accuracy_at_is_checked_before_anything_trains(backend):
+    x, t = load_spiral()
+    net = xpnn.LayeredTwoLayerNet(2, 3, 3, seed=0)
+    before = [np.array(xpnn.to_numpy(p)) for p in net.params]
+    trainer = xpnn.Trainer(net, SGD())
+    for validation in (None, (x, t)):
+        with pytest.raises(ValueError, match="accuracy_at must be one of 'epoch_end'"):
+            trainer.fit(x, t, validation_data=validation, accuracy_at="end", progress=False)
+    assert all(np.array_equal(a, xpnn.to_numpy(p)) for a, p in zip(before, net.params, strict=True))
+    assert trainer.loss_list == [] and trainer.current_epoch == 0
+    # Both settings measure once an epoch; "first_iteration" before the epoch's training.
+    fit = {"max_epoch": 30, "batch_size": 30, "progress": False, "verbose": False}
+    late = xpnn.Trainer(xpnn.LayeredTwoLayerNet(2, 10, 3, seed=0), SGD(lr=1.0))
+    early = xpnn.Trainer(xpnn.LayeredTwoLayerNet(2, 10, 3, seed=0), SGD(lr=1.0))
+    late.fit(x, t, validation_data=(x, t), **fit)
+    early.fit(x, t, validation_data=(x, t), accuracy_at="first_iteration", **fit)
+    assert len(late.test_acc_list) == len(early.test_acc_list) == 30
+    assert late.test_acc_list[-1] == float(xpnn.to_numpy(late.model.accuracy(x, t)))
+    assert early.test_acc_list != late.test_acc_list

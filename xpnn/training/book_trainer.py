@@ -34,7 +34,16 @@ __all__ = ["BOOK_OPTIMIZER_PARAM", "BookForm"]
 BOOK_OPTIMIZER_PARAM = {"lr": 0.01}
 
 #: ``fit`` arguments that ``train()`` sets from the book's settings.
-_TRAIN_SETS = ("x", "t", "max_epoch", "batch_size", "eval_interval", "validation_data", "verbose")
+_TRAIN_SETS = (
+    "x",
+    "t",
+    "max_epoch",
+    "batch_size",
+    "eval_interval",
+    "validation_data",
+    "accuracy_at",
+    "verbose",
+)
 
 
 class BookForm:
@@ -86,7 +95,7 @@ class BookForm:
         if not (hasattr(self.model, "accuracy") or hasattr(self.model, "predict")):
             raise TypeError(
                 f"{type(self.model).__name__} has neither accuracy(x, t) nor predict(x): "
-                "train() measures the accuracies after each epoch"
+                "train() measures the accuracies once an epoch"
             )
         Evaluator(x_test, t_test, samples)  # checks the count
         if x_train.ndim >= 1 and x_train.shape[0] > 0:
@@ -111,8 +120,9 @@ class BookForm:
         batch_size=batch_size, eval_interval=iter_per_epoch,
         validation_data=(x_test, t_test), ...)`` with a callback that keeps
         every iteration's loss in ``train_loss_list``; ``train_acc_list``
-        and ``test_acc_list`` get the accuracies after each epoch (on the
-        first ``evaluate_sample_num_per_epoch`` samples, if set). At the end
+        and ``test_acc_list`` get the accuracies after the first iteration of
+        each epoch (on the first ``evaluate_sample_num_per_epoch`` samples,
+        if set). At the end
         it measures the test accuracy on all of ``x_test`` (kept in
         ``final_test_acc``). With ``verbose`` it prints the book's lines:
         ``train loss:...`` for each iteration, ``=== epoch:1, train
@@ -135,10 +145,11 @@ class BookForm:
         * Randomness: the shuffling comes from xpnn's generator seeded with
           ``seed`` (0): a rerun is identical, on every backend; the book
           uses NumPy's global state.
-        * Accuracies: measured after each epoch, so the last entry is the
-          trained model's; the book measures after the first iteration of
-          each epoch. Both give ``epochs`` entries when
-          ``mini_batch_size`` divides the training size. The lines come in
+        * Accuracies: measured as the book's, after the first iteration of
+          each epoch (``fit(..., accuracy_at="first_iteration")``), so the
+          last entry is not the trained model's: ``final_test_acc`` is.
+          Both give ``epochs`` entries when ``mini_batch_size`` divides the
+          training size. The lines come in
           the book's order (an epoch's ``=== epoch:`` line after its first
           ``train loss:`` line) and the accuracies print as the book's:
           ``str()`` of the float64 ratio correct / samples (66 of 100:
@@ -197,6 +208,7 @@ class BookForm:
             eval_interval=self.iter_per_epoch,
             validation_data=(self.x_test, self.t_test),
             eval_samples=self.evaluate_sample_num_per_epoch,
+            accuracy_at="first_iteration",
             seed=seed,
             progress=progress,
             verbose=False,

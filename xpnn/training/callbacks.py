@@ -224,12 +224,20 @@ def accuracy(model: Any, x: Any, t: Any) -> float:
     return float(to_numpy(xp.mean(xp.astype(y == labels, x.dtype))))
 
 
+#: When ``fit`` measures the accuracies (``accuracy_at``): after each epoch,
+#: or after the first iteration of each epoch as the book's ch. 6 Trainer.
+ACCURACY_AT = ("epoch_end", "first_iteration")
+
+
 class Evaluator(Callback):
-    """Train and test accuracy after each epoch (the chapter-4 curves).
+    """Train and test accuracy once an epoch (the chapter-4 curves).
 
     Appends to ``trainer.train_acc_list`` (on the training data of the fit)
     and ``trainer.test_acc_list`` (on ``x_test``, ``t_test``): two reads an
-    epoch. ``fit(validation_data=...)`` checks the data before making one.
+    epoch, after each epoch or, with ``at="first_iteration"``, after the
+    first iteration of each epoch (as the book's ch. 6 ``Trainer`` measures,
+    at ``current_iter % iter_per_epoch == 0``). ``fit(validation_data=...)``
+    checks the data before making one.
 
     Args:
         x_test: Inputs ``(N, ...)`` shaped as the training inputs.
@@ -238,12 +246,19 @@ class Evaluator(Callback):
             the training and the test data only (the book's
             ``evaluate_sample_num_per_epoch``: faster, noisier); None: on
             all of them. A count above a data set's size takes all of it.
+        at: When: ``"epoch_end"`` (the trained model of each epoch) or
+            ``"first_iteration"`` (the book's ch. 6 ``Trainer``).
 
     Raises:
-        ValueError: ``samples`` is not None or a positive int.
+        ValueError: ``samples`` is not None or a positive int, or ``at`` is
+            neither name.
     """
 
-    def __init__(self, x_test: Any, t_test: Any, samples: int | None = None):
+    def __init__(self, x_test: Any, t_test: Any, samples: int | None = None, at: str = "epoch_end"):
+        if at not in ACCURACY_AT:
+            raise ValueError(
+                f"accuracy_at must be one of {', '.join(map(repr, ACCURACY_AT))}, got {at!r}"
+            )
         if samples is not None and (
             isinstance(samples, bool) or not isinstance(samples, int) or samples <= 0
         ):
@@ -251,7 +266,7 @@ class Evaluator(Callback):
                 f"evaluate_sample_num_per_epoch (samples) must be None or a positive int, "
                 f"got {samples!r}"
             )
-        self.x_test, self.t_test, self.samples = x_test, t_test, samples
+        self.x_test, self.t_test, self.samples, self.at = x_test, t_test, samples, at
 
     def _first(self, x: Any, t: Any) -> tuple[Any, Any]:
         n = self.samples
@@ -259,7 +274,15 @@ class Evaluator(Callback):
             return x, t
         return x[:n, ...], t[:n, ...]
 
+    def on_batch_end(self, state: FitState, loss: Any) -> None:
+        if self.at == "first_iteration" and state.iteration == 0:
+            self._measure(state)
+
     def on_epoch_end(self, state: FitState) -> None:
+        if self.at == "epoch_end":
+            self._measure(state)
+
+    def _measure(self, state: FitState) -> None:
         trainer = state.trainer
         trainer.train_acc_list.append(accuracy(trainer.model, *self._first(state.x, state.t)))
         trainer.test_acc_list.append(

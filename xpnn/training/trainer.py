@@ -216,6 +216,7 @@ class Trainer(BookForm, TrainingPlot):
         *,
         validation_data: tuple[Any, Any] | None = None,
         eval_samples: int | None = None,
+        accuracy_at: str = "epoch_end",
         seed: int | None = 0,
         progress: bool = True,
         verbose: bool = True,
@@ -252,6 +253,11 @@ class Trainer(BookForm, TrainingPlot):
             eval_samples: Measure those accuracies on the first this many
                 samples of ``x`` and of the validation data only (the
                 book's ``evaluate_sample_num_per_epoch``); None: all.
+            accuracy_at: When those accuracies are measured: ``"epoch_end"``
+                (after each epoch: the last entry is the trained model's) or
+                ``"first_iteration"`` (after the first iteration of each
+                epoch, as the book's ch. 6 ``Trainer``, which ``train()``
+                uses).
             seed: Seed of the shuffling (the same on every backend).
             progress: Show a progress bar (tqdm) over the iterations, in a
                 terminal or a notebook.
@@ -328,7 +334,11 @@ class Trainer(BookForm, TrainingPlot):
         state = self._new_state(x, t, max_epoch, batch_size, max_grad, eval_interval, seed)
         state.validation_data = self._check_validation(state, validation_data)
         state.precision = self._check_precision(precision, cuda_graph)  # builds the twin
-        evaluator = None if validation_data is None else Evaluator(*validation_data, eval_samples)
+        if validation_data is None:
+            Evaluator(None, None, eval_samples, accuracy_at)  # checks both settings
+            evaluator = None
+        else:
+            evaluator = Evaluator(*validation_data, eval_samples, accuracy_at)
         if eval_samples is not None and validation_data is None:
             raise ValueError(
                 f"eval_samples={eval_samples!r} needs validation_data: the accuracies are "
