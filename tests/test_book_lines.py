@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pytest
 
 import xpnn
 
@@ -129,3 +130,25 @@ def test_vol2_lines_have_the_books_format(backend, capsys):
         seconds = int(re.search(r"time (\d+)\[s\]", line)[1])
         expected = VOL2_LINE % (k // 2 + 1, iters[k], 10, seconds, trainer.loss_list[k])
         assert line == expected
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: xpnn.TwoLayerNet(3, 5, 3, seed=0),
+        lambda: xpnn.TwoLayerNetReLU(3, 5, 3, seed=0),
+        lambda: xpnn.LayeredTwoLayerNet(3, 5, 3, seed=0),
+        lambda: xpnn.MultiLayerNet(3, [5, 4], 3, seed=0),
+        lambda: xpnn.MultiLayerNetExtend(3, [5], 3, use_batchnorm=True, seed=0),
+    ],
+    ids=["TwoLayerNet", "TwoLayerNetReLU", "LayeredTwoLayerNet", "MultiLayerNet", "Extend"],
+)
+def test_accuracy_prints_as_the_books_float(backend, make, capsys):
+    x, t = blobs(300, 0)
+    net = make()
+    scores = np.asarray(xpnn.to_numpy(net.predict(x)))
+    correct = int(np.sum(np.argmax(scores, axis=1) == np.asarray(xpnn.to_numpy(t))))
+    acc = net.accuracy(x, t)
+    assert type(acc) is float and acc == correct / 300  # the book's np.sum(y == t) / float(N)
+    print(acc)
+    assert capsys.readouterr().out == f"{correct / 300}\n"  # no tensor(...), no float32 digits
