@@ -218,9 +218,21 @@ def xp(backend: xpnn.Backend):
 def _restore_global_backend():
     """Tests may call set_backend(); put the process default back afterwards."""
     # The state lives in the selection module: the package only re-exports.
-    saved = (_selection._default, _selection._env_spec, _selection._env_dtype)
+    saved = (
+        _selection._default,
+        _selection._default_source,
+        _selection._env_spec,
+        _selection._env_dtype,
+        _selection._unused_noted,
+    )
     yield
-    _selection._default, _selection._env_spec, _selection._env_dtype = saved
+    (
+        _selection._default,
+        _selection._default_source,
+        _selection._env_spec,
+        _selection._env_dtype,
+        _selection._unused_noted,
+    ) = saved
 
 
 def write_idx(path, array) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from xpnn.backend import _dtype_name, get_namespace, ops
+from xpnn.backend import _dtype_name, get_namespace, note_selection_unused, ops
 
 __all__ = [
     "check_labels",
@@ -41,11 +41,13 @@ CEE_DELTA = 1e-7
 
 def identity_function(x: Any) -> Any:
     """Return ``x`` unchanged (the output activation for regression)."""
+    note_selection_unused(x)
     return x
 
 
 def step_function(x: Any) -> Any:
     """1 where ``x > 0``, else 0, in the dtype of ``x``."""
+    note_selection_unused(x)
     xp = get_namespace(x)
     return xp.astype(x > 0, x.dtype)
 
@@ -58,17 +60,20 @@ def sigmoid(x: Any) -> Any:
     ``x`` included. Below about -88.7 (float32) or -709.8 (float64) exp(-x)
     overflows to inf and the result is 0, without a warning. NaN stays NaN.
     """
+    note_selection_unused(x)
     return ops(x).sigmoid(x)  # one formula for the function and the layer
 
 
 def sigmoid_grad(x: Any) -> Any:
     """Derivative of :func:`sigmoid` at ``x``: (1 - s) * s."""
+    note_selection_unused(x)
     s = sigmoid(x)
     return (1 - s) * s
 
 
 def relu(x: Any) -> Any:
     """max(0, x), element-wise; NaN stays NaN (as torch.relu and np.maximum)."""
+    note_selection_unused(x)
     xp = get_namespace(x)
     # x <= 0 is False for NaN, which is thus kept; where(x > 0, x, 0) made it 0.
     return xp.where(x <= 0, xp.zeros_like(x), x)
@@ -76,6 +81,7 @@ def relu(x: Any) -> Any:
 
 def relu_grad(x: Any) -> Any:
     """Derivative of :func:`relu`: 1 where ``x >= 0`` (as the book), else 0."""
+    note_selection_unused(x)
     xp = get_namespace(x)
     return xp.astype(x >= 0, x.dtype)
 
@@ -93,6 +99,7 @@ def softmax(x: Any) -> Any:
         TypeError: ``x`` is not floating point.
         ValueError: ``x`` has no classes (its last axis is empty).
     """
+    note_selection_unused(x)
     xp = get_namespace(x)
     _check_scores(x, "softmax", batch=False)
     wide = ops(x).widen(x)  # x itself unless half
@@ -111,6 +118,7 @@ def mean_squared_error(y: Any, t: Any) -> Any:
     Returns:
         A 0-d array in the dtype of ``y`` (float32 for half ``y``).
     """
+    note_selection_unused(y)
     xp = get_namespace(y, t)
     if y.shape != t.shape:
         raise ValueError(f"y and t must have the same shape, got {y.shape} and {t.shape}")
@@ -221,6 +229,7 @@ def cross_entropy_error(y: Any, t: Any) -> Any:
             label is outside ``0..C-1`` (see :func:`check_labels`: on a
             device the loss is NaN instead).
     """
+    note_selection_unused(y)
     xp = get_namespace(y, t)
     _check_scores(y, "cross_entropy_error")
     y, t = _as_batch(ops(y).widen(y), t, xp)
@@ -251,6 +260,7 @@ def softmax_cross_entropy(scores: Any, t: Any) -> Any:
             label is outside ``0..C-1`` (see :func:`check_labels`: on a
             device the loss is NaN instead).
     """
+    note_selection_unused(scores)
     xp = get_namespace(scores, t)
     _check_scores(scores, "softmax_cross_entropy")
     scores = ops(scores).widen(scores)

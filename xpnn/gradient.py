@@ -20,7 +20,15 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from xpnn.backend import _dtype_name, _library, backend_of, device_of, get_namespace, to_numpy
+from xpnn.backend import (
+    _dtype_name,
+    _library,
+    backend_of,
+    device_of,
+    get_namespace,
+    note_selection_unused,
+    to_numpy,
+)
 from xpnn.functions import check_labels, sigmoid, softmax
 
 __all__ = [
@@ -97,6 +105,7 @@ def numerical_diff(f: Callable[[Any], Any], x: Any, h: float = H) -> Any:
             :class:`Float32GradientWarning`.
         h: The step.
     """
+    note_selection_unused(x)
     if _library(x) is not None:
         warn_if_float32(x.dtype, "numerical_diff", h)
     return (f(x + h) - f(x - h)) / (2 * h)
@@ -130,6 +139,7 @@ def numerical_gradient(f: Callable[[Any], Any], x: Any, h: float = H) -> Any:
         Float32GradientWarning: ``x`` is float32, float16 or bfloat16 (use
             float64 for the book's numbers).
     """
+    note_selection_unused(x)
     _require_float(x, get_namespace(x), "numerical_gradient")
     warn_if_float32(x.dtype, "numerical_gradient", h)
     return _numerical_gradient(f, x, h)
@@ -192,6 +202,7 @@ def gradient_descent(
         has shape ``(step_num, *init_x.shape)`` and holds x before each step
         (as the book's ``x_history``).
     """
+    note_selection_unused(init_x)
     xp = get_namespace(init_x)
     _require_float(init_x, xp, "gradient_descent")
     warn_if_float32(init_x.dtype, "gradient_descent")

@@ -43,7 +43,7 @@ import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from xpnn.backend import get_namespace, ops
+from xpnn.backend import get_namespace, note_selection_unused, ops
 
 __all__ = [
     "OPTIMIZERS",
@@ -219,6 +219,8 @@ class Optimizer:
             for key, xp in zip(keys, self._namespaces, strict=True):
                 self._apply(xp, params[key], grads[key], *(state[key] for state in states))
             return
+        if keys:
+            note_selection_unused(params[keys[0]])
         namespaces = []
         for key in keys:
             p, g = params[key], grads[key]

@@ -75,7 +75,9 @@ from xpnn.backend.probe import available_backends, backend_status, info
 from xpnn.backend.selection import (
     BACKEND_NAMES,
     Backend,
+    SelectionUnusedWarning,
     get_backend,
+    note_selection_unused,
     set_backend,
     use_backend,
 )
@@ -106,6 +108,7 @@ __all__ = [
     "BackendUnavailableError",
     "CudaGraph",
     "Ops",
+    "SelectionUnusedWarning",
     "asarray",
     "backend_of",
     "device_of",
@@ -114,6 +117,7 @@ __all__ = [
     "get_backend",
     "get_namespace",
     "info",
+    "note_selection_unused",
     "ops",
     "resolve_dtype",
     "set_backend",

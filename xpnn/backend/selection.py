@@ -17,8 +17,11 @@ import contextvars
 import dataclasses
 import os
 import threading
+import warnings
 from collections.abc import Iterator
 from typing import Any
+
+import numpy as np
 
 from xpnn.backend.dtypes import _dtype_name, resolve_dtype
 from xpnn.backend.openers import _OPENERS, _device_label
@@ -26,7 +29,9 @@ from xpnn.backend.openers import _OPENERS, _device_label
 __all__ = [
     "BACKEND_NAMES",
     "Backend",
+    "SelectionUnusedWarning",
     "get_backend",
+    "note_selection_unused",
     "set_backend",
     "use_backend",
 ]
@@ -140,6 +145,7 @@ _active: contextvars.ContextVar[Backend | None] = contextvars.ContextVar(
     "xpnn_backend", default=None
 )
 _default: Backend | None = None
+_default_source = ""  # what chose it, for messages: "XPNN_BACKEND=torch", "set_backend('torch')"
 _default_lock = threading.Lock()
 # Read once at import; opened lazily so that `import xpnn` never fails and a
 # bad value raises at first use, with the reason, every time it is used.
@@ -165,7 +171,7 @@ def get_backend() -> Backend:
     backend = _active.get()
     if backend is not None:
         return backend
-    global _default
+    global _default, _default_source
     with _default_lock:
         if _default is None:
             if _env_dtype is not None and _env_dtype not in _FLOAT_NAMES:
@@ -175,6 +181,7 @@ def get_backend() -> Backend:
                 )
             try:
                 _default = _open(_env_spec or "numpy", dtype=_env_dtype)
+                _default_source = f"{ENV_VAR}={_env_spec}" if _env_spec else "the default"
             except ValueError as exc:
                 if _env_spec is None:
                     raise ValueError(f"{DTYPE_ENV_VAR}={_env_dtype!r}: {exc}") from None
@@ -204,10 +211,10 @@ def set_backend(name: str, device: Any = None, *, dtype: Any = None) -> Backend:
             not (array_api_strict has no half floats: the Array API
             standard defines none).
     """
-    global _default
+    global _default, _default_source
     backend = _open(name, device, dtype)
     with _default_lock:
-        _default = backend
+        _default, _default_source = backend, f"set_backend({name!r})"
     if _active.get() is not None:
         _active.set(backend)
     return backend
@@ -234,9 +241,58 @@ def use_backend(name: str, device: Any = None, *, dtype: Any = None) -> Iterator
         _active.reset(token)
 
 
+class SelectionUnusedWarning(UserWarning):
+    """A backend was selected for the process, but a computation got NumPy data and ran on NumPy.
+
+    xpnn's math follows the data; the selection only says where *new* arrays
+    go. A book script ported by its imports that makes its own data with
+    ``np`` therefore computes on NumPy whatever ``XPNN_BACKEND`` says: this
+    says so, once per process.
+    """
+
+
+_unused_noted = False
+
+
+def note_selection_unused(x: Any) -> None:
+    """Warn once per process when NumPy data meets a non-NumPy process selection.
+
+    Called by the public math entry points (:mod:`xpnn.functions`,
+    :mod:`xpnn.gradient`, the optimizers, every layer's ``forward``) on the
+    array they compute on. It warns (:class:`SelectionUnusedWarning`, once)
+    when ``x`` is a NumPy array while the process default backend, from
+    ``XPNN_BACKEND`` or :func:`set_backend`, is another library and no
+    :func:`use_backend` block is active (a block is a deliberate, local
+    choice). After the first note, or for any other array, it is one type
+    check and one flag read.
+    """
+    global _unused_noted
+    if _unused_noted or type(x) is not np.ndarray or _active.get() is not None:
+        return
+    if _default is not None:
+        chosen, how = _default.name, _default_source
+    elif _env_spec is not None:
+        chosen, how = _env_spec.partition(":")[0].strip().lower(), f"{ENV_VAR}={_env_spec}"
+    else:
+        return
+    if chosen == "numpy":
+        return
+    _unused_noted = True
+    warnings.warn(
+        SelectionUnusedWarning(
+            f"xpnn: {how} selected {chosen}, but this call's data is a NumPy array, so it "
+            "computes on NumPy (xpnn's math follows the data; the selection decides where new "
+            f"arrays go). To compute on {chosen}, make the data with xpnn (xpnn.asarray(x), "
+            "xpnn.zeros, load_mnist(), a model's own parameters). Said once."
+        ),
+        stacklevel=3,
+    )
+
+
 def _reset_for_tests(env_spec: str | None = None, env_dtype: str | None = None) -> None:
     """Forget the process default and re-read ``XPNN_BACKEND`` and ``XPNN_DTYPE`` values."""
-    global _default, _env_spec, _env_dtype
+    global _default, _env_spec, _env_dtype, _unused_noted
+    _unused_noted = False
     with _default_lock:
         _default = None
         _env_spec = env_spec or None

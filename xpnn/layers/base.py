@@ -53,7 +53,7 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
-from xpnn.backend import _dtype_name, get_namespace, zeros
+from xpnn.backend import _dtype_name, get_namespace, note_selection_unused, zeros
 
 __all__ = ["LAYERS", "Layer", "backward", "register_layer"]
 
@@ -237,6 +237,8 @@ def _recording_forward(forward: Any) -> Any:
 
     @functools.wraps(forward)
     def checked_forward(self: Layer, *args: Any, **kwargs: Any) -> Any:
+        if args:
+            note_selection_unused(args[0])  # NumPy data under XPNN_BACKEND=torch: said once
         out = forward(self, *args, **kwargs)
         # Also in a super().forward call: the outermost call, the last to
         # finish, records the shape the caller's dout will have.
