@@ -542,3 +542,35 @@ def test_trains_two_layer_net_through_its_layers(backend, name):
     log_probs = scores - np.log(np.exp(scores).sum(axis=1, keepdims=True))
     by_hand = -log_probs[np.arange(60), labels].mean()
     assert end == pytest.approx(by_hand, rel=1e-4)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_python_numbers_as_the_books_naive_comparison(name):
+    """ch06/optimizer_compare_naive.py: params {"x": -7.0, "y": 2.0}, numbers all along."""
+    params, grads = {"x": -7.0, "y": 2.0}, {"x": 0, "y": 0}
+    ref = {"x": np.array(-7.0), "y": np.array(2.0)}
+    ref_states = {"x": {}, "y": {}}
+    opt = make(name)
+    history = []
+    for t in range(1, 31):
+        history.append(params["x"])
+        grads["x"], grads["y"] = params["x"] / 10.0, 2.0 * params["y"]  # the book's df
+        ref_grads = {"x": ref["x"] / 10.0, "y": 2.0 * ref["y"]}
+        opt.update(params, grads)
+        for k in ref:
+            ref[k] = reference_step(name, HYPER[name], ref[k], ref_grads[k], ref_states[k], t)
+        assert all(type(v) is float for v in params.values())
+        assert params == pytest.approx({k: float(v) for k, v in ref.items()}, rel=1e-12)
+    # Rebound, not modified in place: the history keeps 30 different points.
+    assert len(set(history)) == 30 and history[0] == -7.0
+    assert opt.iter == 30
+
+
+def test_python_numbers_mixed_with_arrays_are_refused():
+    opt = SGD()
+    params = {"x": 1.0, "W": np.ones(2)}
+    with pytest.raises(TypeError, match=r"params\['x'\] is a Python number but params\['W'\]"):
+        opt.update(params, {"x": 1.0, "W": np.ones(2)})
+    with pytest.raises(TypeError, match=r"grads\['x'\] must be one too, got ndarray"):
+        opt.update({"x": 1.0}, {"x": np.ones(1)})
+    assert params["x"] == 1.0 and opt.iter == 0

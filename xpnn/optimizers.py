@@ -43,7 +43,7 @@ import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from xpnn.backend import get_namespace, note_selection_unused, ops
+from xpnn.backend import get_namespace, note_selection_unused, ops, to_numpy
 
 __all__ = [
     "OPTIMIZERS",
@@ -107,6 +107,35 @@ def _keys(params: Params, grads: Params) -> list[Any]:
         "params and grads must be two lists or two dicts of arrays, got "
         f"{type(params).__name__} and {type(grads).__name__}"
     )
+
+
+def _is_number(value: Any) -> bool:
+    """A Python int or float (not a bool, not an array or NumPy scalar)."""
+    return (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and not hasattr(value, "shape")
+    )
+
+
+def _all_numbers(params: Params, grads: Params, keys: list[Any]) -> bool:
+    """Whether the parameters are Python numbers (all of them; mixing is refused)."""
+    kinds = [_is_number(params[k]) for k in keys]
+    if not any(kinds):
+        return False
+    if not all(kinds):
+        number, array = keys[kinds.index(True)], keys[kinds.index(False)]
+        raise TypeError(
+            f"params[{number!r}] is a Python number but params[{array!r}] is "
+            f"{type(params[array]).__name__}: give all parameters as arrays, or all as numbers"
+        )
+    for k in keys:
+        if not _is_number(grads[k]):
+            raise TypeError(
+                f"params[{k!r}] is a Python number, so grads[{k!r}] must be one too, got "
+                f"{type(grads[k]).__name__}"
+            )
+    return True
 
 
 def _keyed_like(state: Any, params: Params) -> bool:
@@ -207,9 +236,20 @@ class Optimizer:
             xpnn.BackendMismatchError: Arrays of one key live on different
                 backends or devices.
 
+        Python numbers as parameters (the book's ch. 6
+        ``optimizer_compare_naive.py`` keeps ``params = {"x": -7.0, "y":
+        2.0}``): when every parameter is one, each is updated as a 0-d float64
+        NumPy array (the same update, on the host, as the numbers are) and
+        ``params[k]`` is then bound to a new Python float, as the book's
+        ``params[key] -= ...`` rebinds it, so a list that kept the old values
+        keeps them. The gradients must be numbers too.
+
         Nothing is modified when an error is raised.
         """
         keys = _keys(params, grads)
+        if _all_numbers(params, grads, keys):
+            self._update_numbers(params, grads, keys)
+            return
         states = [getattr(self, name) for name in self._state_names]
         # The same arrays as last time (the usual case: a training loop updates
         # the same parameters in place) were checked then; skip the checks.
@@ -259,6 +299,17 @@ class Optimizer:
         # reuse an id and pass for the ones checked.
         self._checked_objects = ([params[k] for k in keys], [grads[k] for k in keys], states)
         self._namespaces = namespaces
+
+    def _update_numbers(self, params: Params, grads: Params, keys: list[Any]) -> None:
+        """:meth:`update` of Python numbers: on new 0-d float64 host arrays, then rebound."""
+        boxed = [to_numpy(float(params[k])) for k in keys]  # new arrays: the numbers stay
+        steps = [to_numpy(float(grads[k])) for k in keys]
+        if isinstance(params, Mapping):
+            self.update(dict(zip(keys, boxed, strict=True)), dict(zip(keys, steps, strict=True)))
+        else:
+            self.update(boxed, steps)
+        for k, value in zip(keys, boxed, strict=True):
+            params[k] = float(value)
 
     def _apply(self, xp: Any, p: Any, g: Any, *state: Any) -> None:  # pragma: no cover
         """Update one parameter ``p`` in place from ``g`` and its state arrays."""

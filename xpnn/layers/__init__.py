@@ -9,7 +9,9 @@ One module per idea, as a reader of the book would look for it:
 * :mod:`xpnn.layers.losses`: :class:`SoftmaxWithLoss` (and :func:`one_hot`);
 * :mod:`xpnn.layers.regularization`: :class:`Dropout`, :class:`BatchNormalization`;
 * :mod:`xpnn.layers.conv`: :func:`im2col`, :func:`col2im`, :class:`Convolution`,
-  :class:`Pooling` (vol. 1, ch. 7).
+  :class:`Pooling` (vol. 1, ch. 7);
+* :mod:`xpnn.layers.naive`: :class:`MulLayer`, :class:`AddLayer` (vol. 1, ch. 5's
+  nodes on plain numbers, the book's ``layer_naive.py``; not layers of :class:`Layer`).
 
 ``from xpnn.layers import Affine, Convolution`` works as the book's
 ``from common.layers import ...`` does.
@@ -23,10 +25,12 @@ from xpnn.layers.activations import Relu, Sigmoid, Softmax
 from xpnn.layers.regularization import BatchNormalization, Dropout
 from xpnn.layers.losses import SoftmaxWithLoss, one_hot
 from xpnn.layers.conv import Convolution, Pooling, col2im, im2col
+from xpnn.layers.naive import AddLayer, MulLayer
 # isort: on
 
 __all__ = [
     "LAYERS",
+    "AddLayer",
     "Affine",
     "BatchNormalization",
     "Convolution",
@@ -34,6 +38,7 @@ __all__ = [
     "Flatten",
     "Layer",
     "MatMul",
+    "MulLayer",
     "Pooling",
     "Relu",
     "Sigmoid",
