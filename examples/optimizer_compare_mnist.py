@@ -64,7 +64,8 @@ def train(args) -> dict[str, list[float]]:
         for key in optimizers:
             grads = networks[key].gradient(x_batch, t_batch)
             optimizers[key].update(networks[key].params, grads)
-            loss = networks[key].loss(x_batch, t_batch)
+            # The book's loss() in test mode, left on the device (loss() reads it).
+            loss = networks[key].forward(x_batch, t_batch, train_flg=False)
             train_loss[key].append(loss)
 
         if i % PRINT_EVERY == 0:

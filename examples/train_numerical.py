@@ -130,7 +130,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         grad_seconds += time.perf_counter() - start  # device work may run on: see wall time
         for key in net.KEYS:  # SGD, in place
             net.params[key] -= args.lr * grads[key]
-        losses.append(net.loss(x_batch, t_batch))
+        losses.append(net.forward(x_batch, t_batch))  # on the device (loss() reads it)
         if i % iter_per_epoch == 0 or i == args.iters - 1:
             train_acc = float(xpnn.to_numpy(net.accuracy(x_train, t_train)))
             test_acc = float(xpnn.to_numpy(net.accuracy(x_test, t_test)))

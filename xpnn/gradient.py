@@ -163,7 +163,9 @@ def _numerical_gradient(f: Callable[[Any], Any], x: Any, h: float) -> Any:
         finally:
             x[idx] = saved
         slope = (fxh1 - fxh2) / (2 * h)
-        if hasattr(slope, "dtype") and slope.dtype != grad.dtype:
+        if _library(slope) not in (None, _library(x)):
+            slope = float(slope)  # f gave host numbers (a model's loss(), as the book's)
+        elif hasattr(slope, "dtype") and slope.dtype != grad.dtype:
             # f may compute in a wider float than x (float64 data, float32 W):
             # the gradient keeps x's dtype, as documented.
             slope = xp.astype(slope, grad.dtype)

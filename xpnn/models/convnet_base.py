@@ -113,7 +113,11 @@ class _ConvNet(LayeredNet):
     # ------------------------------------------------------------ the book's API
 
     def loss(self, x: Any, t: Any, train_flg: bool = True) -> Any:
-        """The book's ``loss``: mean cross-entropy of the batch, a 0-d array.
+        """The book's ``loss``: mean cross-entropy of the batch, a NumPy scalar.
+
+        Read to the host once, in the parameters' dtype (it prints as the
+        book's number on every backend); :meth:`forward` gives the 0-d
+        device array without a read.
 
         Training mode by default, as the book's DeepConvNet (whose Dropout
         layers then draw new masks; SimpleConvNet has no layer that cares);
@@ -125,7 +129,7 @@ class _ConvNet(LayeredNet):
             t: Integer labels ``(N,)`` or one-hot ``(N, output_size)``.
             train_flg: Training (True) or test mode.
         """
-        return self.forward(x, t, train_flg)
+        return to_numpy(self.forward(x, t, train_flg))[()]
 
     def gradient(self, x: Any, t: Any) -> dict[str, Any]:
         """Gradients of the training-mode loss by backpropagation, keyed like ``params``.

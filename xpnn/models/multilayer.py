@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from xpnn.backend import get_backend, zeros
+from xpnn.backend import get_backend, to_numpy, zeros
 from xpnn.layers import (
     Affine,
     BatchNormalization,
@@ -278,9 +278,12 @@ class MultiLayerNet(LayeredNet):
     def loss(self, x: Any, t: Any, train_flg: bool = False) -> Any:
         """The book's ``loss``: :meth:`forward` in test mode unless ``train_flg``.
 
-        A 0-d array: mean cross-entropy plus the weight decay.
+        Mean cross-entropy plus the weight decay, read to the host as a NumPy
+        scalar of its dtype (one read; the book's number, printed as NumPy
+        prints it on every backend). :meth:`forward` gives the 0-d device
+        array without a read.
         """
-        return self.forward(x, t, train_flg)
+        return to_numpy(self.forward(x, t, train_flg))[()]
 
     def gradient(self, x: Any, t: Any) -> dict[str, Any]:
         """Gradients of the training-mode loss by backpropagation, keyed like ``params``.

@@ -7,6 +7,7 @@ from typing import Any
 from xpnn.backend import (
     _dtype_name,
     get_namespace,
+    to_numpy,
 )
 from xpnn.functions import cross_entropy_error, softmax
 from xpnn.layers.base import _config_sizes
@@ -61,8 +62,12 @@ class SimpleNet:
         return xp.astype(x, dtype, copy=False) @ xp.astype(self.W, dtype, copy=False)
 
     def loss(self, x: Any, t: Any) -> Any:
-        """The book's loss: cross_entropy_error(softmax(predict(x)), t), a 0-d array."""
-        return cross_entropy_error(softmax(self.predict(x)), t)
+        """The book's loss: cross_entropy_error(softmax(predict(x)), t), as a NumPy scalar.
+
+        Read to the host once (the book's type, ``numpy.float64`` in float64), so it
+        prints as the book's number on every backend.
+        """
+        return to_numpy(cross_entropy_error(softmax(self.predict(x)), t))[()]
 
 
 #: The book's name for :class:`SimpleNet` (``ch04/gradient_simplenet.py``).

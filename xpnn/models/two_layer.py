@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from xpnn.backend import device_of, get_namespace, zeros
+from xpnn.backend import device_of, get_namespace, to_numpy, zeros
 from xpnn.functions import softmax
 from xpnn.gradient import (
     H,
@@ -205,12 +205,15 @@ class TwoLayerNet(LayeredTwoLayerNet):
         return softmax(self.scores(x) if self._single(x) else self._run(x))
 
     def loss(self, x: Any, t: Any) -> Any:
-        """Mean cross-entropy of softmax(scores) against ``t`` (a 0-d array).
+        """Mean cross-entropy of softmax(scores) against ``t``, a NumPy scalar.
 
         Computed with the fused, stable softmax_cross_entropy; ``t`` is
-        one-hot ``(N, output_size)`` or integer labels ``(N,)``.
+        one-hot ``(N, output_size)`` or integer labels ``(N,)``. Read to the
+        host once, in its dtype, as the book's number (it prints as NumPy
+        prints it on every backend);
+        :meth:`forward` gives the 0-d device array without a read.
         """
-        return self.forward(x, t)
+        return to_numpy(self.forward(x, t))[()]
 
     def numerical_gradient(self, x: Any, t: Any) -> dict[str, Any]:
         """Gradients of :meth:`loss` by central differences, keyed like ``params``.

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from xpnn.backend import _library
 from xpnn.models import LayeredNet
 from xpnn.training.clipping import clip_grads
 from xpnn.training.events import FitState
@@ -80,4 +81,8 @@ def forward_backward(model: Any, layered: bool, x: Any, t: Any) -> tuple[Any, An
     grads = model.gradient(x, t)
     # Chapter-4 models that keep the batch loss spare a second forward pass.
     loss = getattr(getattr(model, "loss_layer", None), "loss", None)
-    return (model.loss(x, t) if loss is None else loss), grads
+    if loss is None:
+        loss = model.loss(x, t)
+        if _library(loss) != _library(x):  # the book's loss(): a host number (read already)
+            loss = float(loss)
+    return loss, grads
