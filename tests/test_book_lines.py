@@ -152,3 +152,26 @@ def test_accuracy_prints_as_the_books_float(backend, make, capsys):
     assert type(acc) is float and acc == correct / 300  # the book's np.sum(y == t) / float(N)
     print(acc)
     assert capsys.readouterr().out == f"{correct / 300}\n"  # no tensor(...), no float32 digits
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: xpnn.TwoLayerNet(3, 5, 3, seed=0),
+        lambda: xpnn.MultiLayerNet(3, [5, 4], 3, seed=0),
+        lambda: xpnn.MultiLayerNetExtend(3, [5], 3, use_batchnorm=True, seed=0),
+    ],
+    ids=["TwoLayerNet", "MultiLayerNet", "Extend"],
+)
+def test_loss_is_the_books_host_number_and_forward_stays_on_the_device(backend, make, capsys):
+    x, t = blobs(30, 0)
+    net = make()
+    loss = net.loss(x, t)
+    on_device = net.forward(
+        x, t, **({} if isinstance(net, xpnn.TwoLayerNet) else {"train_flg": False})
+    )
+    assert isinstance(loss, np.generic) and loss.dtype == np.dtype(str(host(on_device).dtype))
+    assert xpnn.backend_of(on_device).name == backend.name  # no read
+    assert loss == host(on_device)[()]
+    print("SGD:" + str(loss))  # ch06/optimizer_compare_mnist.py's line
+    assert capsys.readouterr().out == "SGD:" + str(host(on_device)[()]) + "\n"  # no tensor(
