@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import xpnn
 
@@ -48,3 +49,21 @@ def test_import_xpnn_then_xpnn_io_save_as_the_readme_writes_it(tmp_path):
     assert out.stdout.strip() == "TwoLayerNet"
     for name in ("io", "datasets", "functions", "gradient", "layers", "optimizers"):
         assert name in xpnn.__all__ and hasattr(xpnn, name)
+
+
+def test_vol1_functions_and_gradient_names(backend):
+    """softmax_loss and numerical_gradient_2d: the book's names, the book's numbers."""
+    from xpnn.functions import cross_entropy_error, softmax, softmax_loss
+    from xpnn.gradient import numerical_gradient, numerical_gradient_2d
+
+    x = xpnn.asarray(np.array([[0.3, 2.9, 4.0], [1.0, -1.0, 0.5]]))
+    t = xpnn.asarray(np.array([2, 0]))
+    host = np.asarray(xpnn.to_numpy(x))
+    p = np.exp(host - host.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    want = -np.sum(np.log(p[[0, 1], [2, 0]] + 1e-7)) / 2  # the book's composition
+    assert float(xpnn.to_numpy(softmax_loss(x, t))) == pytest.approx(want, rel=1e-12)
+    assert float(xpnn.to_numpy(softmax_loss(x, t))) == float(
+        xpnn.to_numpy(cross_entropy_error(softmax(x), t))
+    )
+    assert numerical_gradient_2d is numerical_gradient

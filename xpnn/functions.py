@@ -31,6 +31,7 @@ __all__ = [
     "sigmoid_grad",
     "softmax",
     "softmax_cross_entropy",
+    "softmax_loss",
     "step_function",
     "sum_squared_error",
 ]
@@ -234,6 +235,16 @@ def cross_entropy_error(y: Any, t: Any) -> Any:
     _check_scores(y, "cross_entropy_error")
     y, t = _as_batch(ops(y).widen(y), t, xp)
     return -xp.sum(xp.log(_pick(xp, y, t) + CEE_DELTA)) / y.shape[0]
+
+
+def softmax_loss(x: Any, t: Any) -> Any:
+    """The book's ``softmax_loss``: ``cross_entropy_error(softmax(x), t)``, composed as it is.
+
+    Vol. 1's ``common/functions.py`` has it; :func:`softmax_cross_entropy`
+    computes the same loss fused and stable (no ``1e-7``). Same arguments and
+    result as :func:`cross_entropy_error`.
+    """
+    return cross_entropy_error(softmax(x), t)
 
 
 def softmax_cross_entropy(scores: Any, t: Any) -> Any:

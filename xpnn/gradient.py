@@ -36,6 +36,7 @@ __all__ = [
     "gradient_descent",
     "numerical_diff",
     "numerical_gradient",
+    "numerical_gradient_2d",
     "two_layer_numerical_gradient",
 ]
 
@@ -171,6 +172,11 @@ def _numerical_gradient(f: Callable[[Any], Any], x: Any, h: float) -> Any:
             slope = xp.astype(slope, grad.dtype)
         grad[idx] = slope
     return grad
+
+
+#: Vol. 1's ``common/gradient.py`` name (it walks the rows of a 2-D ``x``):
+#: :func:`numerical_gradient` takes ``x`` of any shape.
+numerical_gradient_2d = numerical_gradient
 
 
 def gradient_descent(
