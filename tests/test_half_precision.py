@@ -486,3 +486,28 @@ def test_numerical_gradient_float32_message_kept_and_float64_silent(backend, xp)
     with warnings.catch_warnings():
         warnings.simplefilter("error", Float32GradientWarning)
         numerical_gradient(lambda v: xp.sum(v * v), xpnn.asarray([3.0, 4.0], dtype="float64"))
+
+
+@pytest.mark.parametrize("model", ["TwoLayerNet", "MultiLayerNet"])
+def test_narrower_float_data_is_widened_exactly_wider_is_refused(backend, model):
+    """ch08/half_float_network.py feeds float16 images to a wider model: widened exactly."""
+    rng = np.random.default_rng(0)
+    x64 = rng.normal(size=(20, 6))
+    t = xpnn.asarray(rng.integers(0, 3, 20))
+    make = {
+        "TwoLayerNet": lambda: xpnn.TwoLayerNet(6, 5, 3, seed=0, dtype="float64"),
+        "MultiLayerNet": lambda: xpnn.MultiLayerNet(6, [5], 3, seed=0, dtype="float64"),
+    }[model]
+    net = make()
+    for narrow in ("float32", "float16"):
+        if narrow == "float16" and half_or_refused(backend, "float16") is None:
+            continue
+        x_narrow = xpnn.asarray(x64, dtype=narrow)
+        widened = xpnn.asarray(xpnn.to_numpy(x_narrow).astype(np.float64))  # by hand
+        assert net.accuracy(x_narrow, t) == net.accuracy(widened, t)
+        np.testing.assert_array_equal(
+            xpnn.to_numpy(net.predict(x_narrow)), xpnn.to_numpy(net.predict(widened))
+        )
+    small = xpnn.TwoLayerNet(6, 5, 3, seed=0)  # float32
+    with pytest.raises(TypeError, match=r"computes in float32 .* but x is float64"):
+        small.predict(xpnn.asarray(x64))  # narrowing would round: refused
