@@ -70,7 +70,8 @@ def test_backprop_equals_numerical_gradient(backend, activation, use_batchnorm, 
     x, t = batch()
     numeric = net.numerical_gradient(x, t)  # the masks the next training pass draws
     analytic = net.gradient(x, t)
-    assert list(analytic) == list(numeric) == list(net.params)
+    assert list(analytic) == list(numeric) == list(net.grads)
+    assert set(numeric) == set(net.params)
     for key in net.params:
         assert tuple(numeric[key].shape) == tuple(net.params[key].shape)
         close(analytic[key], numeric[key], key)
@@ -130,8 +131,32 @@ def test_grads_are_the_layers_arrays(backend):
     for i, layer in enumerate(bns, 1):
         assert layer.params[0] is net.params[f"gamma{i}"] and layer.dgamma is net.grads[f"gamma{i}"]
         assert layer.params[1] is net.params[f"beta{i}"] and layer.dbeta is net.grads[f"beta{i}"]
-    book_order = ["W1", "b1", "W2", "b2", "W3", "b3", "gamma1", "beta1", "gamma2", "beta2"]
-    assert list(net.params) == list(net.grads) == book_order
+    # The book's orders: params as its __init_weight and layer loop add them, grads
+    # as its gradient() fills them, layer by layer.
+    assert list(net.params) == [
+        "W1",
+        "b1",
+        "W2",
+        "b2",
+        "W3",
+        "b3",
+        "gamma1",
+        "beta1",
+        "gamma2",
+        "beta2",
+    ]
+    assert list(net.grads) == [
+        "W1",
+        "b1",
+        "gamma1",
+        "beta1",
+        "W2",
+        "b2",
+        "gamma2",
+        "beta2",
+        "W3",
+        "b3",
+    ]
 
 
 # ------------------------------------------------------------ the loss, by hand
@@ -448,3 +473,26 @@ def test_layered_net_passes_train_flg_only_to_the_layers_that_take_it(backend):
     net.predict(x, train_flg=True)
     net.scores(x[0, ...], train_flg=True)
     assert layers[1].flags == [True, False, False, False, False, True, True]
+
+
+def test_gradients_come_in_the_books_order(backend):
+    """ch06/batch_norm_gradient_check.py prints the keys of gradient() in its order."""
+    net = xpnn.MultiLayerNetExtend(4, [3, 3], 2, use_batchnorm=True, seed=0, dtype="float64")
+    x = xpnn.asarray(np.random.default_rng(0).normal(size=(2, 4)))
+    t = xpnn.asarray(np.array([0, 1]))
+    book = ["W1", "b1", "gamma1", "beta1", "W2", "b2", "gamma2", "beta2", "W3", "b3"]
+    assert list(net.gradient(x, t)) == book
+    assert list(net.numerical_gradient(x, t)) == book
+    # params keep the book's own order: its __init_weight's W and b first.
+    assert list(net.params) == [
+        "W1",
+        "b1",
+        "W2",
+        "b2",
+        "W3",
+        "b3",
+        "gamma1",
+        "beta1",
+        "gamma2",
+        "beta2",
+    ]

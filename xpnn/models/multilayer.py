@@ -80,8 +80,10 @@ class MultiLayerNet(LayeredNet):
         params: ``{'W1': (input_size, h1), 'b1': (h1,), ..., 'W{L+1}': (h_L,
             output_size), 'b{L+1}': (output_size,)}``, a
             :class:`~xpnn.params.ParamDict` of the layers' own arrays.
-        grads: A dict of the same keys: the layers' gradient arrays, filled
-            in place by :meth:`backward` (weight decay included).
+        grads: A dict of the same keys in layer order (``W1``, ``b1``,
+            ``gamma1``, ``beta1``, ``W2``..., the book's ``gradient()``
+            order): the layers' gradient arrays, filled in place by
+            :meth:`backward` (weight decay included).
         layers: ``[Affine, Relu|Sigmoid, ..., Affine]``; ``loss_layer`` (also
             ``last_layer``, the book's name): SoftmaxWithLoss.
         hidden_size_list: The settings below are read-only (the layers
@@ -174,11 +176,12 @@ class MultiLayerNet(LayeredNet):
         keys += [f"W{last}", f"b{last}"]
         super().__init__(layers, SoftmaxWithLoss(), s["input_size"])
 
-        # The book's keys in the book's order (W1, b1, ..., gamma1, beta1, ...),
-        # over the very arrays the layers hold.
-        grads = dict(zip(keys, self.grads, strict=True))
+        # The book's keys in the book's orders, over the very arrays the layers
+        # hold: params W1, b1, ..., W3, b3, gamma1, beta1, ... (as the book's
+        # __init_weight, then its layer loop, add them); grads in layer order,
+        # W1, b1, gamma1, beta1, W2, ... (as the book's gradient() fills them).
         self._params = ParamDict({k: keyed[k] for k in keyed}, type(self).__name__)
-        self.grads = {k: grads[k] for k in keyed}
+        self.grads = dict(zip(keys, self.grads, strict=True))
         # (W, its gradient) of every Affine layer: what weight decay touches.
         self._decayed = [(keyed[f"W{i}"], self.grads[f"W{i}"]) for i in range(1, last + 1)]
         self._decay_buffers: dict[Any, Any] = {}

@@ -60,7 +60,8 @@ def held_numerical_gradient(net: Any, x: Any, t: Any) -> dict[str, Any]:
         loss(None)  # draws the masks the perturbed passes hold (and checks x, t)
         for d in net._dropouts:
             d.hold_mask = True
-        return {key: _numerical_gradient(loss, p, H) for key, p in net.params.items()}
+        # In the order of net.grads, as the book's numerical_gradient fills its dict.
+        return {key: _numerical_gradient(loss, net.params[key], H) for key in net.grads}
     finally:
         for bn, name, array, values in saved_stats:
             setattr(bn, name, array)
