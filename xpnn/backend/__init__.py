@@ -83,7 +83,7 @@ from xpnn.backend.selection import (
 )
 from xpnn.backend.selection import _open as _open
 from xpnn.backend.selection import _reset_for_tests as _reset_for_tests
-from xpnn.backend.transfer import asarray, to_numpy, zeros
+from xpnn.backend.transfer import adopt_host_input, asarray, to_numpy, zeros
 
 # Public constants outside __all__, assigned rather than imported: the API
 # reference renders imported names only if __all__ lists them. They are never
@@ -109,6 +109,7 @@ __all__ = [
     "CudaGraph",
     "Ops",
     "SelectionUnusedWarning",
+    "adopt_host_input",
     "asarray",
     "backend_of",
     "device_of",

@@ -113,3 +113,21 @@ def zeros(shape: int | tuple[int, ...], dtype: Any = None, *, backend: Backend |
     backend = backend or get_backend()
     dtype = backend.float_dtype if dtype is None else resolve_dtype(backend.xp, dtype)
     return backend.xp.zeros(shape, dtype=dtype, device=backend.device)
+
+
+def adopt_host_input(x: Any, like: Any) -> Any:
+    """``x`` as an array of ``like``'s library when that needs no transfer, else ``x`` itself.
+
+    A NumPy array given to a model whose parameters are PyTorch CPU tensors
+    lives in the same host memory: ``torch.asarray`` wraps its buffer without
+    copying (the book's vol. 2 ``train_custom_loop.py`` predicts on its own
+    ``np.c_[...]`` grid). Anything else comes back unchanged, so data on
+    another device (a GPU, array-api-strict's ``device1``) or of another
+    library is still refused where it meets ``like``: moving it is the
+    caller's explicit ``xpnn.asarray``.
+    """
+    if type(x) is not np.ndarray or _library(like) != "torch" or like.device.type != "cpu":
+        return x
+    import torch
+
+    return torch.asarray(x)  # shares x's buffer (its dtype kept): no copy, no transfer

@@ -15,7 +15,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from xpnn.backend import get_namespace, to_numpy
+from xpnn.backend import adopt_host_input, get_namespace, to_numpy
 from xpnn.layers.base import _check_config_keys
 from xpnn.models.layered import LayeredNet
 from xpnn.models.multilayer_settings import _positive_int
@@ -182,6 +182,8 @@ class _ConvNet(LayeredNet):
                 ``t`` of another length or shape.
         """
         size = _positive_int(batch_size, "batch_size")
+        first = self.params_list()[0]
+        x, t = adopt_host_input(x, first), adopt_host_input(t, first)  # NumPy into torch:cpu
         xp = get_namespace(x, t)
         n = int(x.shape[0]) if x.ndim else 0
         if n == 0:

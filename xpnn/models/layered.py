@@ -28,6 +28,7 @@ from typing import Any
 
 from xpnn.backend import (
     _dtype_name,
+    adopt_host_input,
     get_backend,
     get_namespace,
     ops,
@@ -264,10 +265,10 @@ class LayeredNet(BookParams):
                 (Dropout, BatchNormalization) in training mode; the default
                 is test mode, as the book's ``predict``.
         """
-        xp = get_namespace(x)
         single = self._single(x)
+        out = self._run(get_namespace(x).reshape(x, (1, -1)) if single else x, train_flg)
         # A copy: the last layer's output is its reusable buffer on NumPy/CuPy.
-        out = xp.asarray(self._run(xp.reshape(x, (1, -1)) if single else x, train_flg), copy=True)
+        out = get_namespace(out).asarray(out, copy=True)  # out's namespace (x may be NumPy)
         return out[0, ...] if single else out
 
     def _single(self, x: Any) -> bool:
@@ -288,6 +289,7 @@ class LayeredNet(BookParams):
         """
         params = self.params_list()
         first = params[0] if params else x  # (a net of layers without parameters: x's dtype)
+        x = adopt_host_input(x, first)  # NumPy data, PyTorch CPU model: wrapped, not copied
         k = ops(x, first)
         if self.input_size is not None:
             _check_input(x, self.input_size, type(self).__name__)
@@ -337,7 +339,8 @@ class LayeredNet(BookParams):
             xp = get_namespace(x, t)
             x = xp.reshape(x, (1, -1))
             t = xp.reshape(t, (1, *t.shape))
-        return self.loss_layer.forward(self._run(x, train_flg), t)
+        y = self._run(x, train_flg)
+        return self.loss_layer.forward(y, adopt_host_input(t, y))
 
     def backward(self, dout: Any = 1, *, input_grad: bool = True) -> Any:
         """Backpropagate after :meth:`forward`; fills ``grads`` in place.
@@ -357,10 +360,13 @@ class LayeredNet(BookParams):
         backend. In test mode (Dropout scales, BatchNormalization uses its
         running statistics). The read waits for the device: an evaluation.
         """
-        xp = get_namespace(x, t)
         if self._single(x):
+            xp = get_namespace(x, t)
             x, t = xp.reshape(x, (1, -1)), xp.reshape(t, (1, *t.shape))
-        y = xp.argmax(self._run(x), axis=1)
+        scores = self._run(x)
+        t = adopt_host_input(t, scores)
+        xp = get_namespace(scores, t)
+        y = xp.argmax(scores, axis=1)
         if t.ndim != 1:
             t = xp.argmax(t, axis=1)
         return int(to_numpy(xp.sum(xp.astype(y == t, xp.int64)))) / x.shape[0]  # the one read
