@@ -73,3 +73,12 @@ def test_no_note_where_the_selection_is_used_or_numpy(monkeypatch):
     with xpnn.use_backend("array_api_strict"):  # a local, deliberate choice
         _quiet(lambda: softmax(x))
     assert not _selection._unused_noted
+
+
+def test_the_note_names_the_users_line_and_python_numbers_stay_quiet():
+    xpnn.set_backend("array_api_strict")
+    _selection._unused_noted = False
+    _quiet(lambda: SGD().update({"x": 1.0}, {"x": 2.0}))  # host numbers, not NumPy data
+    with pytest.warns(SelectionUnusedWarning) as seen:
+        Affine(np.ones((3, 2)), np.zeros(2)).forward(np.ones((1, 3)))
+    assert seen[0].filename == __file__  # this line, not a line inside xpnn

@@ -250,6 +250,12 @@ class Optimizer:
         if _all_numbers(params, grads, keys):
             self._update_numbers(params, grads, keys)
             return
+        if keys:
+            note_selection_unused(params[keys[0]])
+        self._update_arrays(params, grads, keys)
+
+    def _update_arrays(self, params: Params, grads: Params, keys: list[Any]) -> None:
+        """:meth:`update` of arrays: checked once for a set of arrays, then the fast path."""
         states = [getattr(self, name) for name in self._state_names]
         # The same arrays as last time (the usual case: a training loop updates
         # the same parameters in place) were checked then; skip the checks.
@@ -259,8 +265,6 @@ class Optimizer:
             for key, xp in zip(keys, self._namespaces, strict=True):
                 self._apply(xp, params[key], grads[key], *(state[key] for state in states))
             return
-        if keys:
-            note_selection_unused(params[keys[0]])
         namespaces = []
         for key in keys:
             p, g = params[key], grads[key]
@@ -305,9 +309,10 @@ class Optimizer:
         boxed = [to_numpy(float(params[k])) for k in keys]  # new arrays: the numbers stay
         steps = [to_numpy(float(grads[k])) for k in keys]
         if isinstance(params, Mapping):
-            self.update(dict(zip(keys, boxed, strict=True)), dict(zip(keys, steps, strict=True)))
+            boxed_params = dict(zip(keys, boxed, strict=True))
+            self._update_arrays(boxed_params, dict(zip(keys, steps, strict=True)), keys)
         else:
-            self.update(boxed, steps)
+            self._update_arrays(boxed, steps, keys)
         for k, value in zip(keys, boxed, strict=True):
             params[k] = float(value)
 

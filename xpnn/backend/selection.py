@@ -16,6 +16,7 @@ import contextlib
 import contextvars
 import dataclasses
 import os
+import sys
 import threading
 import warnings
 from collections.abc import Iterator
@@ -285,8 +286,16 @@ def note_selection_unused(x: Any) -> None:
             f"arrays go). To compute on {chosen}, make the data with xpnn (xpnn.asarray(x), "
             "xpnn.zeros, load_mnist(), a model's own parameters). Said once."
         ),
-        stacklevel=3,
+        stacklevel=_caller_level(),
     )
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` of the first frame outside xpnn: the user's line that called it."""
+    frame, level = sys._getframe(2), 2  # the caller of note_selection_unused
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("xpnn."):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _reset_for_tests(env_spec: str | None = None, env_dtype: str | None = None) -> None:
