@@ -51,3 +51,58 @@ def test_adopting_shares_the_buffer_and_leaves_other_data_alone(backend):
         assert got is x  # NumPy already, or another device: unchanged (refused later)
     assert adopt_host_input(like, like) is like
     assert adopt_host_input([1.0], like) == [1.0]  # only NumPy arrays are wrapped
+
+
+def test_a_layer_with_torch_cpu_weights_takes_numpy_input(backend):
+    """ch07/apply_filter.py: Convolution(w, 0).forward(img), img read by matplotlib."""
+    from xpnn.layers import Convolution
+
+    w = xpnn.asarray(np.arange(9.0, dtype=np.float32).reshape(1, 1, 3, 3))
+    img = np.ones((1, 1, 5, 5), dtype=np.float32)
+    conv = Convolution(w, 0)
+    on_cpu_torch = backend.name == "torch" and backend.device.type == "cpu"
+    if backend.name != "numpy" and not on_cpu_torch:
+        with pytest.raises(xpnn.BackendMismatchError):
+            conv.forward(img)
+        return
+    out = conv.forward(img)
+    assert xpnn.backend_of(out).name == backend.name
+    np.testing.assert_array_equal(xpnn.to_numpy(out), np.full((1, 1, 3, 3), 36.0))
+
+
+def test_one_bias_number_for_every_filter(backend):
+    from xpnn.layers import Convolution
+
+    w = xpnn.asarray(np.ones((4, 1, 2, 2), dtype=np.float32))
+    conv = Convolution(w, 0.5)
+    b = conv.params[1]
+    assert tuple(b.shape) == (4,) and b.dtype == w.dtype and xpnn.device_of(b) == xpnn.device_of(w)
+    out = conv.forward(xpnn.asarray(np.ones((1, 1, 3, 3), dtype=np.float32)))
+    np.testing.assert_array_equal(xpnn.to_numpy(out), np.full((1, 4, 2, 2), 4.5))
+    with pytest.raises(TypeError, match="floating"):
+        Convolution(w, True)  # a bool is no bias
+
+
+def test_integer_label_columns_are_labels(backend):
+    """ch07/gradient_check.py passes T = np.array([1]).reshape((1, 1))."""
+    net = xpnn.SimpleConvNet(
+        input_dim=(1, 6, 6),
+        conv_param={"filter_num": 2, "filter_size": 3, "pad": 0, "stride": 1},
+        hidden_size=4,
+        output_size=3,
+        seed=0,
+        dtype="float64",
+    )
+    x = xpnn.asarray(np.random.default_rng(0).random((4, 1, 6, 6)))
+    labels = np.array([0, 2, 1, 2])
+    t, column = xpnn.asarray(labels), xpnn.asarray(labels.reshape(4, 1))
+    assert net.loss(x, column) == net.loss(x, t)
+    assert net.accuracy(x, column) == net.accuracy(x, t)
+    grads = {k: np.array(xpnn.to_numpy(g)) for k, g in net.gradient(x, column).items()}
+    for k, g in net.gradient(x, t).items():
+        np.testing.assert_array_equal(grads[k], xpnn.to_numpy(g))
+    layered = xpnn.MultiLayerNet(3, [4], 3, seed=0)
+    rows = xpnn.asarray(np.ones((4, 3), dtype=np.float32))
+    assert layered.accuracy(rows, column) == layered.accuracy(rows, t)
+    with pytest.raises(ValueError, match=r"labels of shape \(4, 2\)"):
+        layered.forward(rows, xpnn.asarray(np.zeros((4, 2), dtype=np.int64)))

@@ -53,7 +53,13 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
-from xpnn.backend import _dtype_name, get_namespace, note_selection_unused, zeros
+from xpnn.backend import (
+    _dtype_name,
+    adopt_host_input,
+    get_namespace,
+    note_selection_unused,
+    zeros,
+)
 
 __all__ = ["LAYERS", "Layer", "backward", "register_layer"]
 
@@ -238,6 +244,9 @@ def _recording_forward(forward: Any) -> Any:
     @functools.wraps(forward)
     def checked_forward(self: Layer, *args: Any, **kwargs: Any) -> Any:
         if args:
+            params = getattr(self, "params", None)
+            if params:  # NumPy input, PyTorch CPU weights: wrapped, not copied
+                args = (adopt_host_input(args[0], params[0]), *args[1:])
             note_selection_unused(args[0])  # NumPy data under XPNN_BACKEND=torch: said once
         out = forward(self, *args, **kwargs)
         # Also in a super().forward call: the outermost call, the last to

@@ -11,7 +11,7 @@ from xpnn.layers.base import (
     register_layer,
 )
 
-__all__ = ["SoftmaxWithLoss", "one_hot"]
+__all__ = ["SoftmaxWithLoss", "label_column", "one_hot"]
 
 
 def one_hot(t: Any, num_classes: int, dtype: Any) -> Any:
@@ -19,6 +19,18 @@ def one_hot(t: Any, num_classes: int, dtype: Any) -> Any:
     xp = get_namespace(t)
     classes = xp.arange(num_classes, dtype=t.dtype, device=device_of(t))
     return xp.astype(xp.reshape(t, (-1, 1)) == classes, dtype)
+
+
+def label_column(k: Any, t: Any, classes: int) -> Any:
+    """Integer labels given as a column ``(N, 1)`` as the ``(N,)`` labels they are.
+
+    The book's NumPy indexing ``y[np.arange(N), t]`` takes them so; a float
+    ``(N, 1)`` stays what it is (one-hot targets of one class), and with one
+    class an integer column is refused later as labels of another shape.
+    """
+    if t.ndim == 2 and t.shape[1] == 1 and classes != 1 and k.isdtype(t.dtype, "integral"):
+        return get_namespace(t).reshape(t, (t.shape[0],))
+    return t
 
 
 @register_layer
@@ -65,8 +77,10 @@ class SoftmaxWithLoss(Layer):
     def forward(self, x: Any, t: Any) -> Any:
         """Mean loss of scores ``x`` ``(N, C)`` (float, N > 0) against ``t``.
 
-        ``t`` is integer labels ``(N,)`` or one-hot (or soft) targets
-        ``(N, C)``. Returns a 0-d array in x's dtype, float32 for half ``x``.
+        ``t`` is integer labels ``(N,)`` (or a column ``(N, 1)`` of them,
+        as the book's ch. 7 ``gradient_check.py`` passes) or one-hot (or
+        soft) targets ``(N, C)``. Returns a 0-d array in x's dtype, float32
+        for half ``x``.
 
         Raises:
             TypeError: ``x`` is not floating point, or ``(N,)`` labels are
@@ -87,6 +101,7 @@ class SoftmaxWithLoss(Layer):
                 f"mean over N samples), got shape {tuple(x.shape)}"
             )
         n, c = x.shape
+        t = label_column(k, t, c)
         if t.ndim not in (1, 2) or t.shape[0] != n or (t.ndim == 2 and t.shape != x.shape):
             raise ValueError(
                 f"labels of shape {tuple(t.shape)} do not fit scores of shape {tuple(x.shape)}: "

@@ -15,8 +15,9 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from xpnn.backend import adopt_host_input, get_namespace, to_numpy
+from xpnn.backend import adopt_host_input, get_namespace, ops, to_numpy
 from xpnn.layers.base import _check_config_keys
+from xpnn.layers.losses import label_column
 from xpnn.models.layered import LayeredNet
 from xpnn.models.multilayer_settings import _positive_int
 from xpnn.models.numerical_gradient import held_numerical_gradient
@@ -185,6 +186,7 @@ class _ConvNet(LayeredNet):
         first = self.params_list()[0]
         x, t = adopt_host_input(x, first), adopt_host_input(t, first)  # NumPy into torch:cpu
         xp = get_namespace(x, t)
+        t = label_column(ops(x), t, self.output_size)  # (N, 1) integer labels: (N,)
         n = int(x.shape[0]) if x.ndim else 0
         if n == 0:
             raise ValueError(f"{type(self).__name__}.accuracy needs at least one sample")

@@ -42,6 +42,7 @@ from xpnn.layers import (
     backward,
 )
 from xpnn.layers.base import _check_config_keys
+from xpnn.layers.losses import label_column
 from xpnn.models.book_params import BookParams
 from xpnn.models.layer_chain import (
     MAX_LAYERS,
@@ -364,7 +365,7 @@ class LayeredNet(BookParams):
             xp = get_namespace(x, t)
             x, t = xp.reshape(x, (1, -1)), xp.reshape(t, (1, *t.shape))
         scores = self._run(x)
-        t = adopt_host_input(t, scores)
+        t = label_column(ops(scores), adopt_host_input(t, scores), scores.shape[1])
         xp = get_namespace(scores, t)
         y = xp.argmax(scores, axis=1)
         if t.ndim != 1:
