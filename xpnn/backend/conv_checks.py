@@ -15,8 +15,10 @@ import numbers
 from typing import Any
 
 from xpnn.backend.dtypes import _dtype_name
+from xpnn.backend.namespace import device_of, get_namespace
 
 __all__ = [
+    "bias_array",
     "check_conv_input",
     "check_conv_params",
     "check_float",
@@ -145,6 +147,28 @@ def col2im_args(
             f"{fh}x{fw} windows, stride {stride}, pad {pad}: expected {want}"
         )
     return shape, fh, fw, stride, pad
+
+
+def bias_array(W: Any, b: Any) -> Any:
+    """A Convolution's biases: ``b`` itself, or ``(FN,)`` of one number in W's dtype and device.
+
+    The book's ``apply_filter.py`` passes ``b = 0``, which its ``+ self.b``
+    broadcasts to every filter; this makes that broadcast an array, so the
+    layer keeps a ``(FN,)`` parameter and its gradient.
+
+    Raises:
+        TypeError: W or b is neither an array nor (b) a real number.
+    """
+    if isinstance(b, numbers.Real) and not isinstance(b, bool) and hasattr(W, "shape"):
+        xp = get_namespace(W)
+        b = xp.full((W.shape[0],), float(b), dtype=W.dtype, device=device_of(W))
+    for name, value in (("W", W), ("b", b)):
+        if not hasattr(value, "dtype"):
+            raise TypeError(
+                f"Convolution {name} must be a floating-point array (b: or one number), "
+                f"got {type(value).__name__}"
+            )
+    return b
 
 
 def check_float(k: Any, a: Any, who: str) -> None:

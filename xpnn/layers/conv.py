@@ -27,11 +27,11 @@ Pooling`` works as the book's ``common.layers`` does.
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
-from xpnn.backend import device_of, get_namespace, ops, zeros
+from xpnn.backend import get_namespace, ops, zeros
 from xpnn.backend.conv_checks import (
+    bias_array,
     check_conv_input,
     check_conv_params,
     check_float,
@@ -179,15 +179,7 @@ class Convolution(Layer):
 
     def __init__(self, W: Any, b: Any, stride: int = 1, pad: int = 0):
         super().__init__()
-        if isinstance(b, numbers.Real) and not isinstance(b, bool) and hasattr(W, "shape"):
-            xp = get_namespace(W)  # one bias for every filter, as the book's broadcast
-            b = xp.full((W.shape[0],), float(b), dtype=W.dtype, device=device_of(W))
-        for name, value in (("W", W), ("b", b)):
-            if not hasattr(value, "dtype"):
-                raise TypeError(
-                    f"Convolution {name} must be a floating-point array (b: or one number), "
-                    f"got {type(value).__name__}"
-                )
+        b = bias_array(W, b)  # one number: the same bias for every filter
         k = ops(W, b)  # BackendMismatchError for W and b apart
         self.stride, self.pad = check_conv_params(k, W, b, stride, pad)
         self.params = [W, b]
