@@ -16,6 +16,11 @@ from xpnn.models.multilayer import MultiLayerNet, MultiLayerNetExtend, weight_in
 
 EPS = 10e-7  # the book's BatchNormalization epsilon
 
+#: The book's MultiLayerNetExtend (two hidden layers, batch norm): params as its
+#: __init_weight and then its layer loop add them, grads as its gradient() fills them.
+BOOK_PARAMS_ORDER = ["W1", "b1", "W2", "b2", "W3", "b3", "gamma1", "beta1", "gamma2", "beta2"]
+BOOK_GRADS_ORDER = ["W1", "b1", "gamma1", "beta1", "W2", "b2", "gamma2", "beta2", "W3", "b3"]
+
 
 def host(a):
     return np.array(xpnn.to_numpy(a), copy=True)
@@ -133,30 +138,8 @@ def test_grads_are_the_layers_arrays(backend):
         assert layer.params[1] is net.params[f"beta{i}"] and layer.dbeta is net.grads[f"beta{i}"]
     # The book's orders: params as its __init_weight and layer loop add them, grads
     # as its gradient() fills them, layer by layer.
-    assert list(net.params) == [
-        "W1",
-        "b1",
-        "W2",
-        "b2",
-        "W3",
-        "b3",
-        "gamma1",
-        "beta1",
-        "gamma2",
-        "beta2",
-    ]
-    assert list(net.grads) == [
-        "W1",
-        "b1",
-        "gamma1",
-        "beta1",
-        "W2",
-        "b2",
-        "gamma2",
-        "beta2",
-        "W3",
-        "b3",
-    ]
+    assert list(net.params) == BOOK_PARAMS_ORDER
+    assert list(net.grads) == BOOK_GRADS_ORDER
 
 
 # ------------------------------------------------------------ the loss, by hand
@@ -480,19 +463,7 @@ def test_gradients_come_in_the_books_order(backend):
     net = xpnn.MultiLayerNetExtend(4, [3, 3], 2, use_batchnorm=True, seed=0, dtype="float64")
     x = xpnn.asarray(np.random.default_rng(0).normal(size=(2, 4)))
     t = xpnn.asarray(np.array([0, 1]))
-    book = ["W1", "b1", "gamma1", "beta1", "W2", "b2", "gamma2", "beta2", "W3", "b3"]
-    assert list(net.gradient(x, t)) == book
-    assert list(net.numerical_gradient(x, t)) == book
+    assert list(net.gradient(x, t)) == BOOK_GRADS_ORDER
+    assert list(net.numerical_gradient(x, t)) == BOOK_GRADS_ORDER
     # params keep the book's own order: its __init_weight's W and b first.
-    assert list(net.params) == [
-        "W1",
-        "b1",
-        "W2",
-        "b2",
-        "W3",
-        "b3",
-        "gamma1",
-        "beta1",
-        "gamma2",
-        "beta2",
-    ]
+    assert list(net.params) == BOOK_PARAMS_ORDER
