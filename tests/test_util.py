@@ -28,6 +28,16 @@ def test_util_has_the_books_names():
         "conv_output_size",
         "im2col",
         "col2im",
+        # vol. 2's text tools (xpnn.text, re-exported)
+        "preprocess",
+        "create_co_matrix",
+        "cos_similarity",
+        "most_similar",
+        "analogy",
+        "ppmi",
+        "convert_one_hot",
+        "create_contexts_target",
+        "normalize",
     }
     assert util.im2col is xpnn.layers.conv.im2col
     assert util.col2im is xpnn.layers.conv.col2im

@@ -1,9 +1,13 @@
-"""The book's ``common/util.py`` (vol. 1): its helpers under their names.
+"""The book's ``common/util.py`` (vol. 1 and 2): its helpers under their names.
 
 ``from common.util import smooth_curve`` becomes ``from xpnn.util import
 smooth_curve``; the same for :func:`shuffle_dataset`,
 :func:`conv_output_size`, :func:`im2col` and :func:`col2im` (the last two are
-:mod:`xpnn.layers.conv`'s, re-exported).
+:mod:`xpnn.layers.conv`'s, re-exported), and for vol. 2's text tools
+(:func:`preprocess`, :func:`create_co_matrix`, :func:`cos_similarity`,
+:func:`most_similar`, :func:`analogy`, :func:`ppmi`,
+:func:`convert_one_hot`, :func:`create_contexts_target`,
+:func:`normalize`: :mod:`xpnn.text`'s, re-exported).
 
 Where they differ from the book:
 
@@ -24,8 +28,34 @@ import numpy as np
 from xpnn.backend import backend_of, get_namespace, to_numpy
 from xpnn.layers.conv import col2im, im2col
 from xpnn.random import default_rng
+from xpnn.text import (
+    analogy,
+    convert_one_hot,
+    cos_similarity,
+    create_co_matrix,
+    create_contexts_target,
+    most_similar,
+    normalize,
+    ppmi,
+    preprocess,
+)
 
-__all__ = ["col2im", "conv_output_size", "im2col", "shuffle_dataset", "smooth_curve"]
+__all__ = [
+    "analogy",
+    "col2im",
+    "conv_output_size",
+    "convert_one_hot",
+    "cos_similarity",
+    "create_co_matrix",
+    "create_contexts_target",
+    "im2col",
+    "most_similar",
+    "normalize",
+    "ppmi",
+    "preprocess",
+    "shuffle_dataset",
+    "smooth_curve",
+]
 
 #: The points of :func:`smooth_curve`'s window (the book's ``window_len``).
 _WINDOW_LEN = 11

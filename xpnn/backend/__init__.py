@@ -35,7 +35,7 @@ owning one job, are::
     errors       BackendUnavailableError, BackendMismatchError
     dtypes       dtype names across libraries, resolve_dtype
     namespace    get_namespace, backend_of, device_of, _library
-    transfer     to_numpy, asarray, zeros
+    transfer     to_numpy, asarray, zeros, adopt_host_input
     operations   Ops (the buffered operations of a step) and ops()
     loss_ops     LossOps, part of Ops: label checks, picks, softmax cross-entropy
     layer_ops    LayerOps, part of Ops: the layers' fast paths (relu...)
@@ -43,6 +43,7 @@ owning one job, are::
     conv_kernels Convolution's steps (PyTorch's kernels, the column products)
     conv_pooling Pooling's steps (PyTorch's kernel, the window maxima, routing)
     conv_checks  what the conv layers refuse before any change
+    scatter      bincount: counting integer values on their device (a scatter-add)
     threads      the CPU libraries' thread limit (threadpoolctl, torch)
     probe        backend_status, available_backends, info
     cuda/        CuPy only: errors (diagnosing CUDA failures), kernels

@@ -12,6 +12,8 @@
 * :mod:`xpnn.models.convnet`: :class:`SimpleConvNet`, :class:`DeepConvNet`
   (vol. 1 ch. 7-8), on :mod:`xpnn.models.convnet_base`, their arguments and
   sizes checked in :mod:`xpnn.models.conv_settings`;
+* :mod:`xpnn.models.word2vec_simple`: :class:`SimpleCBOW`,
+  :class:`SimpleSkipGram` (vol. 2 ch. 3), one-hot words, ``W_in`` listed once;
 * :mod:`xpnn.models.weight_init`: the initial weights' scales (He, Xavier)
   and Dropout seeds of those nets; :mod:`xpnn.models.numerical_gradient`:
   their numerical gradient with Dropout masks held.
@@ -27,6 +29,7 @@ from xpnn.models.layered import MODELS, LayeredNet
 from xpnn.models.multilayer import MultiLayerNet, MultiLayerNetExtend
 from xpnn.models.simple import SimpleNet, simpleNet
 from xpnn.models.two_layer import LayeredTwoLayerNet, TwoLayerNet, TwoLayerNetReLU
+from xpnn.models.word2vec_simple import SimpleCBOW, SimpleSkipGram
 from xpnn.params import ParamDict, ParamList
 
 __all__ = [
@@ -38,8 +41,10 @@ __all__ = [
     "MultiLayerNetExtend",
     "ParamDict",
     "ParamList",
+    "SimpleCBOW",
     "SimpleConvNet",
     "SimpleNet",
+    "SimpleSkipGram",
     "TwoLayerNet",
     "TwoLayerNetReLU",
     "simpleNet",

@@ -72,10 +72,11 @@ def check_settings(
 def check_data(model: Any, xp: Any, x: Any, t: Any, xname: str, tname: str) -> tuple[int, Any]:
     """Check the shapes and dtypes of a data set ``(x, t)`` for ``model``.
 
-    ``x`` must be floating point, ``(N, features)`` or ``(N, ...)`` samples
-    that fit the model's ``input_size``; ``t`` ``(N,)`` integer labels or
-    ``(N, classes)`` one-hot, as wide as the model's ``output_size``; N at
-    least 1.
+    ``x`` must be floating point (integer or boolean one-hot too for a model
+    whose ``one_hot_inputs`` is True: vol. 2's word2vec models), ``(N,
+    features)`` or ``(N, ...)`` samples that fit the model's
+    ``input_size``; ``t`` ``(N,)`` integer labels or ``(N, classes)``
+    one-hot, as wide as the model's ``output_size``; N at least 1.
 
     Returns:
         ``(N, classes)``: the classes are the model's ``output_size``, else
@@ -102,10 +103,14 @@ def check_data(model: Any, xp: Any, x: Any, t: Any, xname: str, tname: str) -> t
             f"{tuple(t.shape)} (no samples in {' and '.join(empty)}); it needs at least one "
             "labelled sample"
         )
-    if not xp.isdtype(x.dtype, "real floating"):
+    # vol. 2's word2vec models take the book's int32 one-hot words as they are.
+    one_hot = getattr(model, "one_hot_inputs", False) and (
+        xp.isdtype(x.dtype, "integral") or xp.isdtype(x.dtype, "bool")
+    )
+    if not (one_hot or xp.isdtype(x.dtype, "real floating")):
         raise TypeError(
             f"{xname} must be floating point, got {_dtype_name(x.dtype)}; convert it with "
-            "xpnn.asarray(x) (floats become the backend's float dtype)"
+            f'xpnn.asarray(x, dtype="float32") (or the model\'s dtype)'
         )
     check_samples(model, x, xname)
     n = x.shape[0]
