@@ -284,15 +284,18 @@ def refused_url() -> str:
 def offline(monkeypatch, tmp_path):
     """Nothing goes online or into ~/.cache, whatever a test forgets.
 
-    MNIST mirrors refuse connections, timeouts are short, the data folder is
+    MNIST and PTB mirrors refuse connections, timeouts are short, the data folder is
     the test's own, and no proxy from the environment is used (urllib would
     send even 127.0.0.1 through one).
     """
     from xpnn.datasets import download as dl
+    from xpnn.datasets import ptb
 
     monkeypatch.setattr(dl, "MNIST_MIRRORS", (refused_url(),))
     monkeypatch.setattr(dl, "DEFAULT_TIMEOUT", 3.0)
     monkeypatch.delenv(dl.MIRRORS_ENV, raising=False)
+    monkeypatch.setattr(ptb, "PTB_MIRRORS", (refused_url(),))
+    monkeypatch.delenv(ptb.MIRRORS_ENV, raising=False)
     monkeypatch.setenv("XPNN_DATA_DIR", str(tmp_path / "xpnn-data"))
     for var in ("http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.delenv(var, raising=False)

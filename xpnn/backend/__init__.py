@@ -43,7 +43,7 @@ owning one job, are::
     conv_kernels Convolution's steps (PyTorch's kernels, the column products)
     conv_pooling Pooling's steps (PyTorch's kernel, the window maxima, routing)
     conv_checks  what the conv layers refuse before any change
-    scatter      bincount: counting integer values on their device (a scatter-add)
+    scatter      bincount, index_add_rows: scatter-adds on their device (counts, rows)
     threads      the CPU libraries' thread limit (threadpoolctl, torch)
     probe        backend_status, available_backends, info
     cuda/        CuPy only: errors (diagnosing CUDA failures), kernels

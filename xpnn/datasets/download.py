@@ -4,9 +4,10 @@
 list of mirror base URLs in order and moves on to the next one when a mirror
 answers with an HTTP error, cannot be reached, stalls past the timeout, takes
 longer than the deadline, closes the connection early or serves bytes whose
-SHA-256 is not the expected one. A user name and password in a mirror URL
-(``https://user:pass@host/...``) are sent as HTTP Basic authentication and
-shown as ``https://***@host/...`` in every message.
+SHA-256 (or MD5, for data sets that publish only that) is not the expected
+one. A user name and password in a mirror URL (``https://user:pass@host/...``)
+are sent as HTTP Basic authentication and shown as ``https://***@host/...`` in
+every message.
 
 The bytes are streamed into a hidden temporary file (``.NAME.XXXX.part``) in
 the destination directory, hashed while they are written, and renamed to the
@@ -243,12 +244,19 @@ def _parse_mirrors(mirrors: str | Sequence[str], source: str) -> tuple[str, ...]
 def resolve_mirrors(
     mirrors: str | Sequence[str] | None = None,
     environ: Mapping[str, str] | None = None,
+    *,
+    env_var: str = MIRRORS_ENV,
+    default: Sequence[str] | None = None,
 ) -> tuple[str, ...]:
-    """The MNIST mirrors to try: ``mirrors``, else ``$XPNN_MNIST_MIRRORS``, else the defaults.
+    """The mirrors to try: ``mirrors``, else ``$XPNN_MNIST_MIRRORS``, else the defaults.
 
     Args:
         mirrors: Base URLs (a sequence, or one comma-separated string).
         environ: The environment to read (:data:`os.environ` if omitted).
+        env_var: The environment variable of comma-separated base URLs
+            (:data:`MIRRORS_ENV` unless another data set names its own).
+        default: The base URLs used when neither is given
+            (:data:`MNIST_MIRRORS` if omitted).
 
     Returns:
         The base URLs, each ending in ``/``.
@@ -259,11 +267,11 @@ def resolve_mirrors(
     """
     if mirrors is not None:
         return _parse_mirrors(mirrors, "mirrors")
-    env = (os.environ if environ is None else environ).get(MIRRORS_ENV, "")
+    env = (os.environ if environ is None else environ).get(env_var, "")
     # An empty variable means "unset", as usual for such variables.
     if env.strip():
-        return _parse_mirrors(env, MIRRORS_ENV)
-    return MNIST_MIRRORS
+        return _parse_mirrors(env, env_var)
+    return MNIST_MIRRORS if default is None else _parse_mirrors(default, "default mirrors")
 
 
 # --------------------------------------------------------------------------
@@ -396,14 +404,15 @@ def _stream(
     timeout: float,
     watchdog: _Watchdog,
     length: int | None,
-) -> tuple[str, int]:
-    """Copy the response body into ``out``; returns ``(sha256 hex, byte count)``.
+    algorithms: Sequence[str] = ("sha256",),
+) -> tuple[dict[str, str], int]:
+    """Copy the response body into ``out``; returns ``({algorithm: hex digest}, byte count)``.
 
     Network errors and the deadline become :class:`_MirrorFailed`; errors
     writing ``out`` (a full disk) propagate as they are, since another mirror
     would not help.
     """
-    digest = hashlib.sha256()
+    digests = {name: _hasher(name) for name in algorithms}
     received = 0
     while True:
         try:
@@ -420,15 +429,30 @@ def _stream(
             # The watchdog's shutdown also ends the body, as a server's close would.
             if watchdog.expired and received != length:
                 raise _MirrorFailed(_past_deadline(watchdog, received, length))
-            return digest.hexdigest(), received
+            return {name: d.hexdigest() for name, d in digests.items()}, received
         if watchdog.expired:
             raise _MirrorFailed(_past_deadline(watchdog, received + len(chunk), length))
         received += len(chunk)
         if max_bytes is not None and received > max_bytes:
             raise _MirrorFailed(f"sent more than the expected {max_bytes} bytes")
-        digest.update(chunk)
+        for digest in digests.values():
+            digest.update(chunk)
         out.write(chunk)
         bar.update(len(chunk))
+
+
+def _hasher(name: str) -> Any:
+    """A hashlib object for ``name`` (``"sha256"`` or ``"md5"``).
+
+    MD5 only checks that a file is the published one (some data sets publish
+    no other checksum), so it is asked for as not used for security: a FIPS
+    build of Python then still provides it.
+    """
+    return hashlib.new(name, usedforsecurity=False)
+
+
+#: How each checksum is named in messages.
+_ALGORITHM_NAMES = {"sha256": "SHA-256", "md5": "MD5"}
 
 
 def _past_deadline(watchdog: _Watchdog, received: int, length: int | None) -> str:
@@ -505,7 +529,7 @@ def _fsync_directory(directory: Path) -> None:
 def _fetch(
     url: str,
     target: Path,
-    sha256: str,
+    expected: Mapping[str, str],
     progress: bool,
     timeout: float,
     max_bytes: int | None,
@@ -520,7 +544,7 @@ def _fetch(
     """
     watchdog = _Watchdog(deadline)
     try:
-        _fetch_watched(url, target, sha256, progress, timeout, max_bytes, watchdog)
+        _fetch_watched(url, target, expected, progress, timeout, max_bytes, watchdog)
     finally:
         watchdog.cancel()
 
@@ -528,7 +552,7 @@ def _fetch(
 def _fetch_watched(
     url: str,
     target: Path,
-    sha256: str,
+    expected: Mapping[str, str],
     progress: bool,
     timeout: float,
     max_bytes: int | None,
@@ -567,17 +591,19 @@ def _fetch_watched(
             # Tells a later download's clean-up that this file is in use.
             _lock(part.fileno())
             with part, _progress_bar(progress, target.name, length) as bar:
-                digest, received = _stream(
-                    response, part, bar, max_bytes, timeout, watchdog, length
+                digests, received = _stream(
+                    response, part, bar, max_bytes, timeout, watchdog, length, tuple(expected)
                 )
                 # http.client ends a body cut short by the server quietly:
                 # only the count tells.
                 if length is not None and received != length:
                     raise _MirrorFailed(f"connection closed after {received} of {length} bytes")
-                if digest != sha256.lower():
-                    raise _MirrorFailed(
-                        f"SHA-256 mismatch: got {digest}, expected {sha256.lower()}"
-                    )
+                for name, want in expected.items():
+                    if digests[name] != want.lower():
+                        raise _MirrorFailed(
+                            f"{_ALGORITHM_NAMES[name]} mismatch: got {digests[name]}, "
+                            f"expected {want.lower()}"
+                        )
                 # On disk before it gets its name: a crash must not leave an
                 # empty or partial file under the final name.
                 part.flush()
@@ -607,12 +633,13 @@ def download(
     filename: str,
     dest_dir: str | os.PathLike[str],
     mirrors: str | Sequence[str],
-    sha256: str,
+    sha256: str | None,
     progress: bool = True,
     timeout: float = DEFAULT_TIMEOUT,
     *,
     max_bytes: int | None = None,
     deadline: float = DEFAULT_DEADLINE,
+    md5: str | None = None,
 ) -> Path:
     """Download one file from the first mirror that delivers it intact.
 
@@ -620,10 +647,10 @@ def download(
     skipped (and the next one tried) on an HTTP error status, a connection
     error, a timeout, the deadline, a body shorter than its
     ``Content-Length``, a body longer than ``max_bytes`` or a SHA-256 other
-    than ``sha256``. The file appears under its final name only complete and
-    verified; an existing file of that name is replaced. Temporary files that
-    an earlier, killed download of the same file left in ``dest_dir`` are
-    removed first.
+    than ``sha256`` (an MD5 other than ``md5``). The file appears under its
+    final name only complete and verified; an existing file of that name is
+    replaced. Temporary files that an earlier, killed download of the same
+    file left in ``dest_dir`` are removed first.
 
     A user name and password in a mirror URL are sent as HTTP Basic
     authentication (not to where the mirror redirects) and appear as ``***``
@@ -636,7 +663,8 @@ def download(
         mirrors: Base URLs (``http://`` or ``https://``), in order of
             preference: a sequence, or one comma-separated string. A missing
             trailing ``/`` is added.
-        sha256: The expected SHA-256, as 64 hex digits.
+        sha256: The expected SHA-256, as 64 hex digits; None where only
+            ``md5`` is known.
         progress: Show a tqdm progress bar (and a line per failed mirror) on
             stderr.
         timeout: Seconds to wait for a connection or for the next data
@@ -646,6 +674,8 @@ def download(
         deadline: Seconds one mirror may take for the whole file, from
             connecting to the last byte, before it is given up (however
             steadily it trickles data); ``math.inf`` for no limit.
+        md5: The expected MD5, as 32 hex digits, for files whose publisher
+            gives no SHA-256 (checked beside ``sha256`` when both are given).
 
     Returns:
         The path of the downloaded file, ``dest_dir / filename``.
@@ -654,7 +684,8 @@ def download(
         DownloadError: No mirror delivered the file; it lists each URL tried
             (credentials hidden) with the reason it failed.
         ValueError: ``filename`` is not a plain file name, ``sha256`` is not
-            64 hex digits, a mirror URL is invalid, or ``timeout`` or
+            64 hex digits (or ``md5`` 32), neither is given, a mirror URL is
+            invalid, or ``timeout`` or
             ``deadline`` is not a positive number.
         OSError: The destination directory cannot be created or written
             (e.g. the disk is full); no other mirror is tried then.
@@ -662,8 +693,19 @@ def download(
     """
     if filename in ("", ".", "..") or Path(filename).name != filename or "\\" in filename:
         raise ValueError(f"filename must be a plain file name, got {filename!r}")
-    if len(sha256) != 64 or any(c not in "0123456789abcdefABCDEF" for c in sha256):
-        raise ValueError(f"sha256 must be 64 hex digits, got {sha256!r}")
+    expected = {}
+    for name, value, digits in (("sha256", sha256, 64), ("md5", md5, 32)):
+        if value is None:
+            continue
+        if (
+            not isinstance(value, str)
+            or len(value) != digits
+            or any(c not in "0123456789abcdefABCDEF" for c in value)
+        ):
+            raise ValueError(f"{name} must be {digits} hex digits, got {value!r}")
+        expected[name] = value
+    if not expected:
+        raise ValueError("a checksum is needed: pass sha256 (or md5)")
     _check_seconds("timeout", timeout, finite=True)
     _check_seconds("deadline", deadline, finite=False)
     bases = _parse_mirrors(mirrors, "mirrors")
@@ -677,7 +719,7 @@ def download(
         url = base + urllib.parse.quote(filename)
         shown = _redact(url)
         try:
-            _fetch(url, target, sha256, progress, timeout, max_bytes, deadline)
+            _fetch(url, target, expected, progress, timeout, max_bytes, deadline)
         except _MirrorFailed as exc:
             reason = _scrub(str(exc), url)
             failures.append((shown, reason))

@@ -8,6 +8,8 @@ One module per idea, as a reader of the book would look for it:
 * :mod:`xpnn.layers.activations`: :class:`Sigmoid`, :class:`Relu`, :class:`Softmax`;
 * :mod:`xpnn.layers.losses`: :class:`SoftmaxWithLoss` (and :func:`one_hot`);
 * :mod:`xpnn.layers.regularization`: :class:`Dropout`, :class:`BatchNormalization`;
+* :mod:`xpnn.layers.embedding`: :class:`Embedding`, :class:`EmbeddingDot`,
+  :class:`SigmoidWithLoss` (vol. 2, ch. 4's word2vec layers);
 * :mod:`xpnn.layers.conv`: :func:`im2col`, :func:`col2im`, :class:`Convolution`,
   :class:`Pooling` (vol. 1, ch. 7);
 * :mod:`xpnn.layers.naive`: :class:`MulLayer`, :class:`AddLayer` (vol. 1, ch. 5's
@@ -26,6 +28,7 @@ from xpnn.layers.regularization import BatchNormalization, Dropout
 from xpnn.layers.losses import SoftmaxWithLoss, one_hot
 from xpnn.layers.conv import Convolution, Pooling, col2im, im2col
 from xpnn.layers.naive import AddLayer, MulLayer
+from xpnn.layers.embedding import Embedding, EmbeddingDot, SigmoidWithLoss
 # isort: on
 
 __all__ = [
@@ -35,6 +38,8 @@ __all__ = [
     "BatchNormalization",
     "Convolution",
     "Dropout",
+    "Embedding",
+    "EmbeddingDot",
     "Flatten",
     "Layer",
     "MatMul",
@@ -42,6 +47,7 @@ __all__ = [
     "Pooling",
     "Relu",
     "Sigmoid",
+    "SigmoidWithLoss",
     "Softmax",
     "SoftmaxWithLoss",
     "backward",
