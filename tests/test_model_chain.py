@@ -347,9 +347,10 @@ def test_the_window_arithmetic_holds_for_any_size():
 
 
 def test_is_loss(monkeypatch):
-    assert SoftmaxWithLoss.is_loss and not any(
-        k.is_loss for name, k in LAYERS.items() if name != "SoftmaxWithLoss"
-    )
+    losses = {"SoftmaxWithLoss", "SigmoidWithLoss", "NegativeSamplingLoss"}  # take (x, t)
+    assert SoftmaxWithLoss.is_loss
+    assert {name for name, k in LAYERS.items() if k.is_loss} <= losses
+    assert not LAYERS["EmbeddingDot"].is_loss  # forward(h, idx): two inputs, no target
 
     class TakesTarget(Layer):
         def forward(self, x, t):

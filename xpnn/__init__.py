@@ -42,6 +42,7 @@ from xpnn.backend import (
 )
 from xpnn.layers import conv
 from xpnn.models import (
+    CBOW,
     DeepConvNet,
     LayeredNet,
     LayeredTwoLayerNet,
@@ -51,6 +52,7 @@ from xpnn.models import (
     SimpleConvNet,
     SimpleNet,
     SimpleSkipGram,
+    SkipGram,
     TwoLayerNet,
     TwoLayerNetReLU,
     convnet,
@@ -82,6 +84,7 @@ for _old, _new in MOVED_MODULES.items():
 del _old, _new
 
 __all__ = [
+    "CBOW",
     "Callback",
     "DeepConvNet",
     "SGD",
@@ -105,6 +108,7 @@ __all__ = [
     "SimpleConvNet",
     "SimpleNet",
     "SimpleSkipGram",
+    "SkipGram",
     "Trainer",
     "TwoLayerNet",
     "TwoLayerNetReLU",

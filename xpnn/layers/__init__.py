@@ -10,6 +10,8 @@ One module per idea, as a reader of the book would look for it:
 * :mod:`xpnn.layers.regularization`: :class:`Dropout`, :class:`BatchNormalization`;
 * :mod:`xpnn.layers.embedding`: :class:`Embedding`, :class:`EmbeddingDot`,
   :class:`SigmoidWithLoss` (vol. 2, ch. 4's word2vec layers);
+* :mod:`xpnn.layers.negative_sampling`: :class:`UnigramSampler`,
+  :class:`NegativeSamplingLoss` (vol. 2, ch. 4; samples drawn on the device);
 * :mod:`xpnn.layers.conv`: :func:`im2col`, :func:`col2im`, :class:`Convolution`,
   :class:`Pooling` (vol. 1, ch. 7);
 * :mod:`xpnn.layers.naive`: :class:`MulLayer`, :class:`AddLayer` (vol. 1, ch. 5's
@@ -29,6 +31,7 @@ from xpnn.layers.losses import SoftmaxWithLoss, one_hot
 from xpnn.layers.conv import Convolution, Pooling, col2im, im2col
 from xpnn.layers.naive import AddLayer, MulLayer
 from xpnn.layers.embedding import Embedding, EmbeddingDot, SigmoidWithLoss
+from xpnn.layers.negative_sampling import NegativeSamplingLoss, UnigramSampler
 # isort: on
 
 __all__ = [
@@ -44,12 +47,14 @@ __all__ = [
     "Layer",
     "MatMul",
     "MulLayer",
+    "NegativeSamplingLoss",
     "Pooling",
     "Relu",
     "Sigmoid",
     "SigmoidWithLoss",
     "Softmax",
     "SoftmaxWithLoss",
+    "UnigramSampler",
     "backward",
     "col2im",
     "im2col",

@@ -14,6 +14,8 @@
   sizes checked in :mod:`xpnn.models.conv_settings`;
 * :mod:`xpnn.models.word2vec_simple`: :class:`SimpleCBOW`,
   :class:`SimpleSkipGram` (vol. 2 ch. 3), one-hot words, ``W_in`` listed once;
+* :mod:`xpnn.models.word2vec`: :class:`CBOW`, :class:`SkipGram` (vol. 2 ch. 4),
+  word ids, negative sampling on the device;
 * :mod:`xpnn.models.weight_init`: the initial weights' scales (He, Xavier)
   and Dropout seeds of those nets; :mod:`xpnn.models.numerical_gradient`:
   their numerical gradient with Dropout masks held.
@@ -29,10 +31,12 @@ from xpnn.models.layered import MODELS, LayeredNet
 from xpnn.models.multilayer import MultiLayerNet, MultiLayerNetExtend
 from xpnn.models.simple import SimpleNet, simpleNet
 from xpnn.models.two_layer import LayeredTwoLayerNet, TwoLayerNet, TwoLayerNetReLU
+from xpnn.models.word2vec import CBOW, SkipGram
 from xpnn.models.word2vec_simple import SimpleCBOW, SimpleSkipGram
 from xpnn.params import ParamDict, ParamList
 
 __all__ = [
+    "CBOW",
     "MODELS",
     "DeepConvNet",
     "LayeredNet",
@@ -45,6 +49,7 @@ __all__ = [
     "SimpleConvNet",
     "SimpleNet",
     "SimpleSkipGram",
+    "SkipGram",
     "TwoLayerNet",
     "TwoLayerNetReLU",
     "simpleNet",

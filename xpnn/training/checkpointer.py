@@ -26,7 +26,7 @@ import numpy as np
 
 from xpnn.backend import _dtype_name, asarray, backend_of, get_namespace, to_numpy
 from xpnn.training.callbacks import Callback, FitState, Guard
-from xpnn.training.model_state import dropout_layers, model_state_arrays
+from xpnn.training.model_state import dropout_layers, model_state_arrays, seeded_draws
 from xpnn.training.resume import _STATE_PREFIX, resume_run
 
 __all__ = [
@@ -143,12 +143,12 @@ class Checkpointer(Callback):
             "train_acc_list": trainer.train_acc_list,
             "test_acc_list": trainer.test_acc_list,
             "scaler": _scaler(state),
-            # Each Dropout layer's seed and masks drawn: the resumed run draws
-            # the masks the uninterrupted one would.
-            "dropout": [
-                {"seed": layer.seed, "draws": layer.draws}
-                for layer in dropout_layers(trainer.model)
-            ],
+            # Each Dropout layer's and negative sampler's seed and draws: the
+            # resumed run draws the masks and samples the uninterrupted one would.
+            **{
+                field: [{"seed": item.seed, "draws": item.draws} for item in items]
+                for field, items in seeded_draws(trainer.model).items()
+            },
         }
         extra = {
             "total_loss": state.total_loss if state.loss_count else 0.0,

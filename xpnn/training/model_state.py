@@ -2,7 +2,8 @@
 
 A checkpoint holds the parameters and also the model's state arrays
 (BatchNormalization's running statistics, :func:`model_state_arrays`) and each
-Dropout layer's seed and count of masks drawn (:func:`dropout_layers`); the
+Dropout layer's and negative sampler's seed and count of draws
+(:func:`seeded_draws`); the
 guard checks the state arrays are finite before a checkpoint is written. The
 writer (:mod:`xpnn.training.checkpointer`), the resume
 (:mod:`xpnn.training.resume`) and the guard (:mod:`xpnn.training.callbacks`)
@@ -16,7 +17,7 @@ from typing import Any
 
 from xpnn.layers import Dropout
 
-__all__ = ["dropout_layers", "model_state_arrays"]
+__all__ = ["dropout_layers", "model_state_arrays", "samplers", "seeded_draws"]
 
 
 def _values(arrays: Any) -> list[Any]:
@@ -43,3 +44,19 @@ def model_state_arrays(model: Any) -> dict[str, Any]:
 def dropout_layers(model: Any) -> list[Any]:
     """The model's :class:`xpnn.layers.Dropout` layers, in ``model.layers`` order."""
     return [layer for layer in getattr(model, "layers", ()) or () if isinstance(layer, Dropout)]
+
+
+def samplers(model: Any) -> list[Any]:
+    """The model's negative samplers (vol. 2's CBOW and SkipGram: ``model.sampler``)."""
+    sampler = getattr(model, "sampler", None)
+    return [] if sampler is None or not hasattr(sampler, "draws") else [sampler]
+
+
+def seeded_draws(model: Any) -> dict[str, list[Any]]:
+    """What draws random numbers from a seed and a count, by checkpoint field.
+
+    ``{"dropout": Dropout layers, "samplers": negative samplers}``: each has
+    ``seed`` and ``draws``, and a checkpoint records both, so a resumed run
+    draws the masks and negative samples the uninterrupted one would.
+    """
+    return {"dropout": dropout_layers(model), "samplers": samplers(model)}

@@ -25,7 +25,7 @@ from xpnn.backend import asarray, backend_of
 from xpnn.io.checks import check_state_values, model_states
 from xpnn.random import default_rng
 from xpnn.training.events import FitState
-from xpnn.training.model_state import dropout_layers, model_state_arrays
+from xpnn.training.model_state import model_state_arrays, seeded_draws
 
 __all__ = ["resume_run"]
 
@@ -46,10 +46,12 @@ _PROGRESS_FIELDS = (
     "test_acc_list",
     "scaler",
     "dropout",
+    "samplers",
 )
-#: Fields that checkpoints written before mixed precision (precision, scaler)
-#: or before Dropout (dropout) lack, and their value then.
-_OPTIONAL_FIELDS = {"precision": None, "scaler": None, "dropout": None}
+#: Fields that checkpoints written before mixed precision (precision, scaler),
+#: before Dropout (dropout) or before negative sampling (samplers) lack, and
+#: their value then.
+_OPTIONAL_FIELDS = {"precision": None, "scaler": None, "dropout": None, "samplers": None}
 _EXTRA_ARRAYS = ("initial_loss", "total_loss")
 #: The model's state arrays (BatchNormalization's running statistics) are
 #: extra arrays named by this prefix and ``layers.<i>.<name>``.
@@ -63,7 +65,7 @@ class _Checked:
     checkpoint: Any  # xpnn.io.checkpoints' parsed file: parameters and optimizer state
     progress: dict[str, Any]
     scaler: dict[str, Any] | None
-    dropout: list[dict[str, int]]
+    draws: dict[str, list[dict[str, int]]]  # checkpoint field -> seeds and draws
     total_loss: Any  # 0 or a 0-d device array
     initial_loss: float
     model_state: dict[str, tuple[Any, Any]]  # name -> (the model's array, its new values)
@@ -96,7 +98,10 @@ def _check(path: Any, state: FitState, data: dict[str, Any]) -> _Checked:
     progress = {**_OPTIONAL_FIELDS, **checkpoint.progress}
     _check_progress(path, progress, state.settings(), data)
     scaler = _check_scaler(path, progress["scaler"], state)
-    dropout = _check_dropout(path, progress["dropout"], trainer.model)
+    draws = {
+        field: _check_draws(path, field, progress[field], items, trainer.model)
+        for field, items in seeded_draws(trainer.model).items()
+    }
     model_state = model_state_arrays(trainer.model)
     total, initial_loss, stored_state = _check_extra(
         path, checkpoint.extra, progress["loss_count"], model_state
@@ -114,7 +119,7 @@ def _check(path: Any, state: FitState, data: dict[str, Any]) -> _Checked:
         name: (a, asarray(stored_state[name], dtype=a.dtype, backend=backend_of(a)))
         for name, a in model_state.items()
     }
-    return _Checked(checkpoint, progress, scaler, dropout, total_loss, initial_loss, new_state)
+    return _Checked(checkpoint, progress, scaler, draws, total_loss, initial_loss, new_state)
 
 
 def _restore(checked: _Checked, state: FitState) -> None:
@@ -125,8 +130,9 @@ def _restore(checked: _Checked, state: FitState) -> None:
     _restore_checkpoint(checked.checkpoint, trainer.model, trainer.optimizer)
     for a, values in checked.model_state.values():
         a[...] = values  # in place: the layers hold these arrays
-    for layer, entry in zip(dropout_layers(trainer.model), checked.dropout, strict=True):
-        layer.seed, layer.draws = entry["seed"], entry["draws"]
+    for field, items in seeded_draws(trainer.model).items():
+        for item, entry in zip(items, checked.draws[field], strict=True):
+            item.seed, item.draws = entry["seed"], entry["draws"]
     state.rng.set_state(progress["rng"])
     trainer.current_epoch = progress["current_epoch"]
     trainer.loss_list = list(progress["loss_list"])
@@ -368,14 +374,18 @@ def _check_extra(
     return total, float(extra["initial_loss"]), stored
 
 
-def _check_dropout(path: Any, stored: Any, model: Any) -> list[dict[str, int]]:
-    """The checkpoint's Dropout seeds and draws, one per Dropout layer of ``model``.
+def _check_draws(
+    path: Any, field: str, stored: Any, items: list[Any], model: Any
+) -> list[dict[str, int]]:
+    """The checkpoint's seeds and draws of ``field``, one per item of ``model``.
 
-    A checkpoint written before Dropout (None) fits a model without it.
+    ``field`` is ``"dropout"`` (Dropout layers) or ``"samplers"`` (negative
+    samplers). A checkpoint written before the field existed (None) fits a
+    model without such items.
     """
     from xpnn.io import ModelFileError
 
-    layers = dropout_layers(model)
+    what = {"dropout": "Dropout layers", "samplers": "negative samplers"}[field]
     if stored is None:
         stored = []
     if not (
@@ -391,13 +401,13 @@ def _check_dropout(path: Any, stored: Any, model: Any) -> list[dict[str, int]]:
         )
     ):
         raise ModelFileError(
-            f"{path}: progress field 'dropout' must be a list of {{'seed': int, 'draws': int}} "
+            f"{path}: progress field '{field}' must be a list of {{'seed': int, 'draws': int}} "
             f"(ints >= 0), got {stored!r:.200}; the checkpoint was damaged or edited"
         )
-    if len(stored) != len(layers):
+    if len(stored) != len(items):
         raise ModelFileError(
-            f"{path}: the checkpoint records {len(stored)} Dropout layers, this "
-            f"{type(model).__name__} has {len(layers)}; resume with the model of the run"
+            f"{path}: the checkpoint records {len(stored)} {what}, this "
+            f"{type(model).__name__} has {len(items)}; resume with the model of the run"
         )
     return stored
 
