@@ -9,13 +9,12 @@ at a closed port and the data folder into ``tmp_path`` in case a test forgets.
 from __future__ import annotations
 
 import hashlib
-import http.server
 import os
-import threading
 
 import numpy as np
 import pytest
 from conftest import refused_url
+from test_download import Mirror  # the same local server (good, wrong, stall...)
 
 import xpnn
 from xpnn.datasets import DownloadError, PTBFormatError, load_ptb, ptb
@@ -53,66 +52,6 @@ def book_load_data(train_text: str, split_text: str):
 
 
 # ------------------------------------------------------ the local mirror
-
-
-class Mirror:
-    """A local HTTP server: ``/<mode>/<name>`` answers per mode.
-
-    ``good``: the file; ``wrong``: the file with its last byte changed;
-    ``stall``: headers, then nothing until closed; anything else: 404.
-    """
-
-    def __init__(self, files: dict[str, bytes]):
-        self.files = dict(files)
-        self.requests: list[str] = []
-        self._release = threading.Event()
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def base(self, mode: str) -> str:
-        return f"{self.url}/{mode}/"
-
-    def close(self) -> None:
-        self._release.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(TIMEOUT)
-
-    def _handler(self) -> type[http.server.BaseHTTPRequestHandler]:
-        mirror = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                mirror.requests.append(self.path)
-                parts = self.path.split("/")
-                mode, name = parts[1], parts[-1]
-                data = mirror.files.get(name)
-                self.close_connection = True
-                if mode not in ("good", "wrong", "stall") or data is None:
-                    self.send_error(404)
-                    return
-                if mode == "wrong":
-                    data = data[:-1] + bytes([data[-1] ^ 0xFF])
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if mode == "stall":
-                    self.wfile.flush()
-                    mirror._release.wait(10 * TIMEOUT)
-                    return
-                self.wfile.write(data)
-
-        return Handler
 
 
 @pytest.fixture

@@ -41,8 +41,8 @@ from xpnn.functions import check_labels
 from xpnn.layers import Embedding
 from xpnn.layers.base import _check_config_keys, _into
 from xpnn.layers.negative_sampling import NegativeSamplingLoss, UnigramSampler
-from xpnn.models.book_params import BookParams
 from xpnn.models.layered import MODELS, _check_sizes, _float_dtype
+from xpnn.models.word_vectors import WordVectors
 from xpnn.params import ParamList
 from xpnn.random import default_rng, fresh_seed
 
@@ -66,7 +66,7 @@ def _sum_into(dst: Any, parts: list[Any]) -> None:
     _into(dst, total)
 
 
-class _Word2Vec(BookParams):
+class _Word2Vec(WordVectors):
     """What CBOW and SkipGram share: weights, sampler, checks, config and files."""
 
     #: Trainer.fit takes integer x for these models (the flag admits integer
@@ -104,23 +104,6 @@ class _Word2Vec(BookParams):
         self.input_size = (2 * window_size,)
         self.output_size = self.vocab_size
         self._params: Any = ParamList([W_in, W_out], type(self).__name__)
-
-    @property
-    def params(self) -> Any:
-        """``[W_in, W_out]``, each once; assignments copy into the layers' arrays (checked)."""
-        return self._params
-
-    @params.setter
-    def params(self, values: Any) -> None:
-        self._params[:] = values
-
-    @property
-    def word_vecs(self) -> Any:
-        """The word vectors: ``W_in`` itself, ``(V, H)``."""
-        return self._params[0]
-
-    def params_list(self) -> list[Any]:
-        return list(self._params)
 
     # ------------------------------------------------------------ saving
 
@@ -201,11 +184,6 @@ class _Word2Vec(BookParams):
         model = cls.__new__(cls)
         model._build(zeros((V, H), dtype=dtype), zeros((V, H), dtype=dtype), window, sampler)
         return model
-
-    def named_arrays(self) -> dict[str, Any]:
-        """``{"W_in": W_in, "W_out": W_out}``: the arrays a saved file holds."""
-        W_in, W_out = self._params
-        return {"W_in": W_in, "W_out": W_out}
 
     # ------------------------------------------------------------ the data
 

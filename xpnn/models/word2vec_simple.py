@@ -38,8 +38,8 @@ from typing import Any
 from xpnn.backend import _dtype_name, adopt_host_input, get_namespace, ops, zeros
 from xpnn.layers import MatMul, SoftmaxWithLoss
 from xpnn.layers.base import _config_sizes, _into
-from xpnn.models.book_params import BookParams
 from xpnn.models.layered import _WIDER, MODELS, _check_sizes, _float_dtype
+from xpnn.models.word_vectors import WordVectors
 from xpnn.params import ParamList
 from xpnn.random import default_rng
 
@@ -49,7 +49,7 @@ __all__ = ["CONTEXT_WORDS", "SimpleCBOW", "SimpleSkipGram"]
 CONTEXT_WORDS = 2
 
 
-class _SimpleWord2Vec(BookParams):
+class _SimpleWord2Vec(WordVectors):
     """What SimpleCBOW and SimpleSkipGram share: weights, checks, config and files."""
 
     #: The inputs are one-hot words: integer and boolean arrays are taken too (the
@@ -78,31 +78,6 @@ class _SimpleWord2Vec(BookParams):
         self.output_size = self.vocab_size
         self._params: Any = ParamList([W_in, W_out], type(self).__name__)
         self._buffers: dict[str, Any] = {}
-
-    # ------------------------------------------------------------ params
-
-    @property
-    def params(self) -> Any:
-        """``[W_in, W_out]``: the very arrays the layers hold, each listed once.
-
-        Assigning into it (``model.params[0] = W``) or to it (``model.params
-        = saved``, a list of two) copies the values into those arrays,
-        checked first (shape, dtype, backend): every layer sees them.
-        """
-        return self._params
-
-    @params.setter
-    def params(self, values: Any) -> None:
-        self._params[:] = values
-
-    @property
-    def word_vecs(self) -> Any:
-        """The word vectors: ``W_in`` itself, ``(V, H)``; row ``i`` is word id ``i``'s."""
-        return self._params[0]
-
-    def params_list(self) -> list[Any]:
-        """The parameters as a plain list ``[W_in, W_out]``."""
-        return list(self._params)
 
     # ------------------------------------------------------------ saving
 
@@ -134,11 +109,6 @@ class _SimpleWord2Vec(BookParams):
         model = cls.__new__(cls)
         model._build(zeros((V, H), dtype=dtype), zeros((H, V), dtype=dtype))
         return model
-
-    def named_arrays(self) -> dict[str, Any]:
-        """``{"W_in": W_in, "W_out": W_out}``: the arrays a saved file holds (``W_in`` once)."""
-        W_in, W_out = self._params
-        return {"W_in": W_in, "W_out": W_out}
 
     # ------------------------------------------------------------ the data
 
