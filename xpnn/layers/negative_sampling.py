@@ -7,8 +7,8 @@ things differ, each said where it is done:
 
 * the negative samples are drawn on the device (no host round trip inside a
   training step), with the same ids on every backend for one seed
-  (:meth:`UnigramSampler.get_negative_sample`: Gumbel-top-k on
-  :func:`xpnn.random.counter_uniform` draws);
+  (:meth:`UnigramSampler.get_negative_sample`, by
+  :func:`xpnn.sampling.choice_without_replacement`);
 * the weight ``W`` that the ``sample_size + 1`` EmbeddingDot layers share is
   listed once in ``params``, its gradient the sum of their parts (what the
   book's ``Trainer`` makes with ``remove_duplicate``), as
@@ -26,12 +26,10 @@ from xpnn.backend.scatter import bincount
 from xpnn.functions import check_labels
 from xpnn.layers.base import _check_input, _into
 from xpnn.layers.embedding import EmbeddingDot, SigmoidWithLoss
-from xpnn.random import counter_uniform, fresh_seed
+from xpnn.random import fresh_seed
+from xpnn.sampling import choice_without_replacement, cumulative_table
 
 __all__ = ["NegativeSamplingLoss", "UnigramSampler"]
-
-#: Each uniform draw joins two 24-bit ``counter_uniform`` draws: 48 bits, exact in float64.
-_HALF_BITS = 24
 
 
 def _positive_int(value: Any, who: str) -> int:
@@ -181,13 +179,10 @@ class UnigramSampler:
         self.seed = seed
         self.draws = 0
         self.counts = counts
-        # The book's np.power(counts, power) / sum: words never seen keep p = 0.
-        c = xp.astype(counts, xp.float64)
-        weights = xp.where(counts > 0, c**power, xp.zeros_like(c))
-        self.word_p = weights / xp.sum(weights)
-        with_p = self.word_p > 0
-        safe = xp.where(with_p, self.word_p, xp.ones_like(self.word_p))
-        self._log_p = xp.where(with_p, xp.log(safe), xp.full_like(safe, -math.inf))
+        # The book's np.power(counts, power) / sum (words never seen keep p = 0),
+        # built on the host once: the same table on every backend.
+        self._table = cumulative_table(counts, power, sample_size)
+        self.word_p = self._table.p
 
     def _check_target(self, target: Any) -> Any:
         """``target`` ``(N,)`` integer ids on the sampler's device, checked (nothing changes)."""
@@ -213,19 +208,13 @@ class UnigramSampler:
     def get_negative_sample(self, target: Any) -> Any:
         """``sample_size`` distinct negative words for each target word, drawn on the device.
 
-        Gumbel-top-k: each word ``i`` of each row gets the key ``log p_i +
-        g``, ``g = -log(-log u)`` Gumbel noise from ``u`` uniform in (0, 1)
-        (two :func:`xpnn.random.counter_uniform` draws of key ``(seed,
-        draws, 0)`` and ``(seed, draws, 1)`` joined into 48 bits, plus
-        ``2**-49``); the row's target gets ``-inf``; the sample is the
-        ``sample_size`` largest keys, largest first (``argsort`` of the
-        negated keys, stable: ties go to the lower id). Those are distributed
-        exactly as the book's sequential sampling without replacement
-        (``np.random.choice(V, sample_size, replace=False, p)`` with the
-        target's ``p`` set to 0): no duplicate in a row, never the target,
-        words absent from the corpus never. Nothing is read to the host;
-        ``draws`` goes up by one. It costs an ``(N, V)`` float64 array and
-        its sort.
+        The book's CPU path, for all rows at once: each row draws one word
+        after the other, each from the words not drawn yet and not the
+        target, in proportion to ``word_p``
+        (:func:`xpnn.sampling.choice_without_replacement`, keyed ``(seed,
+        draws)``). So: no duplicate in a row, never the target, words absent
+        from the corpus never. Nothing is read to the host and nothing of
+        size ``(N, V)`` is made; ``draws`` goes up by one.
 
         Args:
             target: ``(N,)`` integer word ids on the sampler's device.
@@ -240,19 +229,10 @@ class UnigramSampler:
             xpnn.BackendMismatchError: ``target`` is on another device.
         """
         target = self._check_target(target)
-        xp = get_namespace(self.word_p)
-        n, v = int(target.shape[0]), self.vocab_size
         key = (self.seed, self.draws)
-        hi = counter_uniform((n, v), (*key, 0), like=self.word_p, dtype="float64")
-        lo = counter_uniform((n, v), (*key, 1), like=self.word_p, dtype="float64")
-        u = hi + lo * 2.0**-_HALF_BITS + 2.0 ** -(2 * _HALF_BITS + 1)  # in (0, 1), exact
-        keys = self._log_p - xp.log(-xp.log(u))
-        ids = xp.arange(v, dtype=xp.int64, device=device_of(self.word_p))
-        is_target = ids == xp.reshape(xp.astype(target, xp.int64), (n, 1))
-        keys = xp.where(is_target, xp.full_like(keys, -math.inf), keys)
-        order = xp.argsort(-keys, axis=1, stable=True)
+        sample = choice_without_replacement(self._table, self.sample_size, target, key)
         self.draws += 1
-        return xp.astype(order[:, : self.sample_size], xp.int64)
+        return sample
 
     def __repr__(self) -> str:
         return (
