@@ -12,7 +12,7 @@ import math
 
 from xpnn.backend.threads import default_threads
 from xpnn.cli import bench, gradcheck, info, search, train
-from xpnn.cli.train import DATASET_DEFAULTS, MODEL_CHOICES, OPTIMIZERS
+from xpnn.cli.train import DATASET_CHOICES, MODEL_CHOICES, OPTIMIZERS
 
 
 def _positive_int(text: str) -> int:
@@ -122,13 +122,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "train",
-        help="train the book's two-layer net (spiral or MNIST) or conv nets (MNIST)",
+        help="train the book's two-layer net (spiral or MNIST), conv nets (MNIST) or word "
+        "vectors (CBOW, skip-gram)",
         description="Train the book's two-layer network, or its convolutional networks "
         "(--model simpleconvnet, deepconvnet). Defaults are the book's: "
         "spiral (vol. 2 ch. 1): hidden 10, SGD lr 1.0, batch 30, 300 epochs; "
         "mnist5k and mnist (vol. 1 ch. 4): 784-50-10, lr 0.1, batch 100, 10,000 iterations; "
         "SimpleConvNet (vol. 1 ch. 7) and DeepConvNet (ch. 8) on mnist5k or mnist: Adam lr "
-        "0.001, batch 100, 20 epochs, each epoch's accuracies on 1,000 samples. "
+        "0.001, batch 100, 20 epochs, each epoch's accuracies on 1,000 samples; "
+        "CBOW and SkipGram (vol. 2 ch. 4) on the English corpus shipped with xpnn (english) "
+        "or PTB: window 5, hidden 100, Adam lr 0.001, batch 100, 10 epochs, then the nearest "
+        "words and analogies of the book's eval.py. "
         "mnist5k is the 5,000-digit MNIST sample shipped with xpnn (no network); mnist is the "
         "full MNIST, read from --data-dir or downloaded once into a cache folder. Every output "
         "path is checked before training (a missing folder of --save, --plot or --checkpoint "
@@ -139,10 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--dataset",
-        choices=tuple(DATASET_DEFAULTS),
-        default="spiral",
-        help="spiral (generated), mnist5k (4,000 + 1,000 digits shipped with xpnn) "
-        "or mnist (the full 60,000 + 10,000, downloaded)",
+        choices=DATASET_CHOICES,
+        help="spiral (generated), mnist5k (4,000 + 1,000 digits shipped with xpnn) or mnist "
+        "(the full 60,000 + 10,000, downloaded) (default: spiral); for --model cbow and "
+        "skipgram: english (English text shipped with xpnn; their default) or ptb (the Penn "
+        "Treebank, downloaded)",
     )
     p.add_argument(
         "--model",
@@ -150,7 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="twolayernet",
         help="the book's two-layer net, SimpleConvNet (conv 30 5x5 - pool - 100 - 10, ch. 7) or "
         "DeepConvNet (six 3x3 convs, three pools, 50 - 10 with dropout, ch. 8); the conv nets "
-        "take MNIST images (N, 1, 28, 28)",
+        "take MNIST images (N, 1, 28, 28); cbow or skipgram: vol. 2 ch. 4's word2vec with "
+        "negative sampling",
+    )
+    p.add_argument(
+        "--window",
+        type=_positive_int,
+        help="--model cbow or skipgram: context words on each side of the target (default: 5)",
     )
     p.add_argument(
         "--backend", help="numpy, cupy, cupy:1, torch:cuda, ... (default: XPNN_BACKEND, else numpy)"

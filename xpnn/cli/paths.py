@@ -30,16 +30,18 @@ SAMPLE_HINT = "or use --dataset mnist5k, the 5,000-digit MNIST sample shipped wi
 
 def check_train_paths(args: argparse.Namespace) -> None:
     """Every path of ``xpnn train``, checked before anything is loaded or trained."""
-    if args.dataset != "mnist":
+    if args.dataset == "ptb":
+        _check_ptb(args)
+    elif args.dataset != "mnist":
         for option, given in (
             ("--data-dir", args.data_dir is not None),
             ("--download", args.download),
             ("--no-download", args.no_download),
         ):
             if given:
-                why = "it ships with xpnn" if args.dataset == "mnist5k" else "it is generated"
+                why = "it is generated" if args.dataset == "spiral" else "it ships with xpnn"
                 raise ValueError(
-                    f"{option} applies only to --dataset mnist, not {args.dataset} ({why})"
+                    f"{option} applies only to --dataset mnist or ptb, not {args.dataset} ({why})"
                 )
     if args.plot is not None:
         check_output_path(args.plot, "--plot", PLOT_FORMATS, example="loss.png")
@@ -54,7 +56,9 @@ def check_train_paths(args: argparse.Namespace) -> None:
                 raise ValueError(
                     f"{option} and {other} name the same file ({other_path}); give two names"
                 )
-    if args.data_dir is not None:
+    if args.dataset == "ptb":
+        pass
+    elif args.data_dir is not None:
         _check_data_dir(args)
     elif args.dataset == "mnist":
         from xpnn.datasets.mnist import mnist_data_dir
@@ -135,6 +139,35 @@ def _check_data_dir(args: argparse.Namespace) -> None:
         )
     if not os.access(directory, os.W_OK | os.X_OK):
         raise ValueError(f"--data-dir {args.data_dir}: cannot download into it (permission denied)")
+
+
+def _check_ptb(args: argparse.Namespace) -> None:
+    """``--dataset ptb``: its training file is there, or may be downloaded where it goes."""
+    from xpnn.datasets.ptb import MIRRORS_ENV, key_file, ptb_data_dir
+
+    offline = "or train on the corpus shipped with xpnn: --dataset english (no network)"
+    name = key_file["train"]
+    if args.data_dir is not None:
+        directory = Path(args.data_dir).expanduser()
+        if not args.data_dir or not directory.is_dir():
+            what = "is a file, not a folder" if directory.exists() else "does not exist"
+            raise ValueError(
+                f"--data-dir {args.data_dir or repr('')} {what}; give the folder that holds "
+                f"PTB's {name}, {offline}"
+            )
+        if not (directory / name).is_file() and not args.download:
+            raise ValueError(
+                f"--data-dir {args.data_dir} lacks PTB's {name}: add --download to download it "
+                f"into it, copy it there, {offline}"
+            )
+        return
+    directory = ptb_data_dir()
+    if not (directory / name).is_file() and args.no_download:
+        raise ValueError(
+            f"PTB's {name} is not in the cache folder {directory} and --no-download forbids "
+            f"downloading it; drop --no-download (mirrors: {MIRRORS_ENV}), give --data-dir, "
+            f"{offline}"
+        )
 
 
 def _count(missing: Sequence[str]) -> str:

@@ -33,6 +33,7 @@ from xpnn.cli.memory import (
     estimate_memory,
 )
 from xpnn.cli.paths import SAMPLE_HINT, check_train_paths, make_output_folders, train_outputs
+from xpnn.cli.train_words import WORD_DATASETS, WORD_MODELS, check_word_options, run_words
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
 
@@ -45,8 +46,12 @@ DATASET_DEFAULTS = {
 }
 
 #: ``--model``: the book's two-layer net (``LayeredTwoLayerNet`` on the spiral,
-#: ``TwoLayerNet`` on MNIST), SimpleConvNet (vol. 1 ch. 7), DeepConvNet (ch. 8).
-MODEL_CHOICES = ("twolayernet", *CONV_MODELS)
+#: ``TwoLayerNet`` on MNIST), SimpleConvNet (vol. 1 ch. 7), DeepConvNet (ch. 8),
+#: and vol. 2 ch. 4's CBOW and SkipGram (:mod:`xpnn.cli.train_words`).
+MODEL_CHOICES = ("twolayernet", *CONV_MODELS, *WORD_MODELS)
+
+#: ``--dataset``: the classifiers' data sets, then the word models' corpora.
+DATASET_CHOICES = (*DATASET_DEFAULTS, *WORD_DATASETS)
 
 #: The book's settings per model, over the data set's: ch. 7's
 #: ``train_convnet.py`` and ch. 8's ``train_deepnet.py`` (Adam lr 0.001, batch
@@ -225,6 +230,13 @@ def _apply_defaults(args: argparse.Namespace) -> dict[str, Any]:
 
 def _check_options(args: argparse.Namespace) -> None:
     """Refuse option combinations that cannot run, before anything is loaded."""
+    if args.dataset in WORD_DATASETS:
+        raise ValueError(
+            f"--dataset {args.dataset} is a text corpus for --model cbow or skipgram, not "
+            f"--model {args.model}"
+        )
+    if args.window is not None:
+        raise ValueError(f"--window is the context of --model cbow or skipgram, not {args.model}")
     if args.model in CONV_MODELS and args.dataset not in DATASET_IMAGES:
         raise ValueError(
             f"--model {args.model} takes images (N, 1, 28, 28), but --dataset {args.dataset} "
@@ -284,10 +296,30 @@ def _build_model(args: argparse.Namespace, x: Any, classes: int) -> Any:
     return xpnn.TwoLayerNet(x.shape[1], args.hidden, classes, seed=args.seed, dtype=args.dtype)
 
 
+def _run_words(args: argparse.Namespace) -> int:
+    """``--model cbow|skipgram``: checks first, then :func:`xpnn.cli.train_words.run_words`."""
+    import xpnn
+
+    check_word_options(args)
+    check_train_paths(args)
+    if args.backend:
+        xpnn.set_backend(args.backend, dtype=args.dtype)
+    backend = xpnn.get_backend()
+    threads.refresh()
+    _check_precision(args, backend)
+    return run_words(args, backend, _write_results)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``xpnn train`` with the parsed ``args``; returns the exit status."""
     import xpnn
 
+    if args.model in WORD_MODELS:
+        return _run_words(args)
+    if args.dataset is None:
+        args.dataset = "spiral"
+    if args.dataset in WORD_DATASETS:
+        _check_options(args)
     defaults = _apply_defaults(args)
     _check_options(args)
     check_train_paths(args)  # before any backend, download or training
