@@ -396,3 +396,30 @@ def test_an_interrupted_fit_resumes_with_the_same_negative_samples(backend, tmp_
     assert resumed.sampler.draws == whole.sampler.draws
     for a, b in zip(resumed.params, whole.params, strict=True):
         np.testing.assert_array_equal(host(a), host(b))
+
+
+def test_the_books_cbow_params_pkl_reads_back_without_running_code(backend, tmp_path, capsys):
+    """ch04/train.py pickles word_vecs (float16), word_to_id and id_to_word; eval.py reads them."""
+    import pickle
+
+    from xpnn.io import load_book_pickle
+    from xpnn.util import most_similar, preprocess
+
+    c, word_to_id, id_to_word = preprocess(TEXT)
+    model = CBOW(len(word_to_id), 6, 1, c, seed=0)
+    params = {
+        "word_vecs": xpnn.to_numpy(model.word_vecs).astype(np.float16),
+        "word_to_id": word_to_id,
+        "id_to_word": id_to_word,
+    }
+    path = tmp_path / "cbow_params.pkl"
+    with open(path, "wb") as f:
+        pickle.dump(params, f, -1)  # as the book's train.py
+    got = load_book_pickle(path)
+    assert got["word_to_id"] == word_to_id and got["id_to_word"] == id_to_word
+    assert got["word_vecs"].dtype == np.float16
+    np.testing.assert_array_equal(got["word_vecs"], params["word_vecs"])
+    most_similar("say", got["word_to_id"], got["id_to_word"], got["word_vecs"], top=3)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == ["", "[query] say"]
+    assert len([line for line in lines if line.startswith(" ")]) == 3
