@@ -78,7 +78,7 @@ def one_line_error(code: int, err: str, command: str = "train") -> str:
         (["--save", ""], "--save: the file name is empty"),
         (["--plot", "{d}/x.png", "--save", "{d}/x.png"], "name the same file"),
         (["--dataset", "mnist", "--data-dir", "{d}/file.txt"], "is a file, not a folder"),
-        (["--data-dir", "{d}/folder"], "--data-dir applies only to --dataset mnist or ptb, not spiral"),
+        (["--data-dir", "{d}/folder"], "applies only to --dataset mnist or ptb, not spiral"),
         (["--dataset", "mnist5k", "--no-download"], "--no-download applies only to --dataset"),
         (["--dataset", "mnist5k", "--download"], "--download applies only to --dataset mnist"),
     ],

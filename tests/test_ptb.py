@@ -183,7 +183,7 @@ def test_every_mirror_failing_says_what_to_do(mirror, official, tmp_path):
         load("val", tmp_path, refused_url(), mirror.base("missing"))
     text = str(err.value)
     assert "HTTP 404" in text and "ptb.train.txt" in text
-    for part in ("ptb.valid.txt", str(tmp_path), ptb.MIRRORS_ENV, "offline PTB corpus"):
+    for part in ("ptb.valid.txt", str(tmp_path), ptb.MIRRORS_ENV, "english as ptb"):
         assert part in text
 
 
@@ -193,7 +193,7 @@ def test_offline_error_names_files_folder_and_the_missing_corpus(mirror, tmp_pat
     text = str(err.value)
     for part in ("ptb.train.txt", "ptb.test.txt", str(tmp_path / "none"), "download=False"):
         assert part in text
-    assert "not ship an offline PTB corpus" in text
+    assert "from xpnn.datasets import english as ptb" in text
     assert mirror.requests == []
     assert not (tmp_path / "none").exists()
 

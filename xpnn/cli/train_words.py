@@ -142,25 +142,25 @@ def run_words(args: argparse.Namespace, backend: Any, write_results: Any) -> int
     available, where = memory.memory_available(backend)
     corpus, word_to_id, id_to_word = load_corpus(args)
     vocab, words = len(word_to_id), int(corpus.shape[0])
-    parts = estimate_word_memory(args, vocab, words)
-    check_memory(parts, available, where, "a smaller --hidden, --batch-size or --optimizer sgd")
     if words <= 2 * args.window:
         raise ValueError(
             f"--window {args.window} needs more than {2 * args.window} words, the corpus has "
             f"{words}"
         )
-    contexts, target = create_contexts_target(corpus, window_size=args.window)
+    n = words - 2 * args.window  # the windows create_contexts_target makes
     if args.train_size is not None:
-        if args.train_size > target.shape[0]:
+        if args.train_size > n:
             raise ValueError(
-                f"--train-size {args.train_size} is larger than the corpus's "
-                f"{target.shape[0]} windows"
+                f"--train-size {args.train_size} is larger than the corpus's {n} windows"
             )
-        contexts, target = contexts[: args.train_size, ...], target[: args.train_size]
-    n = int(target.shape[0])
+        n = args.train_size
     if args.batch_size > n:
         raise ValueError(f"--batch-size {args.batch_size} is larger than the {n} windows")
     per_epoch = n // args.batch_size
+    parts = estimate_word_memory(args, vocab, words)
+    check_memory(parts, available, where, "a smaller --hidden, --batch-size or --optimizer sgd")
+    contexts, target = create_contexts_target(corpus, window_size=args.window)
+    contexts, target = contexts[:n, ...], target[:n]
     if args.epochs is None:
         args.epochs = max(1, math.ceil(args.iters / per_epoch))
     cls = getattr(xpnn, WORD_MODELS[args.model])

@@ -4,10 +4,12 @@
 ``load_mnist5k`` reads the 5,000-digit MNIST sample shipped inside xpnn
 (no network); ``load_spiral`` makes the spiral of vol. 2, ch. 1; the module
 ``ptb`` is vol. 2's ``dataset/ptb.py`` (``from xpnn.datasets import ptb``,
-then ``ptb.load_data('train')``), also as ``load_ptb``.
+then ``ptb.load_data('train')``), also as ``load_ptb``; the module
+``english`` reads the English corpus shipped with xpnn the same way, offline
+(``from xpnn.datasets import english as ptb``).
 """
 
-from xpnn.datasets import ptb
+from xpnn.datasets import english, ptb
 from xpnn.datasets.download import DownloadError
 from xpnn.datasets.mnist import (
     IDXFormatError,
@@ -24,6 +26,7 @@ __all__ = [
     "DownloadError",
     "IDXFormatError",
     "PTBFormatError",
+    "english",
     "load_mnist",
     "load_mnist5k",
     "load_mnist_dir",

@@ -217,8 +217,8 @@ def _how_to_get_the_files(directory: Path, names: Sequence[str]) -> str:
         f"PTB needs {', '.join(names)} in {directory}. You can put them there by hand "
         f"(from {url_base}, as UTF-8 text under these names), point "
         "load_data(data_dir=...) at a folder that has them, or list mirrors you can "
-        f"reach in {MIRRORS_ENV} (comma-separated base URLs). xpnn does not ship an "
-        "offline PTB corpus for the examples yet."
+        f"reach in {MIRRORS_ENV} (comma-separated base URLs). Offline, use the English "
+        "corpus shipped with xpnn in PTB's format: from xpnn.datasets import english as ptb."
     )
 
 
