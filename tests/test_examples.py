@@ -105,6 +105,9 @@ SMOKE_TESTED = {
     "overfit_dropout": "test_overfit_dropout_runs_the_books_trainer",
     "train_convnet": "test_train_convnet_prints_the_books_lines_and_learns",
     "misclassified_mnist": "test_misclassified_mnist_trains_and_shows_the_wrong_digits",
+    "count_based_vectors": "test_count_based_vectors_prints_the_books_matrices_and_neighbours",
+    "train_simple_cbow": "test_train_simple_cbow_learns_and_prints_each_words_vector",
+    "train_word2vec": "test_train_word2vec_trains_and_asks_the_books_questions",
 }
 
 
@@ -152,6 +155,9 @@ DEFAULT_FIGURES = {
         "train_convnet_filters_after.png",
     ],
     "misclassified_mnist": ["misclassified_mnist.png"],
+    "count_based_vectors": ["count_based_vectors.png"],
+    "train_simple_cbow": ["simple_cbow_loss.png", "simple_cbow.png"],
+    "train_word2vec": ["word2vec_loss.png", "word2vec.png"],
 }
 
 
@@ -163,6 +169,8 @@ def test_every_example_writes_a_figure_by_default():
             written = [f"{args.out_prefix}loss.png", f"{args.out_prefix}boundary.png"]
         elif name == "train_convnet":
             written = [args.out, args.filters_before, args.filters_after]
+        elif hasattr(args, "vectors_out"):
+            written = [args.out, args.vectors_out]
         else:
             written = [args.out]
         assert written == figures, name
@@ -736,3 +744,39 @@ def test_misclassified_mnist_classifies_on_every_backend(backend):
     assert predicted[backend.spec].shape == (130,)
     np.testing.assert_array_equal(predicted[backend.spec], predicted["numpy"])
     np.testing.assert_array_equal(predicted["numpy"], scores.argmax(axis=1))
+
+
+def test_count_based_vectors_prints_the_books_matrices_and_neighbours(backend, tmp_path, capsys):
+    lines = run_main("count_based_vectors", ["--words", "3000", "--backend", backend.spec], capsys)
+    # count_method_small.py's C[0], W[0] (the book prints [0. 1.807 0. ...]) and U[0].
+    np.testing.assert_array_equal(numbers(lines[0]), [0, 1, 0, 0, 0, 0, 0])
+    np.testing.assert_allclose(numbers(lines[1]), [0, 1.807, 0, 0, 0, 0, 0], atol=5e-4)
+    corpus_line = next(i for i, line in enumerate(lines) if line.startswith("english: "))
+    assert len(numbers(" ".join(lines[2:corpus_line]))) == 7  # U[0] (NumPy may wrap it)
+    assert lines[corpus_line].startswith("english: 3000 words, vocabulary ")
+    assert "[query] you" in lines and "toyota is not found" in lines
+    you = lines.index("[query] you")
+    assert all(re.fullmatch(r" \S+: -?\d\.\d+(e-\d+)?", line) for line in lines[you + 1 : you + 6])
+    assert_figures("count_based_vectors", tmp_path, lines)
+
+
+def test_train_simple_cbow_learns_and_prints_each_words_vector(backend, tmp_path, capsys):
+    lines = run_main("train_simple_cbow", ["--epochs", "300", "--backend", backend.spec], capsys)
+    losses = [float(line.rsplit("loss", 1)[1]) for line in lines if "| loss" in line]
+    assert len(losses) == 300 and losses[0] > 1.9 and np.mean(losses[-20:]) < 1.5
+    words = [line.split(" ", 1)[0] for line in lines if line[:1].isalpha() or line[:1] == "."]
+    assert words[:7] == ["you", "say", "goodbye", "and", "i", "hello", "."]
+    assert all(len(numbers(line.split(" ", 1)[1])) == 5 for line in lines[300:307])
+    assert_figures("train_simple_cbow", tmp_path, lines)
+
+
+def test_train_word2vec_trains_and_asks_the_books_questions(backend, tmp_path, capsys):
+    argv = ["--epochs", "1", "--train-size", "300", "--save", "cbow.npz"]
+    lines = run_main("train_word2vec", [*argv, "--backend", backend.spec], capsys)
+    assert lines[0].startswith("| epoch 1 |  iter 1 / 3 |")
+    for line in ("[query] you", "[query] year", "toyota is not found"):
+        assert line in lines
+    assert "[analogy] king:man = queen:?" in lines
+    assert any(line == "model written to cbow.npz" for line in lines)
+    assert xpnn.io.load("cbow.npz").word_vecs.shape == (10000, 100)
+    assert_figures("train_word2vec", tmp_path, lines)

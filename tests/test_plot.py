@@ -187,3 +187,20 @@ def test_loss_axis_takes_the_books_ylim(tmp_path):
     with pytest.raises(ValueError, match="ylim"):
         plot_loss([2.0, 1.0], tmp_path / "bad.png", ylim=(3, 0))
     assert not (tmp_path / "bad.png").exists()
+
+
+def test_plot_word_vectors_draws_the_words_and_refuses_bad_input(backend, tmp_path):
+    from xpnn.plot import plot_word_vectors
+
+    id_to_word = {0: "you", 1: "say", 2: "goodbye", 3: "hello"}
+    vecs = xpnn.asarray(np.arange(12, dtype=np.float32).reshape(4, 3) ** 1.5)
+    out = plot_word_vectors(vecs, id_to_word, tmp_path / "w.png", words=["you", "hello"])
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert plot_word_vectors(vecs[:, :2], id_to_word, tmp_path / "all.svg").exists()
+    with pytest.raises(ValueError, match="not in the vocabulary: 'car'"):
+        plot_word_vectors(vecs, id_to_word, tmp_path / "x.png", words=["you", "car"])
+    with pytest.raises(ValueError, match=r"shape \(V, D\) with D >= 2"):
+        plot_word_vectors(vecs[:, :1], id_to_word, tmp_path / "x.png")
+    with pytest.raises(ValueError, match="extension"):
+        plot_word_vectors(vecs, id_to_word, tmp_path / "x.txt")
+    assert not (tmp_path / "x.png").exists()

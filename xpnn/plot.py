@@ -44,6 +44,7 @@ __all__ = [
     "plot_tangent",
     "plot_tangents",
     "plot_training",
+    "plot_word_vectors",
     "search_figure",
     "show_or_save",
     "training_figure",
@@ -929,3 +930,61 @@ def plot_misclassified(
     """
     out = _output_path(path)
     return _save(misclassified_figure(x, t, y, max_view=max_view, cols=cols), out)
+
+
+def plot_word_vectors(
+    word_vecs: Any,
+    id_to_word: dict[int, str],
+    path: str | os.PathLike[str],
+    words: Sequence[str] | None = None,
+    title: str | None = None,
+) -> Path:
+    """Words as points of the plane, labelled (the book's ``count_method_small.py`` figure).
+
+    The book draws ``U[:, 0]`` against ``U[:, 1]`` of its SVD, each point
+    annotated with its word. Vectors of more than two dimensions (word2vec's
+    ``word_vecs``) are projected on their first two principal axes (the SVD
+    of the centred vectors of the words shown, on the host), so neighbours
+    in the plane are neighbours in the space as far as two axes can tell.
+
+    Args:
+        word_vecs: ``(V, D)`` vectors, ``D >= 2``, of any backend (read to the
+            host once).
+        id_to_word: The vocabulary, id to word.
+        path: Output file (``.png``, ``.svg`` or ``.pdf``).
+        words: The words to draw (default: all, at most 300 of them); each
+            must be in the vocabulary.
+        title: The figure's title.
+
+    Returns:
+        ``Path(path)``.
+
+    Raises:
+        ValueError: Bad extension, ``word_vecs`` not ``(V, D)`` with ``D >=
+            2``, a word not in the vocabulary, more than 300 words.
+    """
+    out = _output_path(path)
+    vecs = to_numpy(word_vecs).astype(np.float64)
+    if vecs.ndim != 2 or vecs.shape[1] < 2 or vecs.shape[0] == 0:
+        raise ValueError(f"word_vecs must have shape (V, D) with D >= 2, got {vecs.shape}")
+    word_to_id = {w: i for i, w in id_to_word.items()}
+    if words is None:
+        words = [id_to_word[i] for i in sorted(id_to_word) if i < vecs.shape[0]]
+    missing = [w for w in words if w not in word_to_id or word_to_id[w] >= vecs.shape[0]]
+    if missing:
+        raise ValueError(f"not in the vocabulary: {', '.join(map(repr, missing[:5]))}")
+    if not 0 < len(words) <= 300:
+        raise ValueError(f"plot_word_vectors draws 1 to 300 words, got {len(words)}")
+    points = vecs[[word_to_id[w] for w in words]]
+    if points.shape[1] > 2:
+        centred = points - points.mean(axis=0)
+        _, _, vt = np.linalg.svd(centred, full_matrices=False)
+        points = centred @ vt[:2].T
+    fig = Figure(figsize=(7, 6))
+    ax = fig.add_subplot()
+    ax.scatter(points[:, 0], points[:, 1], alpha=0.5)
+    for word, (x, y) in zip(words, points[:, :2], strict=True):
+        ax.annotate(word, (x, y))
+    if title:
+        ax.set_title(title)
+    return _save(fig, out)

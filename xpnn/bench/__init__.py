@@ -35,6 +35,13 @@ Cases:
   allocates no column- or parameter-sized array (:mod:`xpnn.bench.conv`).
   About 40 s on two quiet cores, minutes on busy ones (the book's DeepConvNet
   takes over 1 s a step): not in :data:`DEFAULT_CASES`; run ``xpnn bench conv``.
+* ``words``: one CBOW training iteration at the book's vol. 2 ch. 4 settings
+  (V 10,000, H 100, window 5, batch 100, 5 negatives, Adam): xpnn on NumPy
+  and on PyTorch against the book's algorithm (re-typed, with its sampler
+  loop and ``remove_duplicate``) and PyTorch eager, per part (sampler,
+  forward, backward, update), with the dense-update floor
+  (:mod:`xpnn.bench.words`). About a minute: not in :data:`DEFAULT_CASES`;
+  run ``xpnn bench words``.
 
 The report also records the machine, including the thread settings of the CPU
 libraries (:func:`thread_settings`): on a busy machine they can change a
@@ -66,6 +73,7 @@ import numpy as np
 import xpnn
 from xpnn.bench.conv import bench_conv, format_conv
 from xpnn.bench.precision import bench_precision, format_precision
+from xpnn.bench.words import bench_words, format_words
 
 __all__ = ["main", "run", "thread_limit", "thread_settings"]
 
@@ -599,9 +607,10 @@ CASES = {
     "gpu": bench_gpu,
     "precision": bench_precision,
     "conv": bench_conv,
+    "words": bench_words,
 }
 
-#: The cases a plain ``xpnn bench`` runs: all but ``precision`` and ``conv`` (minutes long).
+#: The cases a plain ``xpnn bench`` runs: all but the long ``precision``, ``conv`` and ``words``.
 DEFAULT_CASES = ("step", "numgrad", "scaling", "memory", "gpu")
 
 
@@ -774,6 +783,9 @@ def format_report(report: dict[str, Any]) -> str:
             continue
         if case == "conv":
             lines += format_conv(result)
+            continue
+        if case == "words":
+            lines += format_words(result)
             continue
         for name, value in result.items():
             if name in ("unit", "targets"):
