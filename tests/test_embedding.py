@@ -359,3 +359,27 @@ def test_numpy_ids_with_torch_cpu_weights(backend, xp):
     layer = EmbeddingDot(xpnn.asarray(W))
     out = layer.forward(np.ones((2, 3)), np.array([3, 0]))
     np.testing.assert_array_equal(host(out), [W[3].sum(), W[0].sum()])
+
+
+def test_layers_sharing_a_gradient_add_into_it(backend):
+    """Embedding(W, grad=dW): the owner zeroes dW once; each layer adds its rows."""
+    rng = np.random.default_rng(3)
+    W = xpnn.asarray(rng.standard_normal((6, 4)))
+    ids = [xpnn.asarray(np.array(i, dtype=np.int64)) for i in ([0, 2, 2], [5, 2, 1])]
+    douts = [xpnn.asarray(rng.standard_normal((3, 4))) for _ in ids]
+    alone = []
+    for idx, dout in zip(ids, douts, strict=True):
+        layer = Embedding(W)
+        layer.forward(idx)
+        layer.backward(dout)
+        alone.append(host(layer.grads[0]))
+    dW = xpnn.asarray(np.full((6, 4), 7.0))  # stale values: the owner clears them
+    shared = [Embedding(W, grad=dW), EmbeddingDot(W, grad=dW).embed]
+    assert all(layer.grads[0] is dW for layer in shared)
+    Embedding.zero_shared_grad(dW)
+    for layer, idx, dout in zip(shared, ids, douts, strict=True):
+        layer.forward(idx)
+        layer.backward(dout)
+    np.testing.assert_allclose(host(dW), alone[0] + alone[1], rtol=1e-12)
+    with pytest.raises(ValueError, match=r"grad must be an array of W's shape \(6, 4\)"):
+        Embedding(W, grad=xpnn.asarray(np.zeros((6, 3))))

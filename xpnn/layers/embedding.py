@@ -65,15 +65,32 @@ class Embedding(Layer):
     Ids out of ``0..V-1`` are refused (ValueError) where reading them is free;
     on a device they are not read.
 
+    **Shared weights.** Layers that look up one ``W`` (CBOW's context
+    words, the EmbeddingDot layers of negative sampling) can share one
+    gradient: ``Embedding(W, grad=dW)`` makes ``grads`` ``[dW]`` and its
+    ``backward`` only adds its rows into it; whoever made ``dW`` zeroes it
+    once before their backward passes (:meth:`zero_shared_grad`). That is the
+    book's ``remove_duplicate`` sum, without a ``(V, D)`` gradient per layer
+    to clear and add up.
+
     Config: ``{"vocab_size": V, "hidden_size": D}``.
     """
 
     param_names = ("W",)
 
-    def __init__(self, W: Any):
+    def __init__(self, W: Any, *, grad: Any = None):
         super().__init__()
         self.params = [W]
-        self.grads = _zeros_like_all(self.params)
+        if grad is not None and (
+            tuple(getattr(grad, "shape", ())) != tuple(W.shape)
+            or getattr(grad, "dtype", None) != W.dtype
+        ):
+            raise ValueError(
+                f"Embedding: grad must be an array of W's shape {tuple(W.shape)} and dtype "
+                f"{_dtype_name(W.dtype)}, got {getattr(grad, 'shape', type(grad).__name__)}"
+            )
+        self._owns_grad = grad is None
+        self.grads = _zeros_like_all(self.params) if grad is None else [grad]
         self.idx: Any = None
 
     def forward(self, idx: Any) -> Any:
@@ -95,6 +112,9 @@ class Embedding(Layer):
     def backward(self, dout: Any, *, input_grad: bool = True) -> None:
         """``dW`` = 0, then ``dW[idx[i]] += dout[i]``; returns None.
 
+        A layer made with ``grad=`` skips the ``dW = 0``: its rows add to the
+        shared gradient.
+
         Raises:
             TypeError: ``dout`` is not of W's dtype (nothing is written).
         """
@@ -104,9 +124,15 @@ class Embedding(Layer):
                 f"Embedding.backward: dout of dtype {_dtype_name(dout.dtype)} does not fit W "
                 f"of dtype {_dtype_name(dW.dtype)}; pass the gradient in W's dtype"
             )
-        dW[...] = 0
+        if self._owns_grad:
+            dW[...] = 0
         index_add_rows(dW, self.idx, dout)
         return None
+
+    @staticmethod
+    def zero_shared_grad(grad: Any) -> None:
+        """Clear a gradient that layers made with ``grad=`` add into (once per backward)."""
+        grad[...] = 0
 
     @property
     def dW(self) -> Any:
@@ -141,15 +167,17 @@ class EmbeddingDot(Layer):
     It takes two inputs, so it is no link of a layer chain (no sample shape
     is declared) and no loss (``is_loss`` False).
 
+    ``EmbeddingDot(W, grad=dW)`` shares ``dW`` as :class:`Embedding` does.
+
     Config: ``{"vocab_size": V, "hidden_size": D}``.
     """
 
     param_names = ("W",)
     is_loss = False  # forward(h, idx) takes two inputs, but no target
 
-    def __init__(self, W: Any):
+    def __init__(self, W: Any, *, grad: Any = None):
         super().__init__()
-        self.embed = Embedding(W)
+        self.embed = Embedding(W, grad=grad)
         self.params = self.embed.params
         self.grads = self.embed.grads
         self.cache: Any = None

@@ -24,8 +24,8 @@ from typing import Any
 from xpnn.backend import _dtype_name, adopt_host_input, device_of, get_namespace, ops
 from xpnn.backend.scatter import bincount
 from xpnn.functions import check_labels
-from xpnn.layers.base import _check_input, _into
-from xpnn.layers.embedding import EmbeddingDot, SigmoidWithLoss
+from xpnn.layers.base import _check_input
+from xpnn.layers.embedding import Embedding, EmbeddingDot, SigmoidWithLoss
 from xpnn.random import fresh_seed
 from xpnn.sampling import choice_without_replacement, cumulative_table
 
@@ -264,8 +264,9 @@ class NegativeSamplingLoss:
         embed_dot_layers: ``sample_size + 1`` EmbeddingDot layers, all of W.
         params: ``[W]``: the book lists W ``sample_size + 1`` times (one per
             EmbeddingDot); xpnn once, so an optimizer updates it once.
-        grads: ``[dW]``, the sum of the EmbeddingDot layers' gradients
-            (each keeps its own part), written by :meth:`backward`.
+        grads: ``[dW]``, the sum of the EmbeddingDot layers' gradients:
+            they share it and add their rows into it in :meth:`backward`
+            (no ``(V, D)`` gradient per layer).
         negative_sample: The last draw, ``(N, sample_size)`` int64.
     """
 
@@ -287,8 +288,13 @@ class NegativeSamplingLoss:
         self._build(W, sampler)
 
     @classmethod
-    def from_sampler(cls, W: Any, sampler: UnigramSampler) -> NegativeSamplingLoss:
+    def from_sampler(
+        cls, W: Any, sampler: UnigramSampler, *, grad: Any = None
+    ) -> NegativeSamplingLoss:
         """A loss of W ``(V, D)`` drawing from ``sampler`` (one sampler may serve several).
+
+        ``grad``: a gradient of W that several losses share (SkipGram's);
+        :meth:`backward` then adds into it, and its owner zeroes it first.
 
         Raises:
             ValueError: ``sampler.vocab_size`` is not V.
@@ -299,16 +305,20 @@ class NegativeSamplingLoss:
                 f"{sampler.vocab_size} words, got shape {tuple(getattr(W, 'shape', ()))}"
             )
         loss = cls.__new__(cls)
-        loss._build(W, sampler)
+        loss._build(W, sampler, grad)
         return loss
 
-    def _build(self, W: Any, sampler: UnigramSampler) -> None:
+    def _build(self, W: Any, sampler: UnigramSampler, grad: Any = None) -> None:
         self.sample_size = sampler.sample_size
         self.sampler = sampler
         self.loss_layers = [SigmoidWithLoss() for _ in range(self.sample_size + 1)]
-        self.embed_dot_layers = [EmbeddingDot(W) for _ in range(self.sample_size + 1)]
+        self._owns_grad = grad is None
+        dW = get_namespace(W).zeros_like(W) if grad is None else grad
+        # One gradient that every EmbeddingDot adds its rows into: the book's
+        # sum over its sample_size + 1 copies of W (remove_duplicate).
+        self.embed_dot_layers = [EmbeddingDot(W, grad=dW) for _ in range(self.sample_size + 1)]
         self.params = [W]
-        self.grads = [get_namespace(W).zeros_like(W)]
+        self.grads = [dW]
         self.negative_sample: Any = None
         self._labels: dict[int, tuple[Any, Any]] = {}
 
@@ -392,15 +402,13 @@ class NegativeSamplingLoss:
             raise RuntimeError(
                 "NegativeSamplingLoss.backward needs a forward pass first: call forward(h, target)"
             )
+        if self._owns_grad:
+            Embedding.zero_shared_grad(self.grads[0])
         dh = None
         for l0, l1 in zip(self.loss_layers, self.embed_dot_layers, strict=True):
             dscore = l0.backward(dout)
-            part = l1.backward(dscore)
+            part = l1.backward(dscore)  # adds its rows into grads[0]
             dh = part if dh is None else dh + part
-        total = self.embed_dot_layers[0].grads[0]
-        for layer in self.embed_dot_layers[1:]:
-            total = total + layer.grads[0]
-        _into(self.grads[0], total)
         return dh
 
     def __repr__(self) -> str:

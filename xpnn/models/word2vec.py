@@ -39,7 +39,7 @@ import numpy as np
 from xpnn.backend import _dtype_name, adopt_host_input, asarray, get_namespace, ops, to_numpy, zeros
 from xpnn.functions import check_labels
 from xpnn.layers import Embedding
-from xpnn.layers.base import _check_config_keys, _into
+from xpnn.layers.base import _check_config_keys
 from xpnn.layers.negative_sampling import NegativeSamplingLoss, UnigramSampler
 from xpnn.models.layered import MODELS, _check_sizes, _float_dtype
 from xpnn.models.word_vectors import WordVectors
@@ -57,13 +57,6 @@ _CONFIG_KEYS = (
     "seed",
     "word_counts",
 )
-
-
-def _sum_into(dst: Any, parts: list[Any]) -> None:
-    total = parts[0]
-    for part in parts[1:]:
-        total = total + part
-    _into(dst, total)
 
 
 class _Word2Vec(WordVectors):
@@ -250,7 +243,8 @@ class CBOW(_Word2Vec):
         in_layers: ``2 * window_size`` Embedding layers, all of ``W_in``.
         ns_loss: The NegativeSamplingLoss of ``W_out``; sampler: its sampler.
         params: ``[W_in, W_out]``; grads: ``[dW_in, dW_out]`` (``dW_in`` the
-            sum of the input layers' parts; ``dW_out`` is ``ns_loss.grads[0]``).
+            sum of the input layers' parts, which they add into: they share
+            it; ``dW_out`` is ``ns_loss.grads[0]``).
         word_vecs: ``W_in``.
 
     Raises:
@@ -259,9 +253,10 @@ class CBOW(_Word2Vec):
 
     def _build(self, W_in: Any, W_out: Any, window_size: int, sampler: UnigramSampler) -> None:
         super()._build(W_in, W_out, window_size, sampler)
-        self.in_layers = [Embedding(W_in) for _ in range(2 * window_size)]
+        dW_in = get_namespace(W_in).zeros_like(W_in)  # every input layer adds into it
+        self.in_layers = [Embedding(W_in, grad=dW_in) for _ in range(2 * window_size)]
         self.ns_loss = NegativeSamplingLoss.from_sampler(W_out, sampler)
-        self.grads: list[Any] = [get_namespace(W_in).zeros_like(W_in), self.ns_loss.grads[0]]
+        self.grads: list[Any] = [dW_in, self.ns_loss.grads[0]]
 
     def forward(self, contexts: Any, target: Any) -> Any:
         """The loss of the batch, a 0-d array in the weights' dtype.
@@ -281,9 +276,9 @@ class CBOW(_Word2Vec):
         """Fills ``grads`` in place; returns None."""
         dout = self.ns_loss.backward(dout)
         dout = dout * (1 / len(self.in_layers))
+        Embedding.zero_shared_grad(self.grads[0])
         for layer in self.in_layers:
-            layer.backward(dout)
-        _sum_into(self.grads[0], [layer.grads[0] for layer in self.in_layers])
+            layer.backward(dout)  # adds its rows into grads[0]
         return None
 
 
@@ -300,17 +295,19 @@ class SkipGram(_Word2Vec):
         loss_layers: ``2 * window_size`` NegativeSamplingLoss layers of
             ``W_out``, drawing from the one ``sampler`` (one after the other).
         params: ``[W_in, W_out]``; grads: ``[dW_in, dW_out]`` (``dW_out`` the
-            sum of the loss layers' parts).
+            sum of the loss layers' parts, which they add into).
         word_vecs: ``W_in``.
     """
 
     def _build(self, W_in: Any, W_out: Any, window_size: int, sampler: UnigramSampler) -> None:
         super()._build(W_in, W_out, window_size, sampler)
         self.in_layer = Embedding(W_in)
+        dW_out = get_namespace(W_out).zeros_like(W_out)  # every loss layer adds into it
         self.loss_layers = [
-            NegativeSamplingLoss.from_sampler(W_out, sampler) for _ in range(2 * window_size)
+            NegativeSamplingLoss.from_sampler(W_out, sampler, grad=dW_out)
+            for _ in range(2 * window_size)
         ]
-        self.grads: list[Any] = [self.in_layer.grads[0], get_namespace(W_out).zeros_like(W_out)]
+        self.grads: list[Any] = [self.in_layer.grads[0], dW_out]
 
     def forward(self, contexts: Any, target: Any) -> Any:
         """The loss of the batch (the sum over context words), a 0-d array."""
@@ -324,12 +321,12 @@ class SkipGram(_Word2Vec):
 
     def backward(self, dout: Any = 1) -> None:
         """Fills ``grads`` in place; returns None."""
+        Embedding.zero_shared_grad(self.grads[1])
         dh = None
         for layer in self.loss_layers:
-            part = layer.backward(dout)
+            part = layer.backward(dout)  # adds into grads[1]
             dh = part if dh is None else dh + part
         self.in_layer.backward(dh)
-        _sum_into(self.grads[1], [layer.grads[0] for layer in self.loss_layers])
         return None
 
 
