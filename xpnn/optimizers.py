@@ -44,6 +44,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from xpnn.backend import get_namespace, note_selection_unused, ops, to_numpy
+from xpnn.backend.optimizer_ops import adam_moments, divide_step
 
 __all__ = [
     "OPTIMIZERS",
@@ -167,16 +168,13 @@ def _copy(container: Any) -> Any:
     return [get_namespace(a).asarray(a, copy=True) for a in container]
 
 
-def _divide_step(xp: Any, p: Any, lr: float, numer: Any, square: Any) -> None:
-    """``p -= lr * numer / (sqrt(square) + 1e-7)`` with two temporaries.
+def _divide_step(xp: Any, p: Any, lr: float, numer: Any, square: Any, cache: dict) -> None:
+    """``p -= lr * numer / (sqrt(square) + 1e-7)`` into the optimizer's scratch ``cache``.
 
-    Evaluated in the book's order, so the result is the book's to the last bit.
+    Evaluated in the book's order, so the result is the book's to the last bit
+    (:func:`xpnn.backend.optimizer_ops.divide_step`).
     """
-    denom = xp.sqrt(square)
-    denom += EPS
-    step = lr * numer
-    step /= denom
-    p -= step
+    divide_step(ops(p), p, lr, numer, square, EPS, cache)
 
 
 def _signature(params: Params, grads: Params, keys: list[Any], states: list[Any]) -> list[Any]:
@@ -211,6 +209,9 @@ class Optimizer:
         self._checked: list[Any] | None = None  # what the last update validated
         self._checked_objects: Any = None
         self._namespaces: list[Any] = []
+        # Scratch arrays of the updates, one pair per shape and dtype, shared by the
+        # parameters (not state: never saved).
+        self._cache: dict = {}
         for name in self._state_names:
             setattr(self, name, None)
 
@@ -582,7 +583,7 @@ class AdaGrad(Optimizer):
 
     def _apply(self, xp: Any, p: Any, g: Any, h: Any) -> None:
         h += g * g
-        _divide_step(xp, p, self.lr, g, h)
+        _divide_step(xp, p, self.lr, g, h, self._cache)
 
 
 class RMSprop(Optimizer):
@@ -615,7 +616,7 @@ class RMSprop(Optimizer):
         square = (1 - self.decay_rate) * g
         square *= g
         h += square
-        _divide_step(xp, p, self.lr, g, h)
+        _divide_step(xp, p, self.lr, g, h, self._cache)
 
 
 class Adam(Optimizer):
@@ -660,14 +661,9 @@ class Adam(Optimizer):
     def _apply(self, xp: Any, p: Any, g: Any, m: Any, v: Any) -> None:
         t = self.iter
         lr_t = self.lr * math.sqrt(1.0 - self.beta2**t) / (1.0 - self.beta1**t)
-        diff = g - m
-        diff *= 1 - self.beta1
-        m += diff
-        diff = g * g
-        diff -= v
-        diff *= 1 - self.beta2
-        v += diff
-        _divide_step(xp, p, lr_t, m, v)
+        # m += (1 - beta1) * (g - m); v += (1 - beta2) * (g**2 - v), into scratch arrays
+        adam_moments(ops(p), g, m, v, self.beta1, self.beta2, self._cache)
+        _divide_step(xp, p, lr_t, m, v, self._cache)
 
 
 #: The optimizers by the book's lower-case names (vol. 1, ``common/trainer.py``):
