@@ -113,6 +113,11 @@ class LossOps:
     def _label_range(self, t: Any) -> tuple[int, int] | None:
         """``(min(t), max(t))`` of labels off NumPy where reading them is free, else
         None (on a device, where it would be a host sync; also for empty ``t``)."""
+        if self.torch is not None:  # the hot path of PyTorch: one kernel for both ends
+            if t.device.type != "cpu" or t.numel() == 0:
+                return None
+            lo, hi = self.torch.aminmax(t)
+            return int(lo), int(hi)
         backend = backend_of(t)
         if backend.is_gpu:
             return None
