@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from xpnn.backend import backend_of, get_namespace, to_numpy
+from xpnn.backend import asarray, backend_of, get_namespace, to_numpy
 from xpnn.layers.conv import col2im, im2col
 from xpnn.random import default_rng
 from xpnn.text import (
@@ -55,6 +55,8 @@ __all__ = [
     "preprocess",
     "shuffle_dataset",
     "smooth_curve",
+    "to_cpu",
+    "to_gpu",
 ]
 
 #: The points of :func:`smooth_curve`'s window (the book's ``window_len``).
@@ -142,3 +144,25 @@ def conv_output_size(input_size: int, filter_size: int, stride: int = 1, pad: in
     evenly. :func:`im2col` and the layers round down (``//``) instead.
     """
     return (input_size + 2 * pad - filter_size) / stride + 1
+
+
+def to_cpu(x: Any) -> np.ndarray:
+    """The book's ``to_cpu``: ``x`` as a NumPy array (the explicit device-to-host copy).
+
+    :func:`xpnn.to_numpy` under the book's name: a NumPy array comes back as
+    it is, an array of any backend as a host copy. With
+    :data:`xpnn.config.GPU` it makes the book's ``if config.GPU: word_vecs =
+    to_cpu(word_vecs)`` right on every backend that is not NumPy.
+    """
+    return to_numpy(x)
+
+
+def to_gpu(x: Any) -> Any:
+    """The book's ``to_gpu``: ``x`` on the active backend (the explicit host-to-device copy).
+
+    :func:`xpnn.asarray` under the book's name: on the active backend and
+    device (CuPy, PyTorch, ...; NumPy when that is the one), not copied when
+    ``x`` is already there. Arrays xpnn makes (``create_contexts_target`` of
+    a corpus from :mod:`xpnn.datasets`) are there already.
+    """
+    return asarray(x)
