@@ -43,8 +43,14 @@ import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from xpnn.backend import get_namespace, note_selection_unused, ops, to_numpy
-from xpnn.backend.optimizer_ops import adam_moments, divide_step
+from xpnn.backend import (
+    adam_moments,
+    divide_step,
+    get_namespace,
+    note_selection_unused,
+    ops,
+    to_numpy,
+)
 
 __all__ = [
     "OPTIMIZERS",

@@ -44,6 +44,7 @@ owning one job, are::
     conv_pooling Pooling's steps (PyTorch's kernel, the window maxima, routing)
     conv_checks  what the conv layers refuse before any change
     scatter      bincount, index_add_rows: scatter-adds on their device (counts, rows)
+    optimizer_ops adam_moments, divide_step: the optimizers' updates into scratch arrays
     threads      the CPU libraries' thread limit (threadpoolctl, torch)
     probe        backend_status, available_backends, info
     cuda/        CuPy only: errors (diagnosing CUDA failures), kernels
@@ -72,6 +73,7 @@ from xpnn.backend.errors import BackendMismatchError, BackendUnavailableError
 from xpnn.backend.namespace import _library as _library
 from xpnn.backend.namespace import backend_of, device_of, get_namespace
 from xpnn.backend.operations import Ops, ops
+from xpnn.backend.optimizer_ops import adam_moments, divide_step
 from xpnn.backend.probe import available_backends, backend_status, info
 from xpnn.backend.selection import (
     BACKEND_NAMES,
@@ -110,10 +112,12 @@ __all__ = [
     "CudaGraph",
     "Ops",
     "SelectionUnusedWarning",
+    "adam_moments",
     "adopt_host_input",
     "asarray",
     "backend_of",
     "device_of",
+    "divide_step",
     "available_backends",
     "backend_status",
     "get_backend",
