@@ -48,3 +48,20 @@ def test_the_star_import_gives_the_books_names():
     names = {}
     exec("from xpnn.layers.naive import *", names)
     assert {"MulLayer", "AddLayer"} <= set(names)
+
+
+def test_matmul_takes_the_books_integer_one_hot_rows(backend):
+    """vol. 2 ch03/cbow_predict.py: MatMul(W_in).forward(np.array([[1, 0, 0, 0, 0, 0, 0]]))."""
+    from xpnn.layers import MatMul
+
+    W = xpnn.asarray(np.arange(21, dtype=np.float64).reshape(7, 3) / 7)
+    c0 = xpnn.asarray(np.array([[1, 0, 0, 0, 0, 0, 0], [0, 0, 1, 0, 0, 0, 0]]))
+    layer = MatMul(W)
+    out = layer.forward(c0)
+    np.testing.assert_array_equal(xpnn.to_numpy(out), xpnn.to_numpy(W)[[0, 2]])
+    layer.backward(xpnn.asarray(np.ones((2, 3))))
+    want = np.zeros((7, 3))
+    want[[0, 2]] = 1
+    np.testing.assert_array_equal(xpnn.to_numpy(layer.grads[0]), want)
+    with pytest.raises(TypeError, match="W is float64, x is float32"):
+        layer.forward(xpnn.asarray(np.eye(7, dtype=np.float32)))

@@ -22,6 +22,12 @@ __all__ = ["Affine", "Flatten", "MatMul"]
 class MatMul(Layer):
     """out = x @ W; ``x`` ``(N, D)`` floating point, ``W`` ``(D, H)``.
 
+    Integer (or boolean) ``x`` is converted to W's dtype first, as NumPy's
+    ``np.dot`` promotes it in the book (vol. 2 ``ch03/cbow_predict.py`` feeds
+    ``np.array([[1, 0, 0, 0, 0, 0, 0]])``): exact for one-hot rows and any
+    value below 2**24 (float32) or 2**53 (float64). Floats of another dtype
+    than W's are refused (:class:`TypeError`), as everywhere.
+
     Config: ``{"input_size": D, "output_size": H}``.
     """
 
@@ -36,6 +42,8 @@ class MatMul(Layer):
     def forward(self, x: Any) -> Any:
         (W,) = self.params
         k = ops(x, W)
+        if type(self) is MatMul and (k.isdtype(x.dtype, "integral") or k.isdtype(x.dtype, "bool")):
+            x = k.xp.astype(x, W.dtype)  # the book's one-hot int rows, as np.dot promotes them
         _check_input(k, x, "MatMul", W)
         self.x = x
         out = self._buffer(k, "out", (x.shape[0], W.shape[1]), W.dtype, x)
