@@ -283,3 +283,13 @@ def test_resolve_mirrors_for_another_data_set():
     assert dl.resolve_mirrors("http://c/", environ=env, **kwargs) == ("http://c/",)
     with pytest.raises(ValueError, match=ptb.MIRRORS_ENV):
         dl.resolve_mirrors(None, environ={ptb.MIRRORS_ENV: "ftp://x/"}, **kwargs)
+
+
+def test_the_books_module_names_exist(tmp_path, monkeypatch):
+    """dataset/ptb.py's public names: url_base, key_file, save_file, vocab_file, dataset_dir."""
+    assert ptb.url_base.startswith("https://") and ptb.key_file["valid"] == "ptb.valid.txt"
+    assert ptb.save_file["train"] == "ptb.train.npy" and ptb.vocab_file == "ptb.vocab.pkl"
+    monkeypatch.setenv("XPNN_DATA_DIR", str(tmp_path))
+    assert ptb.dataset_dir == str(ptb.ptb_data_dir()) and ptb.dataset_dir.startswith(str(tmp_path))
+    with pytest.raises(AttributeError, match="no attribute 'datasetdir'"):
+        ptb.datasetdir  # noqa: B018

@@ -48,7 +48,9 @@ __all__ = [
     "load_vocab",
     "ptb_data_dir",
     "read_text",
+    "save_file",
     "url_base",
+    "vocab_file",
 ]
 
 #: The book's source of the three files (its ``url_base``).
@@ -60,6 +62,17 @@ key_file = {
     "test": "ptb.test.txt",
     "valid": "ptb.valid.txt",
 }
+
+#: The book's cache files of the word ids and the vocabulary (its ``save_file``
+#: and ``vocab_file``): names only, for scripts that print or test them. xpnn
+#: writes no such cache (a pickle is code to run, and reading the text takes
+#: about a second), so these files are never made in :func:`ptb_data_dir`.
+save_file = {
+    "train": "ptb.train.npy",
+    "test": "ptb.test.npy",
+    "valid": "ptb.valid.npy",
+}
+vocab_file = "ptb.vocab.pkl"
 
 #: Where the files are served, tried in this order (URL = base + file name):
 #: the book's source, then the repository it was forked from (the URL
@@ -358,3 +371,10 @@ def load_data(
     words = train_words if split == "train" else read_text(path)
     corpus = _to_ids(words, word_to_id, path)
     return asarray(corpus), word_to_id, id_to_word
+
+
+def __getattr__(name: str) -> Any:
+    """``dataset_dir``: the book's folder of the files, here :func:`ptb_data_dir` now."""
+    if name == "dataset_dir":
+        return str(ptb_data_dir())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
