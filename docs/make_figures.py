@@ -7,7 +7,8 @@ float32 rounding)::
     python docs/make_figures.py --backend torch --mnist-dir PATH/TO/MNIST
 
 The MNIST figure uses the mnist5k sample shipped with xpnn unless --mnist-dir
-names another folder with the four MNIST IDX files. Everything is seeded, so a rerun
+names another folder with the four MNIST IDX files; the word-vector figures use
+the English corpus shipped with xpnn (xpnn.datasets.english). Everything is seeded, so a rerun
 draws the same pictures.
 """
 
@@ -17,17 +18,23 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
+
 import xpnn
-from xpnn.datasets import load_mnist, load_spiral
+from xpnn.datasets import english, load_mnist, load_spiral
 from xpnn.datasets.mnist import MNIST5K_DIR
 from xpnn.gradient import gradient_descent, numerical_gradient
-from xpnn.optimizers import SGD
+from xpnn.linalg import svd
+from xpnn.models.word2vec_simple import SimpleCBOW
+from xpnn.optimizers import SGD, Adam
 from xpnn.plot import (
     plot_decision_boundary,
     plot_descent_path,
     plot_gradient_field,
     plot_tangents,
+    plot_word_vectors,
 )
+from xpnn.util import convert_one_hot, create_co_matrix, create_contexts_target, ppmi, preprocess
 
 HERE = Path(__file__).resolve().parent
 # The sample that ships inside the package (xpnn.datasets.load_mnist5k).
@@ -75,6 +82,41 @@ def spiral(out: Path) -> list[Path]:
     ]
 
 
+def words(out: Path) -> list[Path]:
+    """Vol. 2 ch. 2-4: count-based vectors, SimpleCBOW's loss, CBOW's frequent words."""
+    corpus, word_to_id, id_to_word = preprocess("You say goodbye and I say hello.")
+    vocab_size = len(word_to_id)
+    U, _, _ = svd(ppmi(create_co_matrix(corpus, vocab_size, window_size=1)))
+    written = [
+        plot_word_vectors(U[:, :2], id_to_word, out / "ch2_count_based.png", title="PPMI + SVD")
+    ]
+
+    # ch03/train.py: window 1, hidden 5, batch 3, Adam, 1,000 epochs.
+    contexts, target = create_contexts_target(corpus, window_size=1)
+    contexts = convert_one_hot(contexts, vocab_size)
+    target = convert_one_hot(target, vocab_size)
+    trainer = xpnn.Trainer(SimpleCBOW(vocab_size, 5, seed=0), Adam())
+    trainer.fit(contexts, target, 1000, 3, seed=0, progress=False, verbose=False)
+    written.append(trainer.plot(out / "ch3_simple_cbow.png"))
+
+    # ch04/train.py's CBOW (window 5, hidden 100, batch 100), briefly: one epoch over
+    # the first 200,000 contexts of the English corpus, Adam at lr 0.005.
+    corpus, word_to_id, id_to_word = english.load_data("train")
+    vocab_size = len(word_to_id)
+    contexts, target = create_contexts_target(corpus, window_size=5)
+    n = 200_000
+    model = xpnn.CBOW(vocab_size, 100, 5, corpus, seed=0)
+    trainer = xpnn.Trainer(model, Adam(lr=0.005))
+    trainer.fit(contexts[:n, :], target[:n], 1, 100, seed=0, progress=False, verbose=False)
+    counts = np.bincount(xpnn.to_numpy(corpus), minlength=vocab_size)  # host: to choose
+    frequent = [id_to_word[int(i)] for i in np.argsort(-counts, kind="stable")[:60]]
+    title = "CBOW on the English corpus (200,000 contexts, 1 epoch)"
+    written.append(
+        plot_word_vectors(model.word_vecs, id_to_word, out / "ch4_word2vec.png", frequent, title)
+    )
+    return written
+
+
 def mnist(out: Path, data_dir: Path) -> list[Path]:
     """Ch. 4.5: TwoLayerNet on MNIST, mini-batch SGD, loss and accuracy curves."""
     (x_train, t_train), (x_test, t_test) = load_mnist(data_dir=data_dir, download=False)
@@ -105,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     xpnn.set_backend(args.backend)
-    written = chapter4(args.out) + spiral(args.out)
+    written = chapter4(args.out) + spiral(args.out) + words(args.out)
     candidates = (args.mnist_dir,) if args.mnist_dir else MNIST_CANDIDATES
     data_dir = next((d for d in candidates if d.is_dir()), None)
     if data_dir is None:

@@ -255,7 +255,8 @@ class NegativeSamplingLoss:
         W: The output weight ``(V, D)``, floating point.
         corpus: 1-D integer word ids (for :class:`UnigramSampler`, whose
             ``vocab_size`` is V).
-        power, sample_size: As the book's (0.75, 5).
+        power: The sampler's exponent, as the book's (0.75).
+        sample_size: Negative samples per target, as the book's (5).
         seed: The sampler's seed (see :class:`UnigramSampler`).
 
     Attributes:

@@ -237,7 +237,8 @@ class CBOW(_Word2Vec):
         seed: Seed of the initial weights and of the sampler (None: a fresh
             one, recorded in ``sampler.seed``).
         dtype: Float dtype of the weights (default the backend's, float32).
-        power, sample_size: The sampler's (the book's 0.75 and 5).
+        power: The sampler's exponent (the book's 0.75).
+        sample_size: Negative samples per target (the book's 5).
 
     Attributes:
         in_layers: ``2 * window_size`` Embedding layers, all of ``W_in``.
@@ -262,7 +263,9 @@ class CBOW(_Word2Vec):
         """The loss of the batch, a 0-d array in the weights' dtype.
 
         Raises:
-            As ``_words`` (everything is checked before any layer changes).
+            TypeError: Not integer word ids on the weights' backend.
+            ValueError: Shapes that do not fit, or ids out of range (where
+                read); everything is checked before any layer changes.
         """
         _, contexts, target = self._words("CBOW.forward", contexts, target)
         h = None
