@@ -53,13 +53,13 @@ before it is read, and a damaged one is refused. Reading is host-side I/O
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
 
 from xpnn.backend import asarray
 from xpnn.datasets.ptb import EOS, PTBFormatError, _split_name, _to_ids, build_vocab
+from xpnn.datasets.shipped import read_shipped
 
 __all__ = [
     "CORPUS_DIR",
@@ -103,8 +103,6 @@ SIZES = {
 #: The word that stands for the words outside the vocabulary.
 UNK = "<unk>"
 
-_REINSTALL = "reinstall xpnn (pip install --force-reinstall xpnn, or pip install . in a checkout)"
-
 
 def check_corpus(name: str, corpus_dir: str | os.PathLike[str] | None = None) -> bytes:
     """The bytes of one file of the corpus, checked against :data:`SIZES` and :data:`SHA256`.
@@ -123,26 +121,7 @@ def check_corpus(name: str, corpus_dir: str | os.PathLike[str] | None = None) ->
             (or size), and says to reinstall xpnn.
     """
     path = Path(CORPUS_DIR if corpus_dir is None else corpus_dir) / name
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path}: missing: the English corpus shipped with xpnn is incomplete; {_REINSTALL}"
-        )
-    size = path.stat().st_size
-    if size != SIZES[name]:
-        raise PTBFormatError(
-            path,
-            f"{size} bytes instead of {SIZES[name]}: this file of the English corpus "
-            f"shipped with xpnn is damaged; {_REINSTALL}",
-        )
-    data = path.read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != SHA256[name]:
-        raise PTBFormatError(
-            path,
-            f"SHA-256 {digest} instead of the expected {SHA256[name]}: this file of the "
-            f"English corpus shipped with xpnn is damaged; {_REINSTALL}",
-        )
-    return data
+    return read_shipped(path, SIZES[name], SHA256[name], "the English corpus", PTBFormatError)
 
 
 def read_words(name: str, corpus_dir: str | os.PathLike[str] | None = None) -> list[str]:

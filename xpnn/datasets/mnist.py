@@ -20,7 +20,6 @@ downloader only has to put the :data:`FILES` into a directory.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import math
 import os
 import struct
@@ -34,6 +33,7 @@ import numpy as np
 
 from xpnn.backend import _dtype_name, asarray, get_backend, resolve_dtype
 from xpnn.datasets import download as _download
+from xpnn.datasets.shipped import read_shipped
 
 __all__ = [
     "DATA_DIR_ENV",
@@ -518,8 +518,6 @@ def load_mnist(
 # The sample shipped with xpnn
 # --------------------------------------------------------------------------
 
-_REINSTALL = "reinstall xpnn (pip install --force-reinstall xpnn, or pip install . in a checkout)"
-
 
 def check_mnist5k(directory: str | os.PathLike[str] | None = None) -> Path:
     """Check the files of the packaged MNIST sample against their SHA-256.
@@ -540,28 +538,8 @@ def check_mnist5k(directory: str | os.PathLike[str] | None = None) -> Path:
     """
     directory = Path(MNIST5K_DIR if directory is None else directory)
     for name, expected in MNIST5K_SHA256.items():
-        path = directory / name
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{path}: missing: the MNIST sample shipped with xpnn is incomplete; {_REINSTALL}"
-            )
-        size = path.stat().st_size
-        if size != MNIST5K_SIZES[name]:
-            raise IDXFormatError(
-                path,
-                f"{size} bytes instead of {MNIST5K_SIZES[name]}: this file of the MNIST "
-                f"sample shipped with xpnn is damaged; {_REINSTALL}",
-            )
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            while chunk := f.read(_CHUNK):
-                digest.update(chunk)
-        if digest.hexdigest() != expected:
-            raise IDXFormatError(
-                path,
-                f"SHA-256 {digest.hexdigest()} instead of {expected}: this file of the MNIST "
-                f"sample shipped with xpnn is damaged; {_REINSTALL}",
-            )
+        size = MNIST5K_SIZES[name]
+        read_shipped(directory / name, size, expected, "the MNIST sample", IDXFormatError)
     return directory
 
 
