@@ -313,6 +313,11 @@ def test_integer_scores_and_inputs_are_refused_with_a_type_error(backend):
         softmax_cross_entropy(x, t)
     W = xpnn.asarray(np.ones((3, 2)), dtype="float64")
     b = xpnn.asarray(np.zeros(2), dtype="float64")
-    for layer in (Affine(W, b), MatMul(W)):
-        with pytest.raises(TypeError, match="floating-point inputs, got int64"):
-            layer.forward(x)
+    with pytest.raises(TypeError, match="floating-point inputs, got int64"):
+        Affine(W, b).forward(x)
+    # MatMul takes integer rows as the book's np.dot does (vol. 2 ch03/cbow_predict.py):
+    # converted to W's dtype, the same product as the float rows.
+    got = MatMul(W).forward(x)
+    assert got.dtype == W.dtype
+    want = MatMul(W).forward(xpnn.asarray(xpnn.to_numpy(x), dtype="float64"))
+    np.testing.assert_array_equal(xpnn.to_numpy(got), xpnn.to_numpy(want))

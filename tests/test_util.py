@@ -38,6 +38,9 @@ def test_util_has_the_books_names():
         "convert_one_hot",
         "create_contexts_target",
         "normalize",
+        # vol. 2's to_cpu/to_gpu (xpnn.to_numpy, xpnn.asarray under the book's names)
+        "to_cpu",
+        "to_gpu",
     }
     assert util.im2col is xpnn.layers.conv.im2col
     assert util.col2im is xpnn.layers.conv.col2im
