@@ -115,7 +115,9 @@ def interrupt(argv: list, cwd: Path, checkpoint: Path, sig: int) -> tuple[int, l
         stderr=subprocess.PIPE,
         text=True,
     )
-    lines: queue.Queue[str | None] = queue.Queue()
+    # Bounded: a reader far ahead of this thread (a loaded machine) blocks, the pipe
+    # fills and the run waits for us, so it cannot finish before the signal is sent.
+    lines: queue.Queue[str | None] = queue.Queue(maxsize=100)
 
     def read() -> None:
         for line in proc.stdout:
@@ -147,9 +149,9 @@ def interrupt(argv: list, cwd: Path, checkpoint: Path, sig: int) -> tuple[int, l
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    reader.join(10)
-    while (line := lines.get_nowait()) is not None:
+    while (line := lines.get(timeout=30)) is not None:  # the rest, as the reader puts it
         seen.append(line)
+    reader.join(10)
     err = proc.stderr.read()
     proc.stderr.close()
     return code, seen, err
