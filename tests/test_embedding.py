@@ -383,3 +383,22 @@ def test_layers_sharing_a_gradient_add_into_it(backend):
     np.testing.assert_allclose(host(dW), alone[0] + alone[1], rtol=1e-12)
     with pytest.raises(ValueError, match=r"grad must be an array of W's shape \(6, 4\)"):
         Embedding(W, grad=xpnn.asarray(np.zeros((6, 3))))
+
+
+def test_numpy_index_add_rows_is_np_add_at_bit_for_bit():
+    """The flat one-index-per-number path gives np.add.at's own sums (repeats, (N, T) ids)."""
+    rng = np.random.default_rng(5)
+    idx = rng.zipf(1.3, size=(40, 3)) % 50  # many repeats
+    rows = rng.standard_normal((40, 3, 4, 2)).astype(np.float32)
+    start = rng.standard_normal((50, 4, 2)).astype(np.float32)
+    want = start.copy()
+    np.add.at(want, idx.reshape(-1), rows.reshape(-1, 4, 2))
+    got = index_add_rows(start.copy(), idx, rows)
+    assert got.tobytes() == want.tobytes()
+    # A non-contiguous target (a column slice) takes np.add.at with row indices.
+    wide = np.zeros((50, 6), dtype=np.float32)
+    part = wide[:, 1:3]
+    index_add_rows(part, idx[:, 0], rows[:, 0, 0, :])
+    ref = np.zeros((50, 2), dtype=np.float32)
+    np.add.at(ref, idx[:, 0], rows[:, 0, 0, :])
+    assert np.array_equal(wide[:, 1:3], ref) and not wide[:, [0, 3, 4, 5]].any()
