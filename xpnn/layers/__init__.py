@@ -12,6 +12,8 @@ One module per idea, as a reader of the book would look for it:
   :class:`SigmoidWithLoss` (vol. 2, ch. 4's word2vec layers);
 * :mod:`xpnn.layers.negative_sampling`: :class:`UnigramSampler`,
   :class:`NegativeSamplingLoss` (vol. 2, ch. 4; samples drawn on the device);
+* :mod:`xpnn.layers.recurrent`: :class:`RNN`, :class:`TimeRNN`, :class:`LSTM`,
+  :class:`TimeLSTM` (vol. 2, ch. 5-6; the book's ``common/time_layers.py``);
 * :mod:`xpnn.layers.conv`: :func:`im2col`, :func:`col2im`, :class:`Convolution`,
   :class:`Pooling` (vol. 1, ch. 7);
 * :mod:`xpnn.layers.naive`: :class:`MulLayer`, :class:`AddLayer` (vol. 1, ch. 5's
@@ -32,10 +34,12 @@ from xpnn.layers.conv import Convolution, Pooling, col2im, im2col
 from xpnn.layers.naive import AddLayer, MulLayer
 from xpnn.layers.embedding import Embedding, EmbeddingDot, SigmoidWithLoss
 from xpnn.layers.negative_sampling import NegativeSamplingLoss, UnigramSampler
+from xpnn.layers.recurrent import LSTM, RNN, TimeLSTM, TimeRNN
 # isort: on
 
 __all__ = [
     "LAYERS",
+    "LSTM",
     "AddLayer",
     "Affine",
     "BatchNormalization",
@@ -49,11 +53,14 @@ __all__ = [
     "MulLayer",
     "NegativeSamplingLoss",
     "Pooling",
+    "RNN",
     "Relu",
     "Sigmoid",
     "SigmoidWithLoss",
     "Softmax",
     "SoftmaxWithLoss",
+    "TimeLSTM",
+    "TimeRNN",
     "UnigramSampler",
     "backward",
     "col2im",
