@@ -144,13 +144,15 @@ def interrupt(argv: list, cwd: Path, checkpoint: Path, sig: int) -> tuple[int, l
             if first is not None and done >= first + LINES_AFTER:
                 break
         proc.send_signal(sig)
+        # The rest of its lines, read while it stops: it may print on its way out,
+        # and a full pipe would keep it from exiting.
+        while (line := lines.get(timeout=60)) is not None:
+            seen.append(line)
         code = proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    while (line := lines.get(timeout=30)) is not None:  # the rest, as the reader puts it
-        seen.append(line)
     reader.join(10)
     err = proc.stderr.read()
     proc.stderr.close()
