@@ -34,8 +34,13 @@ from xpnn.layers import (
     SigmoidWithLoss,
     Softmax,
     SoftmaxWithLoss,
+    TimeAffine,
+    TimeDropout,
+    TimeEmbedding,
     TimeLSTM,
     TimeRNN,
+    TimeSigmoidWithLoss,
+    TimeSoftmaxWithLoss,
 )
 
 
@@ -98,6 +103,26 @@ CASES = {
     "TimeLSTM": lambda: (
         TimeLSTM(normal((4, 12), 1), normal((3, 12), 2), normal((12,), 5), stateful=True),
         (normal((2, 3, 4)),),
+    ),
+    # vol. 2's time-distributed layers (the book's common/time_layers.py).
+    "TimeEmbedding": lambda: (TimeEmbedding(normal((5, 3), 1)), (labels([[0, 3], [3, 4]]),)),
+    "TimeAffine": lambda: (
+        TimeAffine(normal((4, 3), 1), normal((3,), 2)),
+        (normal((2, 3, 4)),),
+    ),
+    "TimeSoftmaxWithLoss": lambda: (
+        TimeSoftmaxWithLoss(),
+        (normal((2, 3, 4)), labels([[0, -1, 3], [2, 1, -1]])),
+    ),
+    "TimeSoftmaxWithLoss-one-hot": lambda: (
+        TimeSoftmaxWithLoss(),
+        (normal((2, 3, 4)), arr(np.eye(4)[[[0, 1, 3], [2, 1, 0]]])),
+    ),
+    "TimeDropout": lambda: (TimeDropout(0.5, seed=0), (normal((2, 3, 4)),)),
+    "TimeDropout-test": lambda: (TimeDropout(0.5, seed=0), (normal((2, 3, 4)), False)),
+    "TimeSigmoidWithLoss": lambda: (
+        TimeSigmoidWithLoss(),
+        (normal((2, 3)), labels([[0, 1, 1], [1, 0, 0]])),
     ),
 }
 

@@ -14,6 +14,9 @@ One module per idea, as a reader of the book would look for it:
   :class:`NegativeSamplingLoss` (vol. 2, ch. 4; samples drawn on the device);
 * :mod:`xpnn.layers.recurrent`: :class:`RNN`, :class:`TimeRNN`, :class:`LSTM`,
   :class:`TimeLSTM` (vol. 2, ch. 5-6; the book's ``common/time_layers.py``);
+* :mod:`xpnn.layers.time_distributed`: :class:`TimeEmbedding`, :class:`TimeAffine`,
+  :class:`TimeSoftmaxWithLoss`, :class:`TimeDropout`, :class:`TimeSigmoidWithLoss`
+  (vol. 2, ch. 5-6; the same file of the book);
 * :mod:`xpnn.layers.conv`: :func:`im2col`, :func:`col2im`, :class:`Convolution`,
   :class:`Pooling` (vol. 1, ch. 7);
 * :mod:`xpnn.layers.naive`: :class:`MulLayer`, :class:`AddLayer` (vol. 1, ch. 5's
@@ -35,6 +38,13 @@ from xpnn.layers.naive import AddLayer, MulLayer
 from xpnn.layers.embedding import Embedding, EmbeddingDot, SigmoidWithLoss
 from xpnn.layers.negative_sampling import NegativeSamplingLoss, UnigramSampler
 from xpnn.layers.recurrent import LSTM, RNN, TimeLSTM, TimeRNN
+from xpnn.layers.time_distributed import (
+    TimeAffine,
+    TimeDropout,
+    TimeEmbedding,
+    TimeSigmoidWithLoss,
+    TimeSoftmaxWithLoss,
+)
 # isort: on
 
 __all__ = [
@@ -59,8 +69,13 @@ __all__ = [
     "SigmoidWithLoss",
     "Softmax",
     "SoftmaxWithLoss",
+    "TimeAffine",
+    "TimeDropout",
+    "TimeEmbedding",
     "TimeLSTM",
     "TimeRNN",
+    "TimeSigmoidWithLoss",
+    "TimeSoftmaxWithLoss",
     "UnigramSampler",
     "backward",
     "col2im",
