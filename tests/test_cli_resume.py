@@ -126,6 +126,11 @@ def interrupt(argv: list, cwd: Path, checkpoint: Path, sig: int) -> tuple[int, l
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
+    # stderr too is read as it comes (the progress bar writes there): a full pipe
+    # would stop the run in the middle of a write.
+    errors: list[str] = []
+    err_reader = threading.Thread(target=lambda: errors.extend(proc.stderr), daemon=True)
+    err_reader.start()
     seen, first, deadline = [], None, time.monotonic() + 60
     try:
         while True:
@@ -134,7 +139,7 @@ def interrupt(argv: list, cwd: Path, checkpoint: Path, sig: int) -> tuple[int, l
             except queue.Empty:
                 pytest.fail(f"no progress for 60 s; printed so far: {seen[-3:]}")
             if line is None:
-                pytest.fail(f"the run ended before the signal: {seen[-3:]}, {proc.stderr.read()}")
+                pytest.fail(f"the run ended before the signal: {seen[-3:]}, {errors[-3:]}")
             seen.append(line)
             done = iteration(line)
             if done is None:
@@ -154,9 +159,9 @@ def interrupt(argv: list, cwd: Path, checkpoint: Path, sig: int) -> tuple[int, l
             proc.kill()
             proc.wait()
     reader.join(10)
-    err = proc.stderr.read()
+    err_reader.join(10)
     proc.stderr.close()
-    return code, seen, err
+    return code, seen, "".join(errors)
 
 
 @posix_signals
