@@ -41,7 +41,10 @@ def test_util_has_the_books_names():
         # vol. 2's to_cpu/to_gpu (xpnn.to_numpy, xpnn.asarray under the book's names)
         "to_cpu",
         "to_gpu",
+        # vol. 2 ch. 6's eval_perplexity (xpnn.models.rnnlm's, re-exported)
+        "eval_perplexity",
     }
+    assert util.eval_perplexity is xpnn.models.rnnlm.eval_perplexity
     assert util.im2col is xpnn.layers.conv.im2col
     assert util.col2im is xpnn.layers.conv.col2im
     assert xpnn.util is util and "util" in xpnn.__all__

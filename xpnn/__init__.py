@@ -45,14 +45,17 @@ from xpnn.backend import (
 from xpnn.layers import conv
 from xpnn.models import (
     CBOW,
+    BetterRnnlm,
     DeepConvNet,
     LayeredNet,
     LayeredTwoLayerNet,
     MultiLayerNet,
     MultiLayerNetExtend,
+    Rnnlm,
     SimpleCBOW,
     SimpleConvNet,
     SimpleNet,
+    SimpleRnnlm,
     SimpleSkipGram,
     SkipGram,
     TwoLayerNet,
@@ -86,6 +89,7 @@ for _old, _new in MOVED_MODULES.items():
 del _old, _new
 
 __all__ = [
+    "BetterRnnlm",
     "CBOW",
     "Callback",
     "DeepConvNet",
@@ -106,9 +110,11 @@ __all__ = [
     "MixedPrecision",
     "MultiLayerNet",
     "MultiLayerNetExtend",
+    "Rnnlm",
     "SimpleCBOW",
     "SimpleConvNet",
     "SimpleNet",
+    "SimpleRnnlm",
     "SimpleSkipGram",
     "SkipGram",
     "Trainer",

@@ -7,7 +7,8 @@ smooth_curve``; the same for :func:`shuffle_dataset`,
 (:func:`preprocess`, :func:`create_co_matrix`, :func:`cos_similarity`,
 :func:`most_similar`, :func:`analogy`, :func:`ppmi`,
 :func:`convert_one_hot`, :func:`create_contexts_target`,
-:func:`normalize`: :mod:`xpnn.text`'s, re-exported).
+:func:`normalize`: :mod:`xpnn.text`'s, re-exported), and vol. 2 ch. 6's
+:func:`eval_perplexity` (:mod:`xpnn.models.rnnlm`'s, re-exported).
 
 Where they differ from the book:
 
@@ -27,6 +28,7 @@ import numpy as np
 
 from xpnn.backend import asarray, backend_of, get_namespace, to_numpy
 from xpnn.layers.conv import col2im, im2col
+from xpnn.models.rnnlm import eval_perplexity
 from xpnn.random import default_rng
 from xpnn.text import (
     analogy,
@@ -48,6 +50,7 @@ __all__ = [
     "cos_similarity",
     "create_co_matrix",
     "create_contexts_target",
+    "eval_perplexity",
     "im2col",
     "most_similar",
     "normalize",

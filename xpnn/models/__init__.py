@@ -16,6 +16,8 @@
   :class:`SimpleSkipGram` (vol. 2 ch. 3), one-hot words, ``W_in`` listed once;
 * :mod:`xpnn.models.word2vec`: :class:`CBOW`, :class:`SkipGram` (vol. 2 ch. 4),
   word ids, negative sampling on the device;
+* :mod:`xpnn.models.rnnlm`: :class:`SimpleRnnlm` (vol. 2 ch. 5), :class:`Rnnlm`,
+  :class:`BetterRnnlm` (ch. 6, weight tying), and :func:`eval_perplexity`;
 * :mod:`xpnn.models.weight_init`: the initial weights' scales (He, Xavier)
   and Dropout seeds of those nets; :mod:`xpnn.models.numerical_gradient`:
   their numerical gradient with Dropout masks held.
@@ -29,6 +31,7 @@ every backend. Every model saves and loads with :mod:`xpnn.io`.
 from xpnn.models.convnet import DeepConvNet, SimpleConvNet
 from xpnn.models.layered import MODELS, LayeredNet
 from xpnn.models.multilayer import MultiLayerNet, MultiLayerNetExtend
+from xpnn.models.rnnlm import BetterRnnlm, Rnnlm, SimpleRnnlm
 from xpnn.models.simple import SimpleNet, simpleNet
 from xpnn.models.two_layer import LayeredTwoLayerNet, TwoLayerNet, TwoLayerNetReLU
 from xpnn.models.word2vec import CBOW, SkipGram
@@ -36,6 +39,7 @@ from xpnn.models.word2vec_simple import SimpleCBOW, SimpleSkipGram
 from xpnn.params import ParamDict, ParamList
 
 __all__ = [
+    "BetterRnnlm",
     "CBOW",
     "MODELS",
     "DeepConvNet",
@@ -45,9 +49,11 @@ __all__ = [
     "MultiLayerNetExtend",
     "ParamDict",
     "ParamList",
+    "Rnnlm",
     "SimpleCBOW",
     "SimpleConvNet",
     "SimpleNet",
+    "SimpleRnnlm",
     "SimpleSkipGram",
     "SkipGram",
     "TwoLayerNet",
