@@ -178,7 +178,8 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, sig):
     saved_at = epoch * ITERS_PER_EPOCH + next_iter
     # Stopped mid-run: after the first checkpoint, well before the end,
     # with the checkpoint (taken every 3 iterations) at most where it stopped.
-    assert not any(line.startswith("final loss") for line in lines) and not resumed.exists()
+    ended = [line for line in lines if line.startswith("final loss")]
+    assert not ended and not resumed.exists(), f"ran on after the signal; stderr: {err[-800:]}"
     assert 0 < saved_at <= printed[-1] < total
     assert printed[-1] >= LINES_AFTER
     if sig == signal.SIGINT:

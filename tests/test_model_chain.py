@@ -347,7 +347,13 @@ def test_the_window_arithmetic_holds_for_any_size():
 
 
 def test_is_loss(monkeypatch):
-    losses = {"SoftmaxWithLoss", "SigmoidWithLoss", "NegativeSamplingLoss"}  # take (x, t)
+    losses = {  # take (x, t)
+        "SoftmaxWithLoss",
+        "SigmoidWithLoss",
+        "NegativeSamplingLoss",
+        "TimeSoftmaxWithLoss",
+        "TimeSigmoidWithLoss",
+    }
     assert SoftmaxWithLoss.is_loss
     assert {name for name, k in LAYERS.items() if k.is_loss} <= losses
     assert not LAYERS["EmbeddingDot"].is_loss  # forward(h, idx): two inputs, no target
