@@ -100,6 +100,24 @@ def iteration(line: str) -> int | None:
     return None if match is None else (int(match[1]) - 1) * ITERS_PER_EPOCH + int(match[2])
 
 
+def as_a_shell_starts_it() -> None:
+    """In the child, before exec: SIGINT at its default and not blocked, as a shell
+    starts a command. A child inherits both from this process, where a library
+    loaded by an earlier test may have blocked or ignored SIGINT (seen once per
+    fresh clone, in the first full run: the run never saw the signal and finished)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def signal_state() -> str:
+    """This process's ignored and blocked signal masks (Linux), for failure messages."""
+    try:
+        with open("/proc/self/status") as f:
+            return " ".join(x.strip() for x in f if x.startswith(("SigBlk", "SigIgn")))
+    except OSError:
+        return "unknown"
+
+
 def interrupt(argv: list, cwd: Path, checkpoint: Path, sig: int) -> tuple[int, list[str], str]:
     """Start ``xpnn train``; send ``sig`` once it has gone well past its first checkpoint.
 
@@ -114,6 +132,7 @@ def interrupt(argv: list, cwd: Path, checkpoint: Path, sig: int) -> tuple[int, l
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=as_a_shell_starts_it,
     )
     # Bounded: a reader far ahead of this thread (a loaded machine) blocks, the pipe
     # fills and the run waits for us, so it cannot finish before the signal is sent.
@@ -179,7 +198,9 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, sig):
     # Stopped mid-run: after the first checkpoint, well before the end,
     # with the checkpoint (taken every 3 iterations) at most where it stopped.
     ended = [line for line in lines if line.startswith("final loss")]
-    assert not ended and not resumed.exists(), f"ran on after the signal; stderr: {err[-800:]}"
+    assert not ended and not resumed.exists(), (
+        f"ran on after the signal; stderr: {err[-800:]}; test process: {signal_state()}"
+    )
     assert 0 < saved_at <= printed[-1] < total
     assert printed[-1] >= LINES_AFTER
     if sig == signal.SIGINT:
