@@ -250,8 +250,8 @@ class Rnnlm(SimpleRnnlm):
     Args: as :class:`SimpleRnnlm`, with the book's defaults (10000, 100, 100).
 
     Attributes:
-        lstm_layer: the TimeLSTM; params: ``[embed_W, lstm_Wx, lstm_Wh,
-        lstm_b, affine_W, affine_b]``.
+        lstm_layer: The TimeLSTM.
+        params: ``[embed_W, lstm_Wx, lstm_Wh, lstm_b, affine_W, affine_b]``.
     """
 
     _cell = TimeLSTM
@@ -281,7 +281,10 @@ class BetterRnnlm(_Rnnlm):
     ``wordvec_size == hidden_size`` (the book's 650 and 650).
 
     Args:
-        vocab_size, wordvec_size, hidden_size, dropout_ratio: the book's.
+        vocab_size: The words V (the book's 10000).
+        wordvec_size: The embedding size D (the book's 650).
+        hidden_size: The LSTMs' size H, equal to D (the book's 650).
+        dropout_ratio: The three dropout layers' ratio (the book's 0.5).
         seed: Seed of the initial weights and (derived) of the three
             dropout layers' masks (None: a fresh one, kept in ``config``).
         dtype: Float dtype of the weights (default the backend's, float32).
