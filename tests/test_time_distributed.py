@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_recurrent import numgrad  # central differences, shared
 
 import xpnn
 from xpnn.layers import (
@@ -47,20 +48,6 @@ def normal(shape, seed: int) -> np.ndarray:
 def read_on_host(backend) -> bool:
     """Whether labels live in host memory there, where they are read and checked."""
     return backend.name == "numpy" or (backend.name == "torch" and not backend.is_gpu)
-
-
-def numgrad(f, a: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-    """Central differences of the scalar ``f()`` in the float64 host array ``a`` (in place)."""
-    grad = np.zeros_like(a)
-    for i in np.ndindex(a.shape):
-        keep = a[i]
-        a[i] = keep + eps
-        up = f()
-        a[i] = keep - eps
-        down = f()
-        a[i] = keep
-        grad[i] = (up - down) / (2 * eps)
-    return grad
 
 
 # ---------------------------------------------------------------- the book's code in NumPy
