@@ -66,7 +66,14 @@ from xpnn.models import (
 )
 from xpnn.optimizers import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop, get_optimizer
 from xpnn.random import Generator, default_rng
-from xpnn.training import Callback, LossScaler, MixedPrecision, Trainer, precision
+from xpnn.training import (
+    Callback,
+    LossScaler,
+    MixedPrecision,
+    RnnlmTrainer,
+    Trainer,
+    precision,
+)
 
 #: Module paths of xpnn 0.1 before the packages (``xpnn.trainer`` is now
 #: ``xpnn.training.trainer``...): the same module objects under their old
@@ -111,6 +118,7 @@ __all__ = [
     "MultiLayerNet",
     "MultiLayerNetExtend",
     "Rnnlm",
+    "RnnlmTrainer",
     "SimpleCBOW",
     "SimpleConvNet",
     "SimpleNet",

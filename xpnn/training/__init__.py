@@ -18,11 +18,21 @@
   beside its parameters;
 * :mod:`xpnn.training.precision`: mixed-precision steps and the loss scaler;
 * :mod:`xpnn.training.graph_step`: a step replayed as one CUDA graph;
-* :mod:`xpnn.training.plotting`: ``Trainer.plot``.
+* :mod:`xpnn.training.plotting`: ``Trainer.plot``;
+* :mod:`xpnn.training.rnnlm_trainer`: the book's ``RnnlmTrainer`` (vol. 2,
+  ch. 5-6: truncated BPTT, perplexity).
 """
 
 from xpnn.training.callbacks import Callback
 from xpnn.training.precision import LossScaler, MixedPrecision
+from xpnn.training.rnnlm_trainer import RnnlmTrainer
 from xpnn.training.trainer import Trainer, clip_grads
 
-__all__ = ["Callback", "LossScaler", "MixedPrecision", "Trainer", "clip_grads"]
+__all__ = [
+    "Callback",
+    "LossScaler",
+    "MixedPrecision",
+    "RnnlmTrainer",
+    "Trainer",
+    "clip_grads",
+]
