@@ -20,18 +20,22 @@
 * :mod:`xpnn.training.graph_step`: a step replayed as one CUDA graph;
 * :mod:`xpnn.training.plotting`: ``Trainer.plot``;
 * :mod:`xpnn.training.rnnlm_trainer`: the book's ``RnnlmTrainer`` (vol. 2,
-  ch. 5-6: truncated BPTT, perplexity).
+  ch. 5-6: truncated BPTT, perplexity), the Trainer's loop with contiguous
+  batches; :mod:`xpnn.training.schedule`: the learning-rate schedule of the
+  book's ``train_better_rnnlm.py`` (``PerplexitySchedule``).
 """
 
 from xpnn.training.callbacks import Callback
 from xpnn.training.precision import LossScaler, MixedPrecision
 from xpnn.training.rnnlm_trainer import RnnlmTrainer
+from xpnn.training.schedule import PerplexitySchedule
 from xpnn.training.trainer import Trainer, clip_grads
 
 __all__ = [
     "Callback",
     "LossScaler",
     "MixedPrecision",
+    "PerplexitySchedule",
     "RnnlmTrainer",
     "Trainer",
     "clip_grads",

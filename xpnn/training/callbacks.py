@@ -43,7 +43,7 @@ from typing import Any
 
 from xpnn.backend import device_of, get_namespace, to_numpy
 from xpnn.training.events import EVENTS, Callback, CallbackList, FitState
-from xpnn.training.model_state import _values, model_state_arrays
+from xpnn.training.model_state import _values, hidden_states, model_state_arrays
 from xpnn.training.reporter import Reporter
 
 __all__ = [
@@ -189,12 +189,15 @@ def _caller_level() -> int:
 
 def _all_finite(state: FitState) -> bool:
     """Whether the parameters, the model's state arrays (BatchNormalization's
-    running statistics), the optimizer state and the running loss are finite.
+    running statistics), the hidden states it carries (a language model's), the
+    optimizer state and the running loss are finite.
 
     One reduction on the device and one read.
     """
     trainer = state.trainer
-    arrays = _values(trainer.model.params) + list(model_state_arrays(trainer.model).values())
+    model = trainer.model
+    arrays = _values(model.params) + list(model_state_arrays(model).values())
+    arrays += list(hidden_states(model).values())
     optimizer = trainer.optimizer
     for name in getattr(optimizer, "_state_names", ()):
         entry = getattr(optimizer, name, None)

@@ -4,10 +4,12 @@
 ``checkpoint_every=``, ``resume=``) that writes a checkpoint after every
 epoch, and every ``checkpoint_every`` iterations if asked, and resumes a run
 from one. A checkpoint holds the parameters, the model's state arrays
-(BatchNormalization's running statistics, :func:`model_state_arrays`), each
-Dropout layer's seed and count of masks drawn, the optimizer state, the
-position in the run, the curves, the run settings and a fingerprint of the
-data (:func:`fingerprint`); :func:`xpnn.io.write_checkpoint` writes it atomically.
+(BatchNormalization's running statistics, :func:`model_state_arrays`), the
+hidden states a language model carries between batches, each Dropout layer's
+seed and count of masks drawn, the optimizer state, the position in the run,
+the curves, the learning-rate schedule's state, the run settings and a
+fingerprint of the data (:func:`fingerprint`);
+:func:`xpnn.io.write_checkpoint` writes it atomically.
 Before writing, the :class:`xpnn.training.callbacks.Guard` checks that everything is
 finite (one device read); the fingerprint reads 64 rows of the data once per
 fit. A resume (:func:`xpnn.training.resume.resume_run`) checks the whole file
@@ -26,8 +28,14 @@ import numpy as np
 
 from xpnn.backend import _dtype_name, asarray, backend_of, get_namespace, to_numpy
 from xpnn.training.callbacks import Callback, FitState, Guard
-from xpnn.training.model_state import dropout_layers, model_state_arrays, seeded_draws
+from xpnn.training.model_state import (
+    dropout_layers,
+    hidden_states,
+    model_state_arrays,
+    seeded_draws,
+)
 from xpnn.training.resume import _STATE_PREFIX, resume_run
+from xpnn.training.resume_parts import HIDDEN_PREFIX
 
 __all__ = [
     "FINGERPRINT_ROWS",
@@ -143,6 +151,7 @@ class Checkpointer(Callback):
             "train_acc_list": trainer.train_acc_list,
             "test_acc_list": trainer.test_acc_list,
             "scaler": _scaler(state),
+            "schedule": None if state.schedule is None else state.schedule.state_dict(),
             # Each Dropout layer's and negative sampler's seed and draws: the
             # resumed run draws the masks and samples the uninterrupted one would.
             **{
@@ -154,6 +163,8 @@ class Checkpointer(Callback):
             "total_loss": state.total_loss if state.loss_count else 0.0,
             "initial_loss": state.initial_loss,
             **{_STATE_PREFIX + name: a for name, a in model_state_arrays(trainer.model).items()},
+            # The hidden states truncated BPTT carries to the next batch (RnnlmTrainer).
+            **{HIDDEN_PREFIX + name: a for name, a in hidden_states(trainer.model).items()},
         }
         written = write_checkpoint(self.path, trainer.model, trainer.optimizer, progress, extra)
         state.last_checkpoint, state.last_position = str(written), where

@@ -49,7 +49,11 @@ class FitState:
     ``batch_size``, ``max_epoch``, ``max_grad``, ``eval_interval`` (at most
     ``max_iters``), ``max_iters`` (iterations an epoch, ``N // batch_size``),
     ``rng`` (the shuffling generator), ``precision`` (the run's
-    :class:`xpnn.training.precision.MixedPrecision`, or None).
+    :class:`xpnn.training.precision.MixedPrecision`, or None), ``time_size``
+    (the steps of truncated BPTT, for :class:`xpnn.training.RnnlmTrainer`;
+    None for ``Trainer``: ``max_iters`` is then ``N // (batch_size *
+    time_size)``) and ``schedule`` (the learning-rate schedule part of an
+    ``RnnlmTrainer`` run, whose state a checkpoint keeps, or None).
 
     Position: ``epoch`` (0-based, the epoch running), ``iteration`` (0-based
     index in the epoch of the iteration just run; ``max_iters`` after the
@@ -82,6 +86,8 @@ class FitState:
     rng: Any
     validation_data: tuple[Any, Any] | None = None
     precision: Any = None  # the run's xpnn.MixedPrecision, or None
+    time_size: int | None = None  # RnnlmTrainer's truncated BPTT steps
+    schedule: Any = None  # RnnlmTrainer's learning-rate schedule, or None
     epoch: int = 0
     iteration: int = 0
     start_iter: int = 0
@@ -110,6 +116,7 @@ class FitState:
             "max_grad": None if self.max_grad is None else float(self.max_grad),
             "eval_interval": self.eval_interval,
             "precision": None if self.precision is None else self.precision.config(),
+            "time_size": self.time_size,
         }
 
     def where_saved(self) -> str:

@@ -17,7 +17,19 @@ from typing import Any
 
 from xpnn.layers import Dropout
 
-__all__ = ["dropout_layers", "model_state_arrays", "samplers", "seeded_draws"]
+__all__ = [
+    "HIDDEN_NAMES",
+    "dropout_layers",
+    "hidden_states",
+    "model_state_arrays",
+    "recurrent_layers",
+    "samplers",
+    "seeded_draws",
+]
+
+#: The carried state of a recurrent layer (``TimeRNN``, ``TimeGRU``: ``h``;
+#: ``TimeLSTM``: ``h`` and ``c``), as the book's layers name it.
+HIDDEN_NAMES = ("h", "c")
 
 
 def _values(arrays: Any) -> list[Any]:
@@ -60,3 +72,35 @@ def seeded_draws(model: Any) -> dict[str, list[Any]]:
     draws the masks and negative samples the uninterrupted one would.
     """
     return {"dropout": dropout_layers(model), "samplers": samplers(model)}
+
+
+def recurrent_layers(model: Any) -> dict[str, Any]:
+    """The model's layers that carry a hidden state between forward passes, by name.
+
+    ``layers.<i>`` for each layer of ``model.layers`` that is ``stateful``
+    and has ``reset_state`` (the book's ``TimeRNN``, ``TimeLSTM``,
+    ``TimeGRU`` in a language model). Truncated BPTT carries their ``h`` (and
+    ``c``) from one batch to the next, so a checkpoint of an
+    :class:`xpnn.training.RnnlmTrainer` run keeps them.
+    """
+    return {
+        f"layers.{i}": layer
+        for i, layer in enumerate(getattr(model, "layers", ()) or ())
+        if getattr(layer, "stateful", False) and callable(getattr(layer, "reset_state", None))
+    }
+
+
+def hidden_states(model: Any) -> dict[str, Any]:
+    """The hidden states the model carries now, by name (the very arrays).
+
+    ``layers.<i>.h`` (and ``.c``) of each :func:`recurrent_layers` layer whose
+    state is set; a state that is None (before the first batch, after
+    ``reset_state``) is left out.
+    """
+    states: dict[str, Any] = {}
+    for name, layer in recurrent_layers(model).items():
+        for attr in HIDDEN_NAMES:
+            value = getattr(layer, attr, None)
+            if value is not None:
+                states[f"{name}.{attr}"] = value
+    return states

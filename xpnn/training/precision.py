@@ -23,6 +23,9 @@ Layers with state follow the twin: BatchNormalization's running statistics
 are the master's arrays, updated in place by the twin (kept as they were by a
 skipped step), and Dropout's count of masks drawn goes back to the master
 after each step, so the master predicts, saves and checkpoints its state.
+The hidden states of a language model's recurrent layers (``h``, ``c``) are
+cast into the twin before each step and back after it (float16 to float32
+and back is exact), so truncated BPTT carries them as in the model's dtype.
 
 Nothing of this reads the device: the scale, the overflow test and the skip
 are device arrays and ``where`` selections, as the rest of a training step.
@@ -274,7 +277,7 @@ class MixedPrecision:
         from xpnn.models import LayeredNet
         from xpnn.optimizers import Optimizer
 
-        if not isinstance(model, LayeredNet):
+        if not isinstance(model, LayeredNet) and not _made_of_layers(model):
             raise TypeError(
                 f"mixed precision trains a model made of layers (an xpnn.LayeredNet, "
                 f"TwoLayerNet...), got {type(model).__name__}"
@@ -300,6 +303,7 @@ class MixedPrecision:
         if twin_keys != keys:  # pragma: no cover - from_config gives the same names
             raise TypeError(f"{type(model).__name__}.from_config names its parameters otherwise")
         self.model, self.twin, self.optimizer = model, twin, optimizer
+        self._layered_net = isinstance(model, LayeredNet)
         self._bind_layer_state(model, twin)
         self._masters = masters
         self._halves = _arrays(twin.params)[1]
@@ -338,7 +342,12 @@ class MixedPrecision:
         self._running: list[Any] = []  # the state arrays a step updates (kept if skipped)
         self._hyper: list[tuple[Any, Any, str]] = []  # (master layer, twin layer, attribute)
         self._dropouts: list[tuple[Any, Any]] = []  # (master layer, twin layer)
+        # Recurrent layers carry h (and c) between batches: the master's are
+        # cast into the twin before each step and back after it (None stays None).
+        self._recurrent: list[tuple[Any, Any, str]] = []  # (master layer, twin layer, name)
         for mine, theirs in zip(model.layers, twin.layers, strict=True):
+            if getattr(mine, "stateful", False) and hasattr(mine, "reset_state"):
+                self._recurrent += [(mine, theirs, a) for a in ("h", "c") if hasattr(mine, a)]
             if isinstance(mine, Dropout):
                 self._dropouts.append((mine, theirs))
                 self._hyper.append((mine, theirs, "dropout_ratio"))
@@ -354,6 +363,9 @@ class MixedPrecision:
 
     def _state_to_twin(self) -> None:
         xp = self._xp
+        for mine, theirs, name in self._recurrent:
+            value = getattr(mine, name)
+            setattr(theirs, name, None if value is None else xp.astype(value, self._compute))
         for master, half in self._synced:
             _into(half, xp.astype(master, half.dtype))
         for mine, theirs in self._dropouts:
@@ -363,6 +375,10 @@ class MixedPrecision:
 
     def _state_to_master(self) -> None:
         xp = self._xp
+        dtype = self._masters[0].dtype
+        for mine, theirs, name in self._recurrent:
+            value = getattr(theirs, name)
+            setattr(mine, name, None if value is None else xp.astype(value, dtype))
         for master, half in self._synced:
             _into(master, xp.astype(half, master.dtype))
         for mine, theirs in self._dropouts:
@@ -394,13 +410,17 @@ class MixedPrecision:
         xp, twin = self._xp, self.twin
         for half, master in zip(self._halves, self._masters, strict=True):
             _into(half, xp.astype(master, half.dtype))
-        if x.dtype != self._compute:
-            x = xp.astype(x, self._compute)
+        if x.dtype != self._compute and xp.isdtype(x.dtype, "real floating"):
+            x = xp.astype(x, self._compute)  # word ids stay integers
         scaler = self.scaler
         # A skipped step leaves the running statistics as they were, too.
         kept = [] if scaler is None else [xp.asarray(a, copy=True) for a in self._running]
         loss = twin.forward(x, t)
-        twin.backward(1 if scaler is None else scaler.scale, input_grad=False)
+        scale = 1 if scaler is None else scaler.scale
+        if self._layered_net:
+            twin.backward(scale, input_grad=False)
+        else:  # a language model (xpnn.models.rnnlm): its backward takes dout only
+            twin.backward(scale)
         if scaler is None:
             for g32, g in zip(self._grads, self._scaled, strict=True):
                 _into(g32, xp.astype(g, g32.dtype))
@@ -439,6 +459,18 @@ class MixedPrecision:
             if before is None:  # made by this update: a skipped one leaves them zero
                 for a in _arrays(getattr(optimizer, name))[1]:
                     _into(a, xp.where(finite, a, xp.zeros_like(a)))
+
+
+def _made_of_layers(model: Any) -> bool:
+    """Whether ``model`` is made of layers as a LayeredNet is, without being one.
+
+    The language models of :mod:`xpnn.models.rnnlm`: ``layers``, ``config``
+    and ``from_config`` (to build the half-precision twin), ``params`` and
+    ``grads``.
+    """
+    return all(hasattr(model, a) for a in ("layers", "config", "params", "grads")) and callable(
+        getattr(type(model), "from_config", None)
+    )
 
 
 def mixed_precision(precision: Any) -> MixedPrecision | None:

@@ -8,13 +8,14 @@ loop or by another part.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from typing import Any
 
 from xpnn.training.events import Callback, FitState
 
-__all__ = ["Reporter"]
+__all__ = ["PerplexityReporter", "Reporter"]
 
 
 class Reporter(Callback):
@@ -58,8 +59,12 @@ class Reporter(Callback):
             self.say(
                 f"| epoch {state.trainer.current_epoch + 1} |  iter {state.iteration + 1} / "
                 f"{state.max_iters} | time {int(time.perf_counter() - self.start)}[s] "
-                f"| loss {avg_loss:.2f}"
+                f"| {self.measure(avg_loss)}"
             )
+
+    def measure(self, avg_loss: float) -> str:
+        """The last field of a record's line: ``loss 1.10``."""
+        return f"loss {avg_loss:.2f}"
 
     def on_epoch_end(self, state: FitState) -> None:
         trainer = state.trainer
@@ -84,6 +89,25 @@ class Reporter(Callback):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+class PerplexityReporter(Reporter):
+    """:class:`Reporter` with the book's ``RnnlmTrainer`` lines.
+
+    ``| epoch 1 |  iter 1 / 13 | time 0[s] | perplexity 999.00``: the
+    perplexity is exp of the recorded average loss (inf when that overflows).
+    """
+
+    def measure(self, avg_loss: float) -> str:
+        return f"perplexity {perplexity(avg_loss):.2f}"
+
+
+def perplexity(avg_loss: float) -> float:
+    """exp(``avg_loss``), inf when it overflows (a diverging run), NaN for NaN."""
+    try:
+        return math.exp(avg_loss)
+    except OverflowError:
+        return math.inf
 
 
 def _progress_bar(total: int, enabled: bool, initial: int = 0) -> Any:

@@ -6,8 +6,9 @@ checks everything first: the parameters and the optimizer state
 (:mod:`xpnn.io.checkpoints`), then the progress fields written by
 :meth:`~xpnn.training.checkpointer.Checkpointer.save` (their types and ranges,
 the run settings and the data fingerprint against this fit's, a position a
-run could have reached), the loss scaler's state, the Dropout layers' seeds
-and the extra arrays (the running loss, the model's state arrays). Only when
+run could have reached), the loss scaler's state, the learning-rate
+schedule's state, the Dropout layers' seeds and the extra arrays (the running
+loss, the model's state arrays, the hidden states of a language model). Only when
 all of it fits does it restore the model, the optimizer, the trainer's curves
 and the run's position: a refused checkpoint changes nothing. None of it
 reads the device.
@@ -25,13 +26,29 @@ from xpnn.backend import asarray, backend_of
 from xpnn.io.checks import check_state_values, model_states
 from xpnn.random import default_rng
 from xpnn.training.events import FitState
-from xpnn.training.model_state import model_state_arrays, seeded_draws
+from xpnn.training.model_state import model_state_arrays, recurrent_layers, seeded_draws
+from xpnn.training.resume_parts import (
+    HIDDEN_PREFIX,
+    _is_int,
+    check_draws,
+    check_hidden,
+    check_scaler,
+    check_schedule,
+)
 
 __all__ = ["resume_run"]
 
 #: What ``Trainer.fit`` stores in a checkpoint's progress. The run settings
 #: must be those of the resuming fit; the rest is the position in the run.
-_RUN_FIELDS = ("data_size", "batch_size", "max_epoch", "max_grad", "eval_interval", "precision")
+_RUN_FIELDS = (
+    "data_size",
+    "batch_size",
+    "max_epoch",
+    "max_grad",
+    "eval_interval",
+    "precision",
+    "time_size",
+)
 _PROGRESS_FIELDS = (
     *_RUN_FIELDS,
     "data",
@@ -47,11 +64,19 @@ _PROGRESS_FIELDS = (
     "scaler",
     "dropout",
     "samplers",
+    "schedule",
 )
 #: Fields that checkpoints written before mixed precision (precision, scaler),
-#: before Dropout (dropout) or before negative sampling (samplers) lack, and
-#: their value then.
-_OPTIONAL_FIELDS = {"precision": None, "scaler": None, "dropout": None, "samplers": None}
+#: before Dropout (dropout), before negative sampling (samplers) or before
+#: RnnlmTrainer (time_size, schedule) lack, and their value then.
+_OPTIONAL_FIELDS = {
+    "precision": None,
+    "scaler": None,
+    "dropout": None,
+    "samplers": None,
+    "time_size": None,
+    "schedule": None,
+}
 _EXTRA_ARRAYS = ("initial_loss", "total_loss")
 #: The model's state arrays (BatchNormalization's running statistics) are
 #: extra arrays named by this prefix and ``layers.<i>.<name>``.
@@ -65,10 +90,12 @@ class _Checked:
     checkpoint: Any  # xpnn.io.checkpoints' parsed file: parameters and optimizer state
     progress: dict[str, Any]
     scaler: dict[str, Any] | None
+    schedule: dict[str, Any] | None
     draws: dict[str, list[dict[str, int]]]  # checkpoint field -> seeds and draws
     total_loss: Any  # 0 or a 0-d device array
     initial_loss: float
     model_state: dict[str, tuple[Any, Any]]  # name -> (the model's array, its new values)
+    hidden: dict[str, Any]  # recurrent layer name + "." + attribute -> its state (or None)
 
 
 def resume_run(path: Any, state: FitState, data: dict[str, Any]) -> None:
@@ -97,14 +124,22 @@ def _check(path: Any, state: FitState, data: dict[str, Any]) -> _Checked:
     checkpoint = _parse_checkpoint(path, trainer.model, trainer.optimizer)
     progress = {**_OPTIONAL_FIELDS, **checkpoint.progress}
     _check_progress(path, progress, state.settings(), data)
-    scaler = _check_scaler(path, progress["scaler"], state)
+    scaler = check_scaler(path, progress["scaler"], state)
+    schedule = check_schedule(path, progress["schedule"], state)
     draws = {
-        field: _check_draws(path, field, progress[field], items, trainer.model)
+        field: check_draws(path, field, progress[field], items, trainer.model)
         for field, items in seeded_draws(trainer.model).items()
     }
     model_state = model_state_arrays(trainer.model)
+    extra = dict(checkpoint.extra)
+    hidden = check_hidden(
+        path,
+        {k: extra.pop(k) for k in list(extra) if k.startswith(HIDDEN_PREFIX)},
+        trainer.model,
+        state.batch_size,
+    )
     total, initial_loss, stored_state = _check_extra(
-        path, checkpoint.extra, progress["loss_count"], model_state
+        path, extra, progress["loss_count"], model_state
     )
     # Statistics that no training gives (a negative running_var) are refused,
     # as xpnn.io.load refuses them: the layer would predict NaN.
@@ -119,7 +154,14 @@ def _check(path: Any, state: FitState, data: dict[str, Any]) -> _Checked:
         name: (a, asarray(stored_state[name], dtype=a.dtype, backend=backend_of(a)))
         for name, a in model_state.items()
     }
-    return _Checked(checkpoint, progress, scaler, draws, total_loss, initial_loss, new_state)
+    device = backend_of(state.x)
+    hidden = {
+        name: None if host is None else asarray(host, dtype=host.dtype.name, backend=device)
+        for name, host in hidden.items()
+    }
+    return _Checked(
+        checkpoint, progress, scaler, schedule, draws, total_loss, initial_loss, new_state, hidden
+    )
 
 
 def _restore(checked: _Checked, state: FitState) -> None:
@@ -130,6 +172,10 @@ def _restore(checked: _Checked, state: FitState) -> None:
     _restore_checkpoint(checked.checkpoint, trainer.model, trainer.optimizer)
     for a, values in checked.model_state.values():
         a[...] = values  # in place: the layers hold these arrays
+    layers = recurrent_layers(trainer.model)
+    for name, value in checked.hidden.items():
+        layer, attr = name.rsplit(".", 1)
+        setattr(layers[layer], attr, value)
     for field, items in seeded_draws(trainer.model).items():
         for item, entry in zip(items, checked.draws[field], strict=True):
             item.seed, item.draws = entry["seed"], entry["draws"]
@@ -145,32 +191,8 @@ def _restore(checked: _Checked, state: FitState) -> None:
     state.high_loss_records = progress["high_loss_records"]
     if checked.scaler is not None:
         state.precision.scaler.load_state_dict(checked.scaler)
-
-
-def _check_scaler(path: Any, stored: Any, state: FitState) -> dict[str, Any] | None:
-    """The checkpoint's loss scaler state, checked against this run's scaler."""
-    from xpnn.io import ModelFileError
-
-    scaler = None if state.precision is None else state.precision.scaler
-    if scaler is None or stored is None:
-        if (scaler is None) != (stored is None):  # the precision settings matched: damaged
-            raise ModelFileError(
-                f"{path}: progress field 'scaler' is {stored!r:.80} but this run "
-                f"{'has no' if scaler is None else 'has a'} loss scaler; the checkpoint was "
-                "damaged or edited"
-            )
-        return None
-    try:
-        scaler.check_state_dict(stored)
-    except ValueError as exc:
-        raise ModelFileError(
-            f"{path}: progress field 'scaler': {exc}; the checkpoint was damaged or edited"
-        ) from None
-    return stored
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    if checked.schedule is not None:
+        state.schedule.load_state_dict(checked.schedule)
 
 
 def _is_float_list(value: Any, low: float = -math.inf, high: float = math.inf) -> bool:
@@ -254,6 +276,10 @@ def _check_progress(
     for key in ("data_size", "batch_size", "max_epoch", "eval_interval"):
         if not (_is_int(progress[key]) and progress[key] > 0):
             raise bad(key, "a positive int")
+    if progress["time_size"] is not None and not (
+        _is_int(progress["time_size"]) and progress["time_size"] > 0
+    ):
+        raise bad("time_size", "null or a positive int")
     grad = progress["max_grad"]
     if grad is not None and not (
         isinstance(grad, (int, float))
@@ -286,7 +312,7 @@ def _check_progress(
     _compare_fingerprint(path, progress["data"], data)
 
     max_epoch, epoch, next_iter = run["max_epoch"], progress["epoch"], progress["next_iter"]
-    max_iters = run["data_size"] // run["batch_size"]
+    max_iters = run["data_size"] // (run["batch_size"] * (run["time_size"] or 1))
     interval = run["eval_interval"]
     if epoch > max_epoch:
         raise bad("epoch", f"at most max_epoch ({max_epoch})")
@@ -372,44 +398,6 @@ def _check_extra(
         _check_host_array(str(path), f"extra/{key}", extra[key], like, "create the model with")
         stored[name] = extra[key]
     return total, float(extra["initial_loss"]), stored
-
-
-def _check_draws(
-    path: Any, field: str, stored: Any, items: list[Any], model: Any
-) -> list[dict[str, int]]:
-    """The checkpoint's seeds and draws of ``field``, one per item of ``model``.
-
-    ``field`` is ``"dropout"`` (Dropout layers) or ``"samplers"`` (negative
-    samplers). A checkpoint written before the field existed (None) fits a
-    model without such items.
-    """
-    from xpnn.io import ModelFileError
-
-    what = {"dropout": "Dropout layers", "samplers": "negative samplers"}[field]
-    if stored is None:
-        stored = []
-    if not (
-        isinstance(stored, list)
-        and all(
-            isinstance(e, dict)
-            and set(e) == {"seed", "draws"}
-            and _is_int(e["seed"])
-            and 0 <= e["seed"] < 2**63
-            and _is_int(e["draws"])
-            and e["draws"] >= 0
-            for e in stored
-        )
-    ):
-        raise ModelFileError(
-            f"{path}: progress field '{field}' must be a list of {{'seed': int, 'draws': int}} "
-            f"(ints >= 0), got {stored!r:.200}; the checkpoint was damaged or edited"
-        )
-    if len(stored) != len(items):
-        raise ModelFileError(
-            f"{path}: the checkpoint records {len(stored)} {what}, this "
-            f"{type(model).__name__} has {len(items)}; resume with the model of the run"
-        )
-    return stored
 
 
 def _loss_records(epoch: int, next_iter: int, max_iters: int, interval: int) -> tuple[int, int]:

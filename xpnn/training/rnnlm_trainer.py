@@ -7,30 +7,44 @@ book's offsets ``i * (data_size // batch_size)``, ``time_size`` steps at a
 time, and prints the book's ``| epoch 1 |  iter 1 / 13 | time 0[s] |
 perplexity 999.00`` lines.
 
+It is :class:`xpnn.training.Trainer`'s loop with another way to sample:
+the batches follow each other through the corpus (no shuffling), and the
+model's recurrent layers carry their hidden state from one batch to the
+next. Everything else is the Trainer's, through the same parts: the NaN and
+divergence guard (``on_nan``), the progress bar, checkpoints with a
+bit-exact resume (the hidden states, the position in the corpus and the
+Dropout layers' draws included), mixed precision, ``callbacks=[...]``. The
+learning-rate schedule of the book's ``train_better_rnnlm.py`` (validation
+perplexity after each epoch, the learning rate divided by 4 when it does not
+improve) is ``fit(validation_data=corpus_val, lr_decay=4.0)``
+(:class:`xpnn.training.schedule.PerplexitySchedule`).
+
 The batches are taken on the data's device (one index array and one
 ``xp.take`` per batch); the losses are summed on the device and read to the
 host only when a perplexity is recorded. Unlike the book's, the trainer
 calls no ``remove_duplicate``: xpnn's models list a shared (tied) weight
-once in ``params``, with its summed gradient in ``grads``. It keeps no
-checkpoints and cannot resume a run (yet).
+once in ``params``, with its summed gradient in ``grads``.
 """
 
 from __future__ import annotations
 
-import math
 import numbers
 import os
-import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from xpnn.backend import BackendMismatchError, device_of, get_namespace, to_numpy
+from xpnn.backend import BackendMismatchError, backend_of, device_of, get_namespace, to_numpy
+from xpnn.random import default_rng
+from xpnn.training.callbacks import Callback, CallbackList, FitState, Guard
+from xpnn.training.checkpointer import Checkpointer
 from xpnn.training.clipping import clip_grads
 from xpnn.training.model_state import _values
+from xpnn.training.reporter import PerplexityReporter, perplexity
+from xpnn.training.schedule import PerplexitySchedule
+from xpnn.training.trainer import Trainer
 
-__all__ = ["RnnlmTrainer"]
-
-_LINE = "| epoch %d |  iter %d / %d | time %d[s] | perplexity %.2f"
+__all__ = ["RnnlmTrainer", "clip_grads"]
 
 
 def _positive_int(name: str, value: Any, none_ok: bool = False) -> None:
@@ -40,7 +54,7 @@ def _positive_int(name: str, value: Any, none_ok: bool = False) -> None:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
-class RnnlmTrainer:
+class RnnlmTrainer(Trainer):
     """Train a language model (:mod:`xpnn.models.rnnlm`) with truncated BPTT.
 
     Args:
@@ -51,6 +65,11 @@ class RnnlmTrainer:
 
     Attributes:
         ppl_list: The perplexity of each ``eval_interval`` (floats).
+        loss_list: The average loss of the same records (floats;
+            ``ppl_list`` is their exp). With ``eval_interval=None`` the run
+            still records once an epoch for the guard, here only.
+        val_ppl_list: The validation perplexity after each epoch, with
+            ``fit(validation_data=...)`` (floats).
         current_epoch: Epochs run so far.
         time_idx: Where the next batch starts reading (the book's).
         eval_interval: The last ``fit``'s interval.
@@ -65,12 +84,11 @@ class RnnlmTrainer:
             raise TypeError(f"model has no {', '.join(missing)}: not a layered model")
         if not callable(getattr(optimizer, "update", None)):
             raise TypeError("optimizer has no update(params, grads) method")
-        self.model = model
-        self.optimizer = optimizer
+        super().__init__(model, optimizer)
         self.time_idx = 0
         self.ppl_list: list[float] = []
-        self.eval_interval: int | None = None
-        self.current_epoch = 0
+        self.val_ppl_list: list[float] = []
+        self._listed = True  # eval_interval is not None: records go to ppl_list
 
     def get_batch(self, x: Any, t: Any, batch_size: int, time_size: int) -> tuple[Any, Any]:
         """The next ``(batch_size, time_size)`` inputs and targets, on the data's device.
@@ -92,7 +110,7 @@ class RnnlmTrainer:
         self.time_idx += time_size
         return batch_x, batch_t
 
-    def fit(
+    def fit(  # type: ignore[override]
         self,
         xs: Any,
         ts: Any,
@@ -101,63 +119,152 @@ class RnnlmTrainer:
         time_size: int = 35,
         max_grad: float | None = None,
         eval_interval: int | None = 20,
+        *,
+        validation_data: Any = None,
+        lr_decay: float | None = 4.0,
+        save_best: str | os.PathLike[str] | None = None,
+        progress: bool = True,
+        verbose: bool = True,
+        checkpoint: str | os.PathLike[str] | None = None,
+        checkpoint_every: int | None = None,
+        resume: str | os.PathLike[str] | None = None,
+        on_nan: str = "raise",
+        callbacks: Iterable[Callback] = (),
+        precision: Any = None,
     ) -> RnnlmTrainer:
         """Train for ``max_epoch`` epochs of ``len(xs) // (batch_size * time_size)`` iterations.
 
+        The book's arguments come first, in its order; the rest are
+        keywords, as ``Trainer.fit``'s (see there for ``progress``,
+        ``checkpoint``, ``checkpoint_every``, ``on_nan``, ``callbacks`` and
+        ``precision``).
+
         Args:
-            xs: The corpus's word ids, 1-D integers.
+            xs: The corpus's word ids, 1-D integers on the model's backend.
             ts: The next word of each, 1-D integers of the same length.
-            max_epoch, batch_size, time_size: Positive ints;
+            max_epoch: Epochs (with ``resume``: the epochs of the whole run).
+            batch_size: Rows read in parallel (positive int).
+            time_size: Steps of truncated BPTT (positive int);
                 ``batch_size * time_size`` must not exceed ``len(xs)``.
             max_grad: Clip the global gradient norm to this (a positive
                 number), if given.
             eval_interval: Print and record the perplexity (exp of the mean
                 loss since the last record) at iterations ``0, k, 2k...`` of
                 each epoch, as the book's ``iters % eval_interval == 0``;
-                None: never. The only reads of the loss from the device.
+                None: never print, and ``ppl_list`` stays empty (the guard
+                still reads the loss once an epoch). The only reads of the
+                loss from the device.
+            validation_data: A validation corpus (1-D ids): after each epoch
+                reset the model's state, measure its perplexity
+                (:func:`xpnn.models.rnnlm.eval_perplexity`, batch 10, time
+                35, as the book's), append it to ``val_ppl_list``, divide
+                ``optimizer.lr`` by ``lr_decay`` when it did not improve,
+                and reset the state again: the loop of the book's
+                ``train_better_rnnlm.py``. Each epoch then reads the corpus
+                from its start, as that script's ``fit(max_epoch=1)`` calls
+                do (without it, epochs go on where the last one stopped, as
+                one book ``fit`` call does).
+            lr_decay: See ``validation_data`` (> 1; None: never change the
+                learning rate).
+            save_best: With ``validation_data``: ``model.save_params`` to
+                this file whenever the validation perplexity improves (the
+                book's script saves ``BetterRnnlm.pkl``).
+            progress: Show a progress bar.
+            verbose: Print the book's lines.
+            checkpoint: Write a checkpoint here after every epoch (and every
+                ``checkpoint_every`` iterations): parameters, optimizer
+                state, the hidden states of the model's recurrent layers,
+                the position in the corpus, Dropout draws, the curves and the
+                schedule's state. Resumed with ``resume``, the run ends
+                bit for bit as an uninterrupted one.
+            checkpoint_every: See ``checkpoint``.
+            resume: Continue the run saved in this checkpoint (checked as a
+                whole first: refused with nothing changed when it does not
+                fit this model, optimizer, settings or data). A run whose
+                schedule lowered the learning rate resumes with an optimizer
+                created with the checkpoint's rate (the error says which).
+            on_nan: ``"raise"``, ``"warn"`` or ``"ignore"``: the guard.
+            callbacks: Your own :class:`xpnn.training.callbacks.Callback`
+                instances.
+            precision: None, ``"mixed16"``, ``"mixed_bf16"`` or a
+                :class:`xpnn.MixedPrecision`.
 
         Returns:
             The trainer (``ppl_list`` holds the curve).
 
         Raises:
-            ValueError: A bad argument (named); everything is checked
-                before anything changes.
+            ValueError: A bad argument (named), a word id outside the
+                model's vocabulary; everything is checked before anything
+                changes.
             TypeError, xpnn.BackendMismatchError: ``xs``/``ts`` are not
                 arrays, or not on the model's backend and device.
+            FloatingPointError: The loss became NaN or infinite or diverged.
+            xpnn.io.ModelFileError: ``resume`` does not fit this run.
         """
-        data_size = self._check(xs, ts, max_epoch, batch_size, time_size, max_grad, eval_interval)
-        model, optimizer = self.model, self.optimizer
-        max_iters = data_size // (batch_size * time_size)
-        self.time_idx = 0
-        self.ppl_list = []
-        self.eval_interval = eval_interval
-        total_loss: Any = 0
-        loss_count = 0
-        start_time = time.time()
-        for _epoch in range(max_epoch):
-            for iters in range(max_iters):
-                batch_x, batch_t = self.get_batch(xs, ts, batch_size, time_size)
-                loss = model.forward(batch_x, batch_t)
-                model.backward()
-                if max_grad is not None:
-                    clip_grads(model.grads, max_grad)
-                optimizer.update(model.params, model.grads)
-                total_loss = total_loss + loss  # on the device
-                loss_count += 1
-                if eval_interval is not None and iters % eval_interval == 0:
-                    avg = float(to_numpy(total_loss)) / loss_count  # the one read
-                    try:
-                        ppl = math.exp(avg)
-                    except OverflowError:
-                        ppl = math.inf
-                    elapsed = time.time() - start_time
-                    print(_LINE % (self.current_epoch + 1, iters + 1, max_iters, elapsed, ppl))
-                    self.ppl_list.append(ppl)
-                    total_loss, loss_count = 0, 0
-            self.current_epoch += 1
-        return self
+        state = self._rnn_state(xs, ts, max_epoch, batch_size, time_size, max_grad, eval_interval)
+        state.precision = self._check_precision(precision, False)  # builds the twin
+        if validation_data is not None:
+            state.schedule = PerplexitySchedule(
+                validation_data, lr_decay=lr_decay, save_best=save_best, verbose=verbose
+            )
+            state.schedule.check(self.model)
+        elif save_best is not None:
+            raise ValueError("save_best needs validation_data: it saves the best validation model")
+        guard = Guard(on_nan)
+        keeper = Checkpointer(checkpoint, checkpoint_every, resume=resume, guard=guard)
+        saving = checkpoint is not None or resume is not None
+        # The schedule acts before the checkpoint of an epoch, so that holds its effect.
+        parts = [
+            guard,
+            PerplexityReporter(verbose and eval_interval is not None, progress),
+            state.schedule,
+            keeper if saving else None,
+        ]
+        events = CallbackList(parts, callbacks)
+        step = self._stepper(state)
+        if saving:
+            keeper.start(state)  # fingerprints the data; a refused resume changes nothing
+        if state.schedule is not None:
+            state.schedule.trainer = self
+        self._listed = eval_interval is not None
+        if resume is None:
+            self.loss_list, self.ppl_list, self.val_ppl_list = [], [], []
+        else:
+            self.ppl_list = [perplexity(v) for v in self.loss_list] if self._listed else []
+        return self._run(state, events, step)
 
-    def _check(
+    # ------------------------------------------------- the loop's named parts
+
+    def _shuffle(self, state: FitState) -> Any:
+        """No order: the batches follow each other through the corpus."""
+        state.epoch_rng = state.rng.get_state()  # unused, but a checkpoint records it
+        return None
+
+    def _stepper(self, state: FitState) -> Any:
+        """``step(order, i)``: train on the ``i``-th batch of this epoch; returns its loss."""
+        xs, ts, size, steps = state.x, state.t, state.batch_size, state.time_size
+        iteration = self._iteration if state.precision is None else state.precision.step
+
+        # With the schedule, each epoch reads the corpus from its start, as the
+        # book's train_better_rnnlm.py does with one fit(max_epoch=1) an epoch.
+        restart = state.schedule is not None
+
+        def step(order: Any, i: int) -> Any:
+            done = i if restart else state.epoch * state.max_iters + i
+            self.time_idx = done * steps  # the book's position
+            batch_x, batch_t = self.get_batch(xs, ts, size, steps)
+            return iteration(batch_x, batch_t, state.max_grad)
+
+        return step
+
+    def _record(self, state: FitState, events: CallbackList) -> None:
+        super()._record(state, events)
+        if self._listed:
+            self.ppl_list.append(perplexity(self.loss_list[-1]))
+
+    # ------------------------------------------------------------ the checks
+
+    def _rnn_state(
         self,
         xs: Any,
         ts: Any,
@@ -166,8 +273,8 @@ class RnnlmTrainer:
         time_size: Any,
         max_grad: Any,
         eval_interval: Any,
-    ) -> int:
-        """Refuse bad data or settings (nothing changes); returns ``len(xs)``."""
+    ) -> FitState:
+        """Refuse bad data or settings (nothing changes); the state of a run at its start."""
         for name, a in (("xs", xs), ("ts", ts)):
             if not hasattr(a, "shape") or not hasattr(a, "dtype"):
                 raise TypeError(f"{name} must be an array, got {type(a).__name__}")
@@ -195,8 +302,7 @@ class RnnlmTrainer:
         if max_grad is not None and (
             isinstance(max_grad, bool)
             or not isinstance(max_grad, numbers.Real)
-            or not math.isfinite(max_grad)
-            or max_grad <= 0
+            or not (0 < float(max_grad) < float("inf"))
         ):
             raise ValueError(f"max_grad must be a positive number or None, got {max_grad!r}")
         data_size = int(xs.shape[0])
@@ -206,9 +312,44 @@ class RnnlmTrainer:
                 f"{batch_size * time_size} exceeds the {data_size} words of xs: "
                 "no full iteration fits"
             )
-        return data_size
+        classes = self._check_ids(xp, xs, ts)
+        max_iters = data_size // (batch_size * time_size)
+        return FitState(
+            trainer=self,
+            x=xs,
+            t=ts,
+            xp=xp,
+            classes=classes,
+            data_size=data_size,
+            batch_size=batch_size,
+            max_epoch=max_epoch,
+            max_grad=max_grad,
+            eval_interval=max_iters if eval_interval is None else min(eval_interval, max_iters),
+            max_iters=max_iters,
+            rng=default_rng(0, backend=backend_of(xs)),
+            time_size=time_size,
+        )
 
-    def plot(
+    def _check_ids(self, xp: Any, xs: Any, ts: Any) -> int:
+        """The vocabulary size; refuses ids outside it (one small read per fit).
+
+        An id past the embedding's rows would be an index error deep in a
+        layer on one backend and a silent wrong row on another.
+        """
+        both = xp.stack([xp.min(xs), xp.max(xs), xp.min(ts), xp.max(ts)])
+        low_x, high_x, low_t, high_t = (int(v) for v in to_numpy(both))
+        vocab = getattr(self.model, "vocab_size", None)
+        limit = vocab if isinstance(vocab, int) else max(high_x, high_t) + 1
+        for name, low, high in (("xs", low_x, high_x), ("ts", low_t, high_t)):
+            if low < 0 or high >= limit:
+                raise ValueError(
+                    f"{name} holds word ids from {low} to {high}, outside this "
+                    f"{type(self.model).__name__}'s vocabulary 0..{limit - 1}: build the "
+                    "model with vocab_size=len(word_to_id) of the corpus"
+                )
+        return limit
+
+    def plot(  # type: ignore[override]
         self,
         ylim: tuple[float, float] | None = None,
         path: str | os.PathLike[str] | None = None,

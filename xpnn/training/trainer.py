@@ -352,6 +352,16 @@ class Trainer(BookForm, TrainingPlot):
         step = make_stepper(self, state, cuda_graph, watch=bool(events.user))
         if saving:
             keeper.start(state)  # fingerprints the data; a refused resume changes nothing
+        return self._run(state, events, step)
+
+    # ------------------------------------------------- the loop's named parts
+
+    def _run(self, state: FitState, events: CallbackList, step: Any) -> Trainer:
+        """The book's loop over epochs and iterations: sample and step, record, tell the parts.
+
+        ``step(order, i)`` trains on the ``i``-th batch of the epoch's
+        ``order`` (what :meth:`_shuffle` returned) and gives back its loss.
+        """
         self.eval_interval = state.eval_interval
         events.on_fit_start(state)
         try:
@@ -373,8 +383,6 @@ class Trainer(BookForm, TrainingPlot):
         finally:
             events.on_fit_end(state)
         return self
-
-    # ------------------------------------------------- the loop's named parts
 
     def _shuffle(self, state: FitState) -> Any:
         """This epoch's order of the samples (one host-to-device copy an epoch)."""
