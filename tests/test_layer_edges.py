@@ -35,8 +35,10 @@ from xpnn.layers import (
     Softmax,
     SoftmaxWithLoss,
     TimeAffine,
+    TimeBiLSTM,
     TimeDropout,
     TimeEmbedding,
+    TimeGRU,
     TimeLSTM,
     TimeRNN,
     TimeSigmoidWithLoss,
@@ -104,6 +106,18 @@ CASES = {
         TimeLSTM(normal((4, 12), 1), normal((3, 12), 2), normal((12,), 5), stateful=True),
         (normal((2, 3, 4)),),
     ),
+    "TimeGRU": lambda: (
+        TimeGRU(normal((4, 9), 1), normal((3, 9), 2), normal((9,), 5), stateful=True),
+        (normal((2, 3, 4)),),
+    ),
+    "TimeBiLSTM": lambda: (
+        TimeBiLSTM(
+            *(normal((4, 12), 1), normal((3, 12), 2), normal((12,), 5)),
+            *(normal((4, 12), 6), normal((3, 12), 7), normal((12,), 8)),
+            stateful=True,
+        ),
+        (normal((2, 3, 4)),),
+    ),
     # vol. 2's time-distributed layers (the book's common/time_layers.py).
     "TimeEmbedding": lambda: (TimeEmbedding(normal((5, 3), 1)), (labels([[0, 3], [3, 4]]),)),
     "TimeAffine": lambda: (
@@ -131,6 +145,7 @@ CASES = {
 OWN_TESTS = {
     "RNN": "the book's cell: backward(dh_next) returns (dx, dh_prev)",
     "LSTM": "the book's cell: forward returns (h_next, c_next), backward takes dc_next too",
+    "GRU": "the book's cell: backward(dh_next) returns (dx, dh_prev) (tests/test_gru.py)",
 }
 
 

@@ -14,6 +14,10 @@ One module per idea, as a reader of the book would look for it:
   :class:`NegativeSamplingLoss` (vol. 2, ch. 4; samples drawn on the device);
 * :mod:`xpnn.layers.recurrent`: :class:`RNN`, :class:`TimeRNN`, :class:`LSTM`,
   :class:`TimeLSTM` (vol. 2, ch. 5-6; the book's ``common/time_layers.py``);
+* :mod:`xpnn.layers.gru`: :class:`GRU`, :class:`TimeGRU` (vol. 2, ch. 6; the same file
+  of the book);
+* :mod:`xpnn.layers.bidirectional`: :class:`TimeBiLSTM` (vol. 2, ch. 6; the same file
+  of the book);
 * :mod:`xpnn.layers.time_distributed`: :class:`TimeEmbedding`, :class:`TimeAffine`,
   :class:`TimeSoftmaxWithLoss`, :class:`TimeDropout`, :class:`TimeSigmoidWithLoss`
   (vol. 2, ch. 5-6; the same file of the book);
@@ -38,6 +42,8 @@ from xpnn.layers.naive import AddLayer, MulLayer
 from xpnn.layers.embedding import Embedding, EmbeddingDot, SigmoidWithLoss
 from xpnn.layers.negative_sampling import NegativeSamplingLoss, UnigramSampler
 from xpnn.layers.recurrent import LSTM, RNN, TimeLSTM, TimeRNN
+from xpnn.layers.gru import GRU, TimeGRU
+from xpnn.layers.bidirectional import TimeBiLSTM
 from xpnn.layers.time_distributed import (
     TimeAffine,
     TimeDropout,
@@ -58,6 +64,7 @@ __all__ = [
     "Embedding",
     "EmbeddingDot",
     "Flatten",
+    "GRU",
     "Layer",
     "MatMul",
     "MulLayer",
@@ -70,8 +77,10 @@ __all__ = [
     "Softmax",
     "SoftmaxWithLoss",
     "TimeAffine",
+    "TimeBiLSTM",
     "TimeDropout",
     "TimeEmbedding",
+    "TimeGRU",
     "TimeLSTM",
     "TimeRNN",
     "TimeSigmoidWithLoss",
