@@ -8,6 +8,7 @@ tests check those default files, never leaving one in the repository.
 from __future__ import annotations
 
 import importlib.util
+import pickle
 import re
 import sys
 from pathlib import Path
@@ -108,6 +109,7 @@ SMOKE_TESTED = {
     "count_based_vectors": "test_count_based_vectors_prints_the_books_matrices_and_neighbours",
     "train_simple_cbow": "test_train_simple_cbow_learns_and_prints_each_words_vector",
     "train_word2vec": "test_train_word2vec_trains_and_asks_the_books_questions",
+    "generate_text": "test_generate_text_trains_then_writes_the_books_text",
 }
 
 
@@ -158,6 +160,7 @@ DEFAULT_FIGURES = {
     "count_based_vectors": ["count_based_vectors.png"],
     "train_simple_cbow": ["simple_cbow_loss.png", "simple_cbow.png"],
     "train_word2vec": ["word2vec_loss.png", "word2vec.png"],
+    "generate_text": ["generate_text.png"],
 }
 
 
@@ -780,3 +783,33 @@ def test_train_word2vec_trains_and_asks_the_books_questions(backend, tmp_path, c
     assert any(line == "model written to cbow.npz" for line in lines)
     assert xpnn.io.load("cbow.npz").word_vecs.shape == (10000, 100)
     assert_figures("train_word2vec", tmp_path, lines)
+
+
+def generated_words(lines: list[str]) -> list[str]:
+    """The words of the text printed between the two rules (``<eos>`` back from '.' + newline)."""
+    rules = [i for i, line in enumerate(lines) if line == "-" * 50]
+    text = "\n".join(lines[rules[0] + 1 : rules[1]])
+    return text.replace(".\n", " <eos> ").split()
+
+
+def test_generate_text_trains_then_writes_the_books_text(backend, tmp_path, capsys):
+    small = ["--words", "2000", "--batch-size", "5", "--time-size", "10", "--hidden", "16"]
+    argv = [*small, "--sample-size", "40", "--backend", backend.spec]
+    lines = run_main("generate_text", argv, capsys)
+    assert lines[0].startswith("| epoch 1 |  iter 1 / 40 |")
+    assert lines[1].startswith("| epoch 1 |  iter 21 / 40 |")
+    words = generated_words(lines)
+    vocab = xpnn.datasets.english.load_vocab()[0]
+    assert len(words) == 40 and words[0] == "you" and set(words) <= set(vocab)
+    assert "<unk>" in vocab and "<unk>" not in words  # the book's skipped words
+    assert_figures("generate_text", tmp_path, lines)
+    # The book's weight file (a pickle of float16 arrays) instead of training.
+    model = xpnn.models.RnnlmGen(len(vocab), 16, 16, seed=1)
+    with open("Rnnlm.pkl", "wb") as f:
+        pickle.dump([np.asarray(xpnn.to_numpy(p)).astype(np.float16) for p in model.params], f)
+    lines = run_main("generate_text", [*argv, "--load", "Rnnlm.pkl", "--start", "the"], capsys)
+    assert not any("| epoch" in line or "figure" in line for line in lines)
+    words = generated_words(lines)
+    assert len(words) == 40 and words[0] == "the"
+    assert load_example("generate_text").main(["--start", "zzyzx", "--load", "Rnnlm.pkl"]) == 2
+    assert "not in the vocabulary" in capsys.readouterr().err

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -303,3 +304,91 @@ def test_eval_perplexity_is_the_books(backend, cls):
     assert eval_perplexity(model, corpus.tolist(), 3, 4, verbose=False) == pytest.approx(want)
     with pytest.raises(ValueError, match="more than"):
         eval_perplexity(model, corpus[:12], 3, 4, verbose=False)
+
+
+# ---------------------------------------------------------------- the book's own pickles
+
+
+def book_pickle(path, arrays):
+    """What the book's ``BaseModel.save_params`` writes: a pickle of its ``params``
+    list, each array ``astype(np.float16)``."""
+    params = [np.asarray(p).astype(np.float16) for p in arrays]
+    with open(path, "wb") as f:
+        pickle.dump(params, f)
+    return params
+
+
+def book_better_list(model):
+    """The book's BetterRnnlm ``params``: the layers' lists, the tied weight twice
+    (the affine's ``embed_W.T``, a view of the same memory, before ``affine_b``)."""
+    p = [host(a).astype(np.float32) for a in model.params]
+    return [p[0], *p[1:7], p[0].T, p[7]]
+
+
+@pytest.mark.parametrize("cls", [Rnnlm, SimpleRnnlm])
+def test_a_book_pickle_loads_in_the_books_order(backend, tmp_path, cls):
+    book = make(cls, seed=3)
+    spread(book)
+    saved = book_pickle(tmp_path / f"{cls.__name__}.pkl", [host(p) for p in book.params])
+    model = make(cls, seed=4)
+    model.load_params(tmp_path / f"{cls.__name__}.pkl")
+    for p, s in zip(model.params, saved, strict=True):
+        assert p.dtype == backend.xp.float64
+        np.testing.assert_array_equal(host(p), s.astype(np.float64))
+    book.params = [xpnn.asarray(s.astype(np.float64)) for s in saved]
+    xs, ts = ids(8)
+    book.reset_state()
+    assert float(model.forward(xs, ts)) == pytest.approx(float(book.forward(xs, ts)), rel=1e-12)
+
+
+def test_the_books_better_rnnlm_pickle_holds_the_tied_weight_twice(backend, tmp_path):
+    book = make(BetterRnnlm, seed=3)
+    spread(book)
+    path = tmp_path / "BetterRnnlm.pkl"
+    saved = book_pickle(path, book_better_list(book))
+    assert len(saved) == 9 and saved[7].shape == (D, V)
+    model = make(BetterRnnlm, seed=4)
+    model.load_params(path)
+    want = [saved[i] for i in (0, 1, 2, 3, 4, 5, 6, 8)]
+    for p, s in zip(model.params, want, strict=True):
+        np.testing.assert_array_equal(host(p), s.astype(np.float64))
+    # The tied layer computes with the loaded weight.
+    book.params = [xpnn.asarray(s.astype(np.float64)) for s in want]
+    xs, ts = ids(9)
+    got = float(model.forward(xs, ts, train_flg=False))
+    assert got == pytest.approx(float(book.forward(xs, ts, train_flg=False)), rel=1e-12)
+    # xpnn's own order, the weight once (8 arrays), loads too.
+    other = make(BetterRnnlm, seed=5)
+    book_pickle(tmp_path / "eight.pkl", want)
+    other.load_params(tmp_path / "eight.pkl")
+    np.testing.assert_array_equal(host(other.params[0]), host(model.params[0]))
+    assert BetterRnnlm.book_aliases == {7: 0} and not Rnnlm.book_aliases
+
+
+def test_a_book_list_whose_repeat_is_not_the_tied_weight_is_refused(backend, tmp_path):
+    model = make(BetterRnnlm, seed=4)
+    before = [host(p) for p in model.params]
+    good = book_better_list(make(BetterRnnlm, seed=3))
+    changed = [a.copy() for a in good]
+    changed[7][1, 2] += 0.5
+    wide = [*good[:7], np.zeros((D, V + 1), dtype=np.float32), good[8]]
+    cases = {
+        "changed.pkl": (changed, r"array 7 must be array 0 transposed .*their values differ"),
+        "wide.pkl": (wide, r"array 7 must be array 0 transposed .*\(4, 8\)"),
+        "ten.pkl": (
+            [*good, good[8]],
+            r"holds 10 arrays, BetterRnnlm has 8 \(9 in the book's list\)",
+        ),
+        "seven.pkl": (good[:7], "holds 7 arrays, BetterRnnlm has 8"),
+    }
+    for name, (arrays, match) in cases.items():
+        book_pickle(tmp_path / name, arrays)
+        with pytest.raises(xpnn.io.ModelFileError, match=match) as info:
+            model.load_params(tmp_path / name)
+        assert str(tmp_path / name) in str(info.value)
+    for p, b in zip(model.params, before, strict=True):
+        np.testing.assert_array_equal(host(p), b)  # nothing changed
+    rnnlm = make(Rnnlm)
+    book_pickle(tmp_path / "r7.pkl", [host(p) for p in rnnlm.params] + [np.zeros(3)])
+    with pytest.raises(xpnn.io.ModelFileError, match=r"holds 7 arrays, Rnnlm has 6$"):
+        rnnlm.load_params(tmp_path / "r7.pkl")

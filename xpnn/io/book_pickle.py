@@ -33,6 +33,10 @@ methods of the same names do (:class:`xpnn.models.book_params.BookParams`):
 they write xpnn's safe format (:func:`xpnn.io.save`'s ``.npz`` content, no
 pickle) to exactly the name given, ``params.pkl`` included, and read that
 format or a book pickle, assigning into the model's live ``params`` in place.
+A book list holding a tied weight twice (the book's ``BetterRnnlm.pkl``: 9
+arrays, ``embed_W.T`` again before ``affine_b``) loads where the model's
+``book_aliases`` names the repeat, once it is checked to be, bit for bit,
+the weight transposed.
 """
 
 from __future__ import annotations
@@ -313,9 +317,40 @@ def _book_arrays(model: Any, value: Any, source: str) -> dict[str, Any]:
             f"{source}: holds a {type(value).__name__}; {name}.load_params takes the book's "
             f"list of {len(params)} arrays in params order"
         )
+    aliases = dict(getattr(model, "book_aliases", None) or {})
+    if aliases and len(value) == len(params) + len(aliases):
+        value = _without_aliases(list(value), aliases, name, source)
     if len(value) != len(params):
-        raise ModelFileError(f"{source}: holds {len(value)} arrays, {name} has {len(params)}")
+        book = f" ({len(params) + len(aliases)} in the book's list)" if aliases else ""
+        raise ModelFileError(f"{source}: holds {len(value)} arrays, {name} has {len(params)}{book}")
     return {f"params.{i}": v for i, v in enumerate(value)}
+
+
+def _without_aliases(value: list[Any], aliases: dict[int, int], name: str, source: str) -> list:
+    """The book's list less the arrays that repeat a shared weight (``model.book_aliases``).
+
+    The book lists a tied weight once per use (BetterRnnlm: ``embed_W`` and,
+    for the affine layer, ``embed_W.T``) and saves both; each repeat must be
+    exactly, bit for bit, the transpose of the array it repeats (the book
+    saves the same memory twice), or the file is not the model's.
+    """
+    kept = [i for i in range(len(value)) if i not in aliases]  # book position of params[j]
+    for pos, j in sorted(aliases.items()):
+        copy, orig = value[pos], value[kept[j]]
+        if not isinstance(copy, np.ndarray) or not isinstance(orig, np.ndarray):
+            why = f"a {type(copy).__name__} and a {type(orig).__name__}"
+        elif copy.shape != orig.T.shape or copy.dtype != orig.dtype:
+            why = f"{copy.shape} {copy.dtype} and {orig.shape} {orig.dtype}"
+        elif np.ascontiguousarray(copy).tobytes() != np.ascontiguousarray(orig.T).tobytes():
+            why = "their values differ"
+        else:
+            continue
+        raise ModelFileError(
+            f"{source}: holds {len(value)} arrays, as the book's list of {name}, whose array "
+            f"{pos} must be array {kept[j]} transposed (one weight used twice), but it is not "
+            f"({why}); the file is not {name}'s"
+        )
+    return [value[i] for i in kept]
 
 
 def _assign_book(model: Any, value: Any, source: str) -> None:

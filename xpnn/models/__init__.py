@@ -18,6 +18,8 @@
   word ids, negative sampling on the device;
 * :mod:`xpnn.models.rnnlm`: :class:`SimpleRnnlm` (vol. 2 ch. 5), :class:`Rnnlm`,
   :class:`BetterRnnlm` (ch. 6, weight tying), and :func:`eval_perplexity`;
+* :mod:`xpnn.models.rnnlm_gen`: :class:`RnnlmGen`, :class:`BetterRnnlmGen`
+  (ch. 7), the language models that generate text;
 * :mod:`xpnn.models.weight_init`: the initial weights' scales (He, Xavier)
   and Dropout seeds of those nets; :mod:`xpnn.models.numerical_gradient`:
   their numerical gradient with Dropout masks held.
@@ -32,6 +34,7 @@ from xpnn.models.convnet import DeepConvNet, SimpleConvNet
 from xpnn.models.layered import MODELS, LayeredNet
 from xpnn.models.multilayer import MultiLayerNet, MultiLayerNetExtend
 from xpnn.models.rnnlm import BetterRnnlm, Rnnlm, SimpleRnnlm
+from xpnn.models.rnnlm_gen import BetterRnnlmGen, RnnlmGen
 from xpnn.models.simple import SimpleNet, simpleNet
 from xpnn.models.two_layer import LayeredTwoLayerNet, TwoLayerNet, TwoLayerNetReLU
 from xpnn.models.word2vec import CBOW, SkipGram
@@ -40,6 +43,7 @@ from xpnn.params import ParamDict, ParamList
 
 __all__ = [
     "BetterRnnlm",
+    "BetterRnnlmGen",
     "CBOW",
     "MODELS",
     "DeepConvNet",
@@ -50,6 +54,7 @@ __all__ = [
     "ParamDict",
     "ParamList",
     "Rnnlm",
+    "RnnlmGen",
     "SimpleCBOW",
     "SimpleConvNet",
     "SimpleNet",

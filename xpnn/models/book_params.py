@@ -29,8 +29,9 @@ imported, which ``import xpnn`` does before any model can be built.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 __all__ = ["BookParams", "set_params_files"]
 
@@ -54,7 +55,20 @@ def _files(what: str) -> Callable[..., Any]:
 
 
 class BookParams:
-    """The book's ``save_params``/``load_params`` methods (a mixin of LayeredNet)."""
+    """The book's ``save_params``/``load_params`` methods (a mixin of LayeredNet).
+
+    Attributes:
+        book_aliases: Where the book's ``params`` list holds a weight twice
+            and the model's once (weight tying): ``{position in the book's
+            list: index in params}``, that entry being ``params[index]``
+            transposed. ``load_params`` takes a pickle of the book's list
+            (``len(params) + len(book_aliases)`` arrays) when each such
+            entry is bit for bit the transpose of the array it repeats, and
+            drops it; else it refuses the file. Empty for models without
+            tied weights.
+    """
+
+    book_aliases: ClassVar[Mapping[int, int]] = MappingProxyType({})
 
     def _book_volume(self) -> int:
         """1 for vol. 1's models (and their subclasses), else 2."""
@@ -93,11 +107,14 @@ class BookParams:
 
         A pickle is read by :func:`xpnn.io.book_pickle.load_book_pickle`
         (NumPy arrays only: anything else is refused, nothing is run). The
-        arrays go to the model's backend and dtype.
+        arrays go to the model's backend and dtype. A book list that holds a
+        tied weight twice (:attr:`book_aliases`) loads when the repeat is
+        exactly the weight transposed.
 
         Raises:
             xpnn.io.ModelFileError: The file does not fit the model (names,
-                shapes: the message names them), holds NaN or infinite
+                shapes, the count of arrays, a repeated tied weight that is
+                not the weight: the message names them), holds NaN or infinite
                 values, is damaged, or a pickle asking for more than arrays.
                 The model is left as it was.
             FileNotFoundError: No such file.

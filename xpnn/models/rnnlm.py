@@ -24,6 +24,11 @@ names (``embed_W``, ``rnn_Wx``...; the tied weight once) and the config
 ``{vocab_size, wordvec_size, hidden_size}`` (``BetterRnnlm``: and
 ``dropout_ratio``, ``seed``); ``save_params``/``load_params`` are
 :class:`~xpnn.models.book_params.BookParams`' (``ClassName.pkl``, float16).
+``load_params`` also reads the book's own pickles (a list of float16 arrays
+in the book's ``params`` order); the book's ``BetterRnnlm.pkl`` holds 9,
+the tied weight twice (``embed_W`` first, ``embed_W.T`` before
+``affine_b``): ``BetterRnnlm.book_aliases`` says so, and the repeat is
+checked to be exactly ``embed_W.T`` before it is dropped.
 
 :func:`eval_perplexity` is the book's ``common/util.py`` function: the
 batches are cut on the device, the losses summed there and read once.
@@ -35,6 +40,7 @@ import inspect
 import math
 import numbers
 import sys
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -301,6 +307,9 @@ class BetterRnnlm(_Rnnlm):
     """
 
     _extra_keys = ("dropout_ratio", "seed")
+    #: The book's list (its ``BetterRnnlm.pkl``) holds 9 arrays: the affine's
+    #: ``embed_W.T`` at position 7, before ``affine_b``; ``params[0]`` here.
+    book_aliases = MappingProxyType({7: 0})
 
     def __init__(
         self,
