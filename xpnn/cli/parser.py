@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "train",
         help="train the book's two-layer net (spiral or MNIST), conv nets (MNIST) or word "
-        "vectors (CBOW, skip-gram)",
+        "vectors (CBOW, skip-gram) or language models (Rnnlm, BetterRnnlm)",
         description="Train the book's two-layer network, or its convolutional networks "
         "(--model simpleconvnet, deepconvnet). Defaults are the book's: "
         "spiral (vol. 2 ch. 1): hidden 10, SGD lr 1.0, batch 30, 300 epochs; "
@@ -132,7 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
         "0.001, batch 100, 20 epochs, each epoch's accuracies on 1,000 samples; "
         "CBOW and SkipGram (vol. 2 ch. 4) on the English corpus shipped with xpnn (english) "
         "or PTB: window 5, hidden 100, Adam lr 0.001, batch 100, 10 epochs, then the nearest "
-        "words and analogies of the book's eval.py. "
+        "words and analogies of the book's eval.py; "
+        "Rnnlm and BetterRnnlm (vol. 2 ch. 6) on english or ptb: SGD lr 20, gradients clipped "
+        "to 0.25, batch 20 x 35 steps; Rnnlm hidden 100, 4 epochs; BetterRnnlm hidden 650, "
+        "dropout 0.5, 40 epochs, lr / 4 when the validation perplexity stalls; then the test "
+        "perplexity. "
         "mnist5k is the 5,000-digit MNIST sample shipped with xpnn (no network); mnist is the "
         "full MNIST, read from --data-dir or downloaded once into a cache folder. Every output "
         "path is checked before training (a missing folder of --save, --plot or --checkpoint "
@@ -145,9 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--dataset",
         choices=DATASET_CHOICES,
         help="spiral (generated), mnist5k (4,000 + 1,000 digits shipped with xpnn) or mnist "
-        "(the full 60,000 + 10,000, downloaded) (default: spiral); for --model cbow and "
-        "skipgram: english (English text shipped with xpnn; their default) or ptb (the Penn "
-        "Treebank, downloaded)",
+        "(the full 60,000 + 10,000, downloaded) (default: spiral); for --model cbow, "
+        "skipgram, rnnlm and betterrnnlm: english (English text shipped with xpnn; their "
+        "default) or ptb (the Penn Treebank, downloaded)",
     )
     p.add_argument(
         "--model",
@@ -156,12 +160,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="the book's two-layer net, SimpleConvNet (conv 30 5x5 - pool - 100 - 10, ch. 7) or "
         "DeepConvNet (six 3x3 convs, three pools, 50 - 10 with dropout, ch. 8); the conv nets "
         "take MNIST images (N, 1, 28, 28); cbow or skipgram: vol. 2 ch. 4's word2vec with "
-        "negative sampling",
+        "negative sampling; rnnlm or betterrnnlm: vol. 2 ch. 6's LSTM language models",
     )
     p.add_argument(
         "--window",
         type=_positive_int,
         help="--model cbow or skipgram: context words on each side of the target (default: 5)",
+    )
+    p.add_argument(
+        "--time-size",
+        type=_positive_int,
+        metavar="T",
+        help="--model rnnlm or betterrnnlm: time steps of truncated BPTT (default: 35)",
     )
     p.add_argument(
         "--backend", help="numpy, cupy, cupy:1, torch:cuda, ... (default: XPNN_BACKEND, else numpy)"

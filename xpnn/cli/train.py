@@ -33,6 +33,7 @@ from xpnn.cli.memory import (
     estimate_memory,
 )
 from xpnn.cli.paths import SAMPLE_HINT, check_train_paths, make_output_folders, train_outputs
+from xpnn.cli.train_rnnlm import RNN_MODELS, check_rnn_options, run_rnnlm
 from xpnn.cli.train_words import WORD_DATASETS, WORD_MODELS, check_word_options, run_words
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
@@ -47,8 +48,9 @@ DATASET_DEFAULTS = {
 
 #: ``--model``: the book's two-layer net (``LayeredTwoLayerNet`` on the spiral,
 #: ``TwoLayerNet`` on MNIST), SimpleConvNet (vol. 1 ch. 7), DeepConvNet (ch. 8),
-#: and vol. 2 ch. 4's CBOW and SkipGram (:mod:`xpnn.cli.train_words`).
-MODEL_CHOICES = ("twolayernet", *CONV_MODELS, *WORD_MODELS)
+#: vol. 2 ch. 4's CBOW and SkipGram (:mod:`xpnn.cli.train_words`) and ch. 6's
+#: Rnnlm and BetterRnnlm (:mod:`xpnn.cli.train_rnnlm`).
+MODEL_CHOICES = ("twolayernet", *CONV_MODELS, *WORD_MODELS, *RNN_MODELS)
 
 #: ``--dataset``: the classifiers' data sets, then the word models' corpora.
 DATASET_CHOICES = (*DATASET_DEFAULTS, *WORD_DATASETS)
@@ -168,7 +170,7 @@ def _write_results(args: argparse.Namespace, model: Any, trainer: Any) -> int:
             failures.append(f"--save {args.save}: {exc}")
     if args.plot:
         try:
-            print(f"figure: {trainer.plot(args.plot)}")
+            print(f"figure: {trainer.plot(path=args.plot)}")
         except (OSError, ValueError) as exc:
             failures.append(f"--plot {args.plot}: {exc}")
     if not failures:
@@ -232,11 +234,14 @@ def _check_options(args: argparse.Namespace) -> None:
     """Refuse option combinations that cannot run, before anything is loaded."""
     if args.dataset in WORD_DATASETS:
         raise ValueError(
-            f"--dataset {args.dataset} is a text corpus for --model cbow or skipgram, not "
+            f"--dataset {args.dataset} is a text corpus for --model cbow, skipgram, rnnlm or "
+            "betterrnnlm, not "
             f"--model {args.model}"
         )
     if args.window is not None:
         raise ValueError(f"--window is the context of --model cbow or skipgram, not {args.model}")
+    if args.time_size is not None:
+        raise ValueError(f"--time-size is the BPTT length of --model rnnlm, not {args.model}")
     if args.model in CONV_MODELS and args.dataset not in DATASET_IMAGES:
         raise ValueError(
             f"--model {args.model} takes images (N, 1, 28, 28), but --dataset {args.dataset} "
@@ -296,26 +301,32 @@ def _build_model(args: argparse.Namespace, x: Any, classes: int) -> Any:
     return xpnn.TwoLayerNet(x.shape[1], args.hidden, classes, seed=args.seed, dtype=args.dtype)
 
 
-def _run_words(args: argparse.Namespace) -> int:
-    """``--model cbow|skipgram``: checks first, then :func:`xpnn.cli.train_words.run_words`."""
+def _run_text(args: argparse.Namespace) -> int:
+    """``--model cbow|skipgram|rnnlm|betterrnnlm``: checks first, then the model's run.
+
+    :func:`xpnn.cli.train_words.run_words` or :func:`xpnn.cli.train_rnnlm.run_rnnlm`.
+    """
     import xpnn
 
-    check_word_options(args)
+    words = args.model in WORD_MODELS
+    (check_word_options if words else check_rnn_options)(args)
+    if args.time_size is not None and words:
+        raise ValueError(f"--time-size is the BPTT length of --model rnnlm, not {args.model}")
     check_train_paths(args)
     if args.backend:
         xpnn.set_backend(args.backend, dtype=args.dtype)
     backend = xpnn.get_backend()
     threads.refresh()
     _check_precision(args, backend)
-    return run_words(args, backend, _write_results)
+    return (run_words if words else run_rnnlm)(args, backend, _write_results)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``xpnn train`` with the parsed ``args``; returns the exit status."""
     import xpnn
 
-    if args.model in WORD_MODELS:
-        return _run_words(args)
+    if args.model in WORD_MODELS or args.model in RNN_MODELS:
+        return _run_text(args)
     if args.dataset is None:
         args.dataset = "spiral"
     if args.dataset in WORD_DATASETS:
