@@ -45,6 +45,7 @@ owning one job, are::
     conv_checks  what the conv layers refuse before any change
     scatter      bincount, index_add_rows: scatter-adds on their device (counts, rows)
     optimizer_ops adam_moments, divide_step: the optimizers' updates into scratch arrays
+    recurrent_ops the time layers' fast paths: all steps' products at once, softmax in a buffer
     threads      the CPU libraries' thread limit (threadpoolctl, torch)
     probe        backend_status, available_backends, info
     cuda/        CuPy only: errors (diagnosing CUDA failures), kernels

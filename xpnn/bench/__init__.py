@@ -42,6 +42,13 @@ Cases:
   forward, backward, update), with the dense-update floor
   (:mod:`xpnn.bench.words`). About a minute: not in :data:`DEFAULT_CASES`;
   run ``xpnn bench words``.
+* ``rnn``: one RNN language model training iteration at the book's vol. 2
+  ch. 5-6 settings (batch 20, time 35, V 10,000, ``clip_grads`` 0.25, SGD)
+  for Rnnlm 100, Rnnlm 650 and BetterRnnlm 650: xpnn on NumPy and on
+  PyTorch against the book's algorithm (re-typed) and PyTorch eager
+  (``nn.LSTM`` and the book's per-step loop), per part, with the TimeAffine
+  and softmax floor (:mod:`xpnn.bench.rnn`). Minutes: not in
+  :data:`DEFAULT_CASES`; run ``xpnn bench rnn``.
 
 The report also records the machine, including the thread settings of the CPU
 libraries (:func:`thread_settings`): on a busy machine they can change a
@@ -73,6 +80,7 @@ import numpy as np
 import xpnn
 from xpnn.bench.conv import bench_conv, format_conv
 from xpnn.bench.precision import bench_precision, format_precision
+from xpnn.bench.rnn import bench_rnn, format_rnn
 from xpnn.bench.words import bench_words, format_words
 
 __all__ = ["main", "run", "thread_limit", "thread_settings"]
@@ -608,9 +616,11 @@ CASES = {
     "precision": bench_precision,
     "conv": bench_conv,
     "words": bench_words,
+    "rnn": bench_rnn,
 }
 
-#: The cases a plain ``xpnn bench`` runs: all but the long ``precision``, ``conv`` and ``words``.
+#: The cases a plain ``xpnn bench`` runs: all but the long ``precision``, ``conv``, ``words``
+#: and ``rnn``.
 DEFAULT_CASES = ("step", "numgrad", "scaling", "memory", "gpu")
 
 
@@ -786,6 +796,9 @@ def format_report(report: dict[str, Any]) -> str:
             continue
         if case == "words":
             lines += format_words(result)
+            continue
+        if case == "rnn":
+            lines += format_rnn(result)
             continue
         for name, value in result.items():
             if name in ("unit", "targets"):

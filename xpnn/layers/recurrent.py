@@ -11,6 +11,14 @@ stack the steps' outputs with ``xp.stack(..., axis=1)`` (the book writes
 ``hs[:, t, :]`` into an ``np.empty``, which not every backend allows). Their
 ``backward`` sums the cells' gradients into ``grads`` and keeps the gradient
 of the first hidden state in ``dh``, as the book's.
+
+What does not depend on the step before is computed for all steps at once
+(:mod:`xpnn.backend.recurrent_ops`): ``xs @ Wx + b`` before the loop, and
+after the backward loop the sums over the steps of ``x.T @ dA``,
+``h_prev.T @ dA`` and ``dA``, and ``dxs = dAs @ Wx.T``, each one product
+over the ``N * T`` rows; the cells keep the book's math, and each step's
+own gradients (the book's cell ``grads``) are computed if read
+(:class:`~xpnn.backend.recurrent_ops.StepGrads`).
 """
 
 from __future__ import annotations
@@ -18,6 +26,13 @@ from __future__ import annotations
 from typing import Any
 
 from xpnn.backend import _dtype_name, adopt_host_input, device_of, get_namespace, ops, zeros
+from xpnn.backend.recurrent_ops import (
+    StepGrads,
+    sequence_matmul,
+    steps_bias_grad,
+    steps_weight_grad,
+    times_transposed,
+)
 from xpnn.layers.base import (
     Layer,
     _check_input,
@@ -120,6 +135,20 @@ class _TimeConfig:
         return cls(*params, stateful=config["stateful"])  # type: ignore[call-arg]
 
 
+def _steps_backward(layer: Any, dhs: Any, input_grad: bool) -> Any:
+    """After a time layer's backward loop: the book's sums over the steps of ``x.T @ dA``,
+    ``h_prev.T @ dA`` and ``dA`` into ``grads``, and ``dxs`` (each ``dA @ Wx.T``), as one
+    product over the ``N * T`` rows each (:mod:`xpnn.backend.recurrent_ops`)."""
+    xp = get_namespace(dhs)
+    steps = layer.layers
+    dAs = xp.stack([step.dA for step in steps], axis=1)  # (N, T, gates * H)
+    h_prevs = xp.stack([step.cache[1] for step in steps], axis=1)
+    _into(layer.grads[0], steps_weight_grad(layer.xs, dAs, out=layer.grads[0]))
+    _into(layer.grads[1], steps_weight_grad(h_prevs, dAs, out=layer.grads[1]))
+    _into(layer.grads[2], steps_bias_grad(dAs, out=layer.grads[2]))
+    return sequence_matmul(dAs, layer.params[0].T) if input_grad else None
+
+
 # ---------------------------------------------------------------- RNN
 
 
@@ -137,32 +166,41 @@ class RNN(Layer):
     param_names = ("Wx", "Wh", "b")
     is_loss = False  # forward(x, h_prev) takes two inputs, but no target
 
-    def __init__(self, Wx: Any, Wh: Any, b: Any):
+    def __init__(self, Wx: Any, Wh: Any, b: Any, *, grads: Any = None):
         super().__init__()
         self.params = [Wx, Wh, b]
-        self.grads = _zeros_like_all(self.params)
+        # A TimeRNN's step gets [] here and its StepGrads in backward: no zeros per step.
+        self.grads = _zeros_like_all(self.params) if grads is None else grads
         self.cache: Any = None
+        self.dA: Any = None  # dt, the gradient of t (LSTM's dA)
 
-    def forward(self, x: Any, h_prev: Any) -> Any:
+    def forward(self, x: Any, h_prev: Any, *, x_Wx_b: Any = None) -> Any:
         Wx, Wh, b = self.params
         h_prev = adopt_host_input(h_prev, Wx)
         k = ops(x, h_prev, Wx)
         N, H = _check_step(k, x, Wx, Wh, "RNN")
         _check_state(h_prev, (N, H), Wx, "RNN", "h_prev")
 
-        t = h_prev @ Wh + x @ Wx + b
+        if x_Wx_b is None:
+            t = h_prev @ Wh + x @ Wx + b
+        else:  # x @ Wx + b, computed by TimeRNN for all steps at once
+            t = h_prev @ Wh + x_Wx_b
         h_next = k.xp.tanh(t)
 
         self.cache = (x, h_prev, h_next)
         return h_next
 
-    def backward(self, dh_next: Any, *, input_grad: bool = True) -> Any:
+    def backward(self, dh_next: Any, *, input_grad: bool = True, weight_grads: bool = True) -> Any:
         Wx, Wh, _ = self.params
         x, h_prev, h_next = self.cache
         _check_dout(dh_next, Wx, "RNN")
         k = ops(dh_next, Wx)
 
         dt = dh_next * (1 - h_next**2)
+        self.dA = dt
+        if not weight_grads:  # TimeRNN sums all steps' at once; this step's computed if read
+            self.grads = StepGrads(x, h_prev, dt)
+            return (dt @ Wx.T if input_grad else None), times_transposed(dt, Wh)
         db = k.sum_wide(dt, axis=0, out=self.grads[2])
         dWh = k.matmul(h_prev.T, dt, out=self.grads[1])
         dh_prev = dt @ Wh.T
@@ -204,6 +242,7 @@ class TimeRNN(_TimeConfig, Layer):
         self.params = [Wx, Wh, b]
         self.grads = _zeros_like_all(self.params)
         self.layers: Any = None
+        self.xs: Any = None
 
         self.h: Any = None
         self.dh: Any = None
@@ -224,12 +263,15 @@ class TimeRNN(_TimeConfig, Layer):
         if not self.stateful or self.h is None:
             self.h = xp.zeros((N, H), dtype=Wx.dtype, device=device_of(Wx))
 
+        # x @ Wx + b of all steps, one product (the book: one per step)
+        xWx = sequence_matmul(xs, Wx, self.params[2])
         for t in range(T):
-            layer = RNN(*self.params)
-            self.h = layer.forward(xs[:, t, :], self.h)
+            layer = RNN(*self.params, grads=[])
+            self.h = layer.forward(xs[:, t, :], self.h, x_Wx_b=xWx[:, t, :])
             hs.append(self.h)
             self.layers.append(layer)
 
+        self.xs = xs
         return xp.stack(hs, axis=1)
 
     def backward(self, dhs: Any, *, input_grad: bool = True) -> Any:
@@ -237,22 +279,13 @@ class TimeRNN(_TimeConfig, Layer):
         _check_dout(dhs, Wx, "TimeRNN")
         T = dhs.shape[1]
 
-        dxs = [None] * T
         dh = 0
-        grads = [0, 0, 0]
         for t in reversed(range(T)):
             layer = self.layers[t]
-            dx, dh = layer.backward(dhs[:, t, :] + dh, input_grad=input_grad)
-            dxs[t] = dx
+            _, dh = layer.backward(dhs[:, t, :] + dh, input_grad=False, weight_grads=False)
 
-            for i, grad in enumerate(layer.grads):
-                grads[i] += grad
-
-        for i, grad in enumerate(grads):
-            _into(self.grads[i], grad)
         self.dh = dh
-
-        return get_namespace(dhs).stack(dxs, axis=1) if input_grad else None
+        return _steps_backward(self, dhs, input_grad)
 
     def set_state(self, h: Any) -> None:
         self.h = h
@@ -276,7 +309,11 @@ class LSTM(Layer):
     ``forward(x, h_prev, c_prev)``: ``x`` ``(N, D)``, ``h_prev`` and
     ``c_prev`` ``(N, H)`` -> ``(h_next, c_next)``; ``Wx`` ``(D, 4H)``, ``Wh``
     ``(H, 4H)``, ``b`` ``(4H,)``. ``backward(dh_next, dc_next)`` writes
-    ``grads`` and returns ``(dx, dh_prev, dc_prev)``.
+    ``grads`` and returns ``(dx, dh_prev, dc_prev)``; it keeps the gradient
+    of ``A`` in ``dA``. TimeLSTM passes ``forward`` its ``x_Wx_b`` (``x @ Wx
+    + b``, computed for all steps at once) and ``backward``
+    ``weight_grads=False`` (it sums all steps' gradients at once; ``grads``
+    then computes this step's if read).
 
     Config: ``{"input_size": D, "hidden_size": H}``.
     """
@@ -284,13 +321,15 @@ class LSTM(Layer):
     param_names = ("Wx", "Wh", "b")
     is_loss = False  # forward(x, h_prev, c_prev) takes three inputs, but no target
 
-    def __init__(self, Wx: Any, Wh: Any, b: Any):
+    def __init__(self, Wx: Any, Wh: Any, b: Any, *, grads: Any = None):
         super().__init__()
         self.params = [Wx, Wh, b]
-        self.grads = _zeros_like_all(self.params)
+        # A TimeLSTM's step gets [] here and its StepGrads in backward: no zeros per step.
+        self.grads = _zeros_like_all(self.params) if grads is None else grads
         self.cache: Any = None
+        self.dA: Any = None
 
-    def forward(self, x: Any, h_prev: Any, c_prev: Any) -> Any:
+    def forward(self, x: Any, h_prev: Any, c_prev: Any, *, x_Wx_b: Any = None) -> Any:
         Wx, Wh, b = self.params
         h_prev, c_prev = adopt_host_input(h_prev, Wx), adopt_host_input(c_prev, Wx)
         k = ops(x, h_prev, c_prev, Wx)
@@ -299,7 +338,10 @@ class LSTM(Layer):
         _check_state(c_prev, (N, H), Wx, "LSTM", "c_prev")
         xp = k.xp
 
-        A = x @ Wx + h_prev @ Wh + b
+        if x_Wx_b is None:
+            A = x @ Wx + h_prev @ Wh + b
+        else:  # x @ Wx + b, computed by TimeLSTM for all steps at once
+            A = x_Wx_b + h_prev @ Wh
 
         f = A[:, :H]
         g = A[:, H : 2 * H]
@@ -317,7 +359,9 @@ class LSTM(Layer):
         self.cache = (x, h_prev, c_prev, i, f, g, o, c_next)
         return h_next, c_next
 
-    def backward(self, dh_next: Any, dc_next: Any, *, input_grad: bool = True) -> Any:
+    def backward(
+        self, dh_next: Any, dc_next: Any, *, input_grad: bool = True, weight_grads: bool = True
+    ) -> Any:
         Wx, Wh, _ = self.params
         x, h_prev, c_prev, i, f, g, o, c_next = self.cache
         _check_dout(dh_next, Wx, "LSTM")
@@ -341,17 +385,21 @@ class LSTM(Layer):
         dg = dg * (1 - g**2)
 
         dA = xp.concat((df, dg, di, do), axis=1)
+        self.dA = dA
 
-        dWh = k.matmul(h_prev.T, dA, out=self.grads[1])
-        dWx = k.matmul(x.T, dA, out=self.grads[0])
-        db = k.sum_wide(dA, axis=0, out=self.grads[2])
+        if weight_grads:
+            dWh = k.matmul(h_prev.T, dA, out=self.grads[1])
+            dWx = k.matmul(x.T, dA, out=self.grads[0])
+            db = k.sum_wide(dA, axis=0, out=self.grads[2])
 
-        _into(self.grads[0], dWx)
-        _into(self.grads[1], dWh)
-        _into(self.grads[2], db)
+            _into(self.grads[0], dWx)
+            _into(self.grads[1], dWh)
+            _into(self.grads[2], db)
+        else:  # TimeLSTM sums all steps' at once; this step's are computed if read
+            self.grads = StepGrads(x, h_prev, dA)
 
         dx = dA @ Wx.T if input_grad else None
-        dh_prev = dA @ Wh.T
+        dh_prev = times_transposed(dA, Wh)  # dA @ Wh.T
 
         return dx, dh_prev, dc_prev
 
@@ -383,6 +431,7 @@ class TimeLSTM(_TimeConfig, Layer):
         self.params = [Wx, Wh, b]
         self.grads = _zeros_like_all(self.params)
         self.layers: Any = None
+        self.xs: Any = None
 
         self.h: Any = None
         self.c: Any = None
@@ -408,13 +457,16 @@ class TimeLSTM(_TimeConfig, Layer):
         if not self.stateful or self.c is None:
             self.c = xp.zeros((N, H), dtype=Wx.dtype, device=device_of(Wx))
 
+        # x @ Wx + b of all steps, one product (the book: one per step)
+        xWx = sequence_matmul(xs, Wx, self.params[2])
         for t in range(T):
-            layer = LSTM(*self.params)
-            self.h, self.c = layer.forward(xs[:, t, :], self.h, self.c)
+            layer = LSTM(*self.params, grads=[])
+            self.h, self.c = layer.forward(xs[:, t, :], self.h, self.c, x_Wx_b=xWx[:, t, :])
             hs.append(self.h)
 
             self.layers.append(layer)
 
+        self.xs = xs
         return xp.stack(hs, axis=1)
 
     def backward(self, dhs: Any, *, input_grad: bool = True) -> Any:
@@ -422,21 +474,14 @@ class TimeLSTM(_TimeConfig, Layer):
         _check_dout(dhs, Wx, "TimeLSTM")
         T = dhs.shape[1]
 
-        dxs = [None] * T
         dh, dc = 0, 0
 
-        grads = [0, 0, 0]
         for t in reversed(range(T)):
             layer = self.layers[t]
-            dx, dh, dc = layer.backward(dhs[:, t, :] + dh, dc, input_grad=input_grad)
-            dxs[t] = dx
-            for i, grad in enumerate(layer.grads):
-                grads[i] += grad
+            _, dh, dc = layer.backward(dhs[:, t, :] + dh, dc, input_grad=False, weight_grads=False)
 
-        for i, grad in enumerate(grads):
-            _into(self.grads[i], grad)
         self.dh = dh
-        return get_namespace(dhs).stack(dxs, axis=1) if input_grad else None
+        return _steps_backward(self, dhs, input_grad)
 
     def set_state(self, h: Any, c: Any = None) -> None:
         self.h, self.c = h, c

@@ -19,7 +19,13 @@ from __future__ import annotations
 from typing import Any
 
 from xpnn.backend import _dtype_name, get_namespace, ops
-from xpnn.functions import check_labels, softmax
+from xpnn.backend.recurrent_ops import (
+    label_difference_mean,
+    mask_rows,
+    matmul_add,
+    softmax_rows,
+)
+from xpnn.functions import check_labels
 from xpnn.layers.base import (
     Layer,
     _check_input,
@@ -177,7 +183,7 @@ class TimeAffine(Layer):
         N, T, D = x.shape
 
         rx = xp.reshape(x, (N * T, D))
-        out = rx @ W + b
+        out = matmul_add(rx, W, b)  # rx @ W + b, b added in place
         self.x = x
         return xp.reshape(out, (N, T, W.shape[1]))
 
@@ -283,7 +289,9 @@ class TimeSoftmaxWithLoss(Layer):
         check_labels(ts, V, f"TimeSoftmaxWithLoss labels (other than {ignore_label})")
         _check_counted(mask, "TimeSoftmaxWithLoss")
 
-        ys = softmax(xs)
+        # softmax(xs), computed in place in a buffer kept from step to step (NumPy, CuPy)
+        y = k.buffer(self._buffers, "ys", (N * T, V), xs.dtype, xs)
+        ys = softmax_rows(xs, out=y)
         ls = xp.log(k.pick(ys, ts, checked=True))
         ls = xp.where(mask, ls, xp.zeros_like(ls))  # the book's ls *= mask: 0 where ignored
         loss = -xp.sum(ls)
@@ -298,9 +306,10 @@ class TimeSoftmaxWithLoss(Layer):
         xp = k.xp
         fmask = xp.astype(mask, ys.dtype)
 
-        dx = k.label_difference(ys, ts, k.dout_scale(dout, 1, ys.dtype, like=ys))  # * dout
-        dx = dx / xp.sum(fmask)
-        dx = dx * xp.reshape(fmask, (N * T, 1))  # 0 where ignored
+        dx = k.buffer(self._buffers, "dx", (N * T, V), ys.dtype, ys)  # ys is kept, as said
+        scale = k.dout_scale(dout, 1, ys.dtype, like=ys)
+        dx = label_difference_mean(ys, ts, scale, xp.sum(fmask), out=dx)  # * dout / sum(mask)
+        dx = mask_rows(dx, mask)  # 0 where ignored
 
         dx = xp.reshape(dx, (N, T, V))
         return dx if dx.dtype == scores_dtype else xp.astype(dx, scores_dtype)
