@@ -8,7 +8,8 @@ float32 rounding)::
 
 The MNIST figure uses the mnist5k sample shipped with xpnn unless --mnist-dir
 names another folder with the four MNIST IDX files; the word-vector figures use
-the English corpus shipped with xpnn (xpnn.datasets.english). Everything is seeded, so a rerun
+the English corpus shipped with xpnn (xpnn.datasets.english), and so does the
+perplexity curve of vol. 2 ch. 6's Rnnlm. Everything is seeded, so a rerun
 draws the same pictures.
 """
 
@@ -25,6 +26,7 @@ from xpnn.datasets import english, load_mnist, load_spiral
 from xpnn.datasets.mnist import MNIST5K_DIR
 from xpnn.gradient import gradient_descent, numerical_gradient
 from xpnn.linalg import svd
+from xpnn.models import Rnnlm
 from xpnn.models.word2vec_simple import SimpleCBOW
 from xpnn.optimizers import SGD, Adam
 from xpnn.plot import (
@@ -34,6 +36,7 @@ from xpnn.plot import (
     plot_tangents,
     plot_word_vectors,
 )
+from xpnn.training import RnnlmTrainer
 from xpnn.util import convert_one_hot, create_co_matrix, create_contexts_target, ppmi, preprocess
 
 HERE = Path(__file__).resolve().parent
@@ -117,6 +120,20 @@ def words(out: Path) -> list[Path]:
     return written
 
 
+def rnnlm(out: Path) -> list[Path]:
+    """Vol. 2 ch. 6: Rnnlm's training perplexity, train_rnnlm.py's settings, briefly.
+
+    The book's batch 20, 35 steps, hidden 100, SGD at learning rate 20 and clipping
+    at 0.25, on the first 100,000 words of the English corpus for 2 epochs (the book:
+    the whole Penn Treebank for 4), as docs/notebooks/vol2_chapter6.ipynb runs it.
+    """
+    corpus, word_to_id, _ = english.load_data("train")
+    part = corpus[:100_001]
+    trainer = RnnlmTrainer(Rnnlm(len(word_to_id), 100, 100, seed=0), SGD(lr=20.0))
+    trainer.fit(part[:-1], part[1:], 2, 20, 35, max_grad=0.25, eval_interval=20)
+    return [trainer.plot(ylim=(0, 1000), path=out / "ch6_rnnlm_perplexity.png")]
+
+
 def mnist(out: Path, data_dir: Path) -> list[Path]:
     """Ch. 4.5: TwoLayerNet on MNIST, mini-batch SGD, loss and accuracy curves."""
     (x_train, t_train), (x_test, t_test) = load_mnist(data_dir=data_dir, download=False)
@@ -147,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     xpnn.set_backend(args.backend)
-    written = chapter4(args.out) + spiral(args.out) + words(args.out)
+    written = chapter4(args.out) + spiral(args.out) + words(args.out) + rnnlm(args.out)
     candidates = (args.mnist_dir,) if args.mnist_dir else MNIST_CANDIDATES
     data_dir = next((d for d in candidates if d.is_dir()), None)
     if data_dir is None:
