@@ -199,4 +199,4 @@ def test_a_plain_bench_leaves_the_precision_case_out(monkeypatch):
     bench.run()
     assert "precision" not in ran
     assert ran == list(bench.DEFAULT_CASES)
-    assert set(bench.DEFAULT_CASES) | {"precision", "conv", "words"} == set(bench.CASES)
+    assert set(bench.DEFAULT_CASES) | {"precision", "conv", "words", "rnn"} == set(bench.CASES)
