@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from xpnn.cli.memory import ITEM_BYTES, check_memory
-from xpnn.cli.train_words import WORD_DATASETS
+from xpnn.cli.train_words import check_corpus_options
 
 #: ``--model`` names of vol. 2 ch. 6's language models, and their classes.
 RNN_MODELS = {"rnnlm": "Rnnlm", "betterrnnlm": "BetterRnnlm"}
@@ -56,29 +56,7 @@ _NOT_FOR_RNN = {
 
 def check_rnn_options(args: argparse.Namespace) -> None:
     """Fill the book's defaults and refuse what a language model cannot take, before any data."""
-    if args.dataset is None:
-        args.dataset = "english"
-    if args.dataset not in WORD_DATASETS:
-        raise ValueError(
-            f"--model {args.model} trains on a text corpus, not --dataset {args.dataset}: "
-            "use --dataset english (shipped with xpnn) or ptb"
-        )
-    for option, why in _NOT_FOR_RNN.items():
-        if getattr(args, option, None):
-            flag = "--" + option.replace("_", "-")
-            raise ValueError(f"{flag} does not apply to --model {args.model}: {why}; drop it")
-    if args.dataset == "english":
-        for option in ("data_dir", "download", "no_download"):
-            if getattr(args, option, None):
-                flag = "--" + option.replace("_", "-")
-                raise ValueError(
-                    f"{flag} applies to --dataset ptb (or mnist), not english: it ships with xpnn"
-                )
-    for key, value in {**_COMMON, **RNN_DEFAULTS[args.model]}.items():
-        if getattr(args, key, None) is None:
-            setattr(args, key, value)
-    if args.iters is not None:
-        args.epochs = None  # --iters sets the length, rounded up to whole epochs
+    check_corpus_options(args, _NOT_FOR_RNN, {**_COMMON, **RNN_DEFAULTS[args.model]})
     if args.dtype in ("float16", "bfloat16"):
         raise ValueError(
             f"--dtype {args.dtype}: train the language models in float32 (use --precision "

@@ -58,8 +58,15 @@ _NOT_FOR_WORDS = {
 }
 
 
-def check_word_options(args: argparse.Namespace) -> None:
-    """Fill the book's defaults and refuse what a word model cannot take, before any data."""
+def check_corpus_options(
+    args: argparse.Namespace, refused: dict[str, str], defaults: dict[str, Any]
+) -> None:
+    """What a model trained on a text corpus checks first, before any data.
+
+    --dataset (english by default, or ptb), the options in ``refused`` (option
+    -> why it does not apply), the download options that only PTB takes; then
+    ``defaults`` fill the options not given (--iters replacing --epochs).
+    """
     if args.dataset is None:
         args.dataset = "english"
     if args.dataset not in WORD_DATASETS:
@@ -67,7 +74,7 @@ def check_word_options(args: argparse.Namespace) -> None:
             f"--model {args.model} trains on a text corpus, not --dataset {args.dataset}: "
             f"use --dataset english (shipped with xpnn) or ptb"
         )
-    for option, why in _NOT_FOR_WORDS.items():
+    for option, why in refused.items():
         if getattr(args, option, None):
             flag = "--" + option.replace("_", "-")
             raise ValueError(f"{flag} does not apply to --model {args.model}: {why}; drop it")
@@ -78,11 +85,16 @@ def check_word_options(args: argparse.Namespace) -> None:
                 raise ValueError(
                     f"{flag} applies to --dataset ptb (or mnist), not english: it ships with xpnn"
                 )
-    for key, value in WORD_DEFAULTS.items():
+    for key, value in defaults.items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
     if args.iters is not None:
         args.epochs = None  # --iters sets the length, rounded up to whole epochs
+
+
+def check_word_options(args: argparse.Namespace) -> None:
+    """Fill the book's defaults and refuse what a word model cannot take, before any data."""
+    check_corpus_options(args, _NOT_FOR_WORDS, WORD_DEFAULTS)
     if args.dtype in ("float16", "bfloat16"):
         raise ValueError(
             f"--dtype {args.dtype}: word2vec's Adam over 10,000-word tables needs float32 or "
