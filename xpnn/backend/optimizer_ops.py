@@ -12,13 +12,17 @@ shape, written with ``out=`` (NumPy, CuPy) or PyTorch's ``out=`` and
 in-place methods; the operations and their order are the book's, so the
 results are bitwise those of the plain expressions. Other namespaces
 (array-api-strict) run the plain expressions.
+
+:func:`squared_norm` is gradient clipping's sum of squares, by a dot product.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["adam_moments", "divide_step"]
+from xpnn.backend.operations import ops
+
+__all__ = ["adam_moments", "divide_step", "squared_norm"]
 
 
 def _scratch(k: Any, cache: dict, name: str, like: Any) -> Any:
@@ -83,3 +87,29 @@ def divide_step(
     lib.multiply(numer, lr, out=step)
     step /= denom
     p -= step
+
+
+def squared_norm(xp: Any, g: Any) -> Any:
+    """``sum(g * g)`` over all of ``g``'s elements, a 0-d array on ``g``'s device.
+
+    Computed as the dot product of ``g`` flattened with itself: one read of
+    ``g`` and no ``g * g`` temporary of its size (for an RNNLM's ``(10,000,
+    100)`` float32 embedding, 4 MB allocated, written and read again per
+    gradient). NumPy and CuPy run BLAS's ``dot``, PyTorch ``torch.dot``
+    (not ``linalg.vecdot``, which on the CPU is 4x slower than ``sum(g *
+    g)``), others ``xp.vecdot``. Measured on one busy core, the sum over an
+    Rnnlm's gradients: hidden 100, NumPy, 0.13 ms against 0.55 ms for
+    ``xp.sum(g * g)``; hidden 650, PyTorch, 2.7 ms against 5.5 ms. Equal
+    up to float rounding (the same products, added in another order; BLAS
+    keeps several partial sums). Half floats keep ``xp.sum(g * g)``, whose
+    sum NumPy and PyTorch accumulate wider than a half-float dot would.
+    """
+    if g.dtype not in (xp.float32, xp.float64) or g.ndim == 0:
+        return xp.sum(g * g)
+    flat = xp.reshape(g, (-1,))
+    k = ops(g)
+    if k.native is not None:
+        return k.native.dot(flat, flat)
+    if k.torch is not None:
+        return k.torch.dot(flat, flat)
+    return xp.vecdot(flat, flat)

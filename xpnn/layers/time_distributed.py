@@ -23,7 +23,10 @@ from xpnn.backend.recurrent_ops import (
     label_difference_mean,
     mask_rows,
     matmul_add,
+    row_sum,
     softmax_rows,
+    steps_index_add_rows,
+    steps_take_rows,
 )
 from xpnn.functions import check_labels
 from xpnn.layers.base import (
@@ -77,11 +80,14 @@ def _check_scores(k: Any, xs: Any, ndim: int, who: str) -> None:
 class TimeEmbedding(Layer):
     """``T`` :class:`Embedding` lookups: ids ``xs`` ``(N, T)`` -> ``(N, T, D)``.
 
-    One ``Embedding(W)`` per time step, as the book's, kept in ``layers``.
-    They share one gradient (``Embedding(W, grad=dW)``), so ``backward(dout)``
-    zeroes ``dW`` once and each step adds its rows: the book's sum of the
-    steps' gradients, without a ``(V, D)`` array per step. It returns None
-    (ids have no gradient).
+    One ``Embedding(W)`` per time step, as the book's, kept in ``layers``
+    (each with its step's ids ``idx``). They share one gradient
+    (``Embedding(W, grad=dW)``), so ``backward(dout)`` zeroes ``dW`` once and
+    each step adds its rows: the book's sum of the steps' gradients, without
+    a ``(V, D)`` array per step. It returns None (ids have no gradient). The
+    steps' lookups are one ``take`` and their row additions one scatter-add,
+    in the steps' order (:func:`~xpnn.backend.recurrent_ops.steps_take_rows`,
+    :func:`~xpnn.backend.recurrent_ops.steps_index_add_rows`).
 
     Ids: integer, in ``0..V-1`` (refused otherwise where reading is free).
     Config: ``{"vocab_size": V, "hidden_size": D}``.
@@ -94,11 +100,12 @@ class TimeEmbedding(Layer):
         self.params = [W]
         self.grads = _zeros_like_all(self.params)
         self.layers: Any = None
+        self.xs: Any = None
         self.W = W
 
     def forward(self, xs: Any) -> Any:
         W = self.W
-        xp = get_namespace(W, xs)
+        get_namespace(W, xs)  # one backend and device, or BackendMismatchError
         k = ops(W, xs)
         _check_idx(k, xs, W.shape[0], "TimeEmbedding")
         if xs.ndim != 2 or xs.shape[1] == 0:
@@ -107,25 +114,28 @@ class TimeEmbedding(Layer):
             )
         T = xs.shape[1]
 
-        out = []
         layers = []
 
         for t in range(T):
             layer = Embedding(W, grad=self.grads[0])
-            out.append(layer.forward(xs[:, t]))
+            layer.idx = xs[:, t]  # the step's ids (its forward: W[idx], done below)
             layers.append(layer)
 
         self.layers = layers
-        return xp.stack(out, axis=1)
+        self.xs = xs
+        return steps_take_rows(W, xs)  # out[:, t, :] = W[xs[:, t]] for every t, one take
 
     def backward(self, dout: Any, *, input_grad: bool = True) -> None:
         _check_dout_dtype(dout, self.W.dtype, "TimeEmbedding")
-        T = dout.shape[1]
+        if tuple(dout.shape) != (*tuple(self.xs.shape), self.W.shape[1]):
+            raise ValueError(
+                f"TimeEmbedding.backward: dout of shape {tuple(dout.shape)} does not fit ids "
+                f"{tuple(self.xs.shape)} and W {tuple(self.W.shape)}"
+            )
 
         Embedding.zero_shared_grad(self.grads[0])  # grad = 0
-        for t in range(T):
-            layer = self.layers[t]
-            layer.backward(dout[:, t, :])  # grad += the step's rows
+        # grad += each step's rows at its ids (the T layers' backward), one scatter-add
+        steps_index_add_rows(self.grads[0], self.xs, dout)
 
         return None
 
@@ -198,7 +208,7 @@ class TimeAffine(Layer):
         dout = xp.reshape(dout, (N * T, W.shape[1]))
         rx = xp.reshape(x, (N * T, D))
 
-        db = k.sum_wide(dout, axis=0, out=self.grads[1])
+        db = row_sum(dout, out=self.grads[1])  # dout.sum(axis=0)
         dW = k.matmul(rx.T, dout, out=self.grads[0])
 
         _into(self.grads[0], dW)
