@@ -146,6 +146,12 @@ OWN_TESTS = {
     "RNN": "the book's cell: backward(dh_next) returns (dx, dh_prev)",
     "LSTM": "the book's cell: forward returns (h_next, c_next), backward takes dc_next too",
     "GRU": "the book's cell: backward(dh_next) returns (dx, dh_prev) (tests/test_gru.py)",
+    # vol. 2 ch. 8's attention layers: two inputs, and backward returns two gradients
+    # (tests/test_attention.py checks the same refusals).
+    "WeightSum": "the book's: forward(hs, a), backward(dc) returns (dhs, da)",
+    "AttentionWeight": "the book's: forward(hs, h), backward(da) returns (dhs, dh)",
+    "Attention": "the book's: forward(hs, h), backward(dout) returns (dhs, dh)",
+    "TimeAttention": "the book's: forward(hs_enc, hs_dec), backward returns (dhs_enc, dhs_dec)",
 }
 
 

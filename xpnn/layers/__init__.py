@@ -21,6 +21,9 @@ One module per idea, as a reader of the book would look for it:
 * :mod:`xpnn.layers.time_distributed`: :class:`TimeEmbedding`, :class:`TimeAffine`,
   :class:`TimeSoftmaxWithLoss`, :class:`TimeDropout`, :class:`TimeSigmoidWithLoss`
   (vol. 2, ch. 5-6; the same file of the book);
+* :mod:`xpnn.layers.attention`: :class:`WeightSum`, :class:`AttentionWeight`,
+  :class:`Attention`, :class:`TimeAttention` (vol. 2, ch. 8; the book's
+  ``ch08/attention_layer.py``);
 * :mod:`xpnn.layers.conv`: :func:`im2col`, :func:`col2im`, :class:`Convolution`,
   :class:`Pooling` (vol. 1, ch. 7);
 * :mod:`xpnn.layers.naive`: :class:`MulLayer`, :class:`AddLayer` (vol. 1, ch. 5's
@@ -51,6 +54,7 @@ from xpnn.layers.time_distributed import (
     TimeSigmoidWithLoss,
     TimeSoftmaxWithLoss,
 )
+from xpnn.layers.attention import Attention, AttentionWeight, TimeAttention, WeightSum
 # isort: on
 
 __all__ = [
@@ -58,6 +62,8 @@ __all__ = [
     "LSTM",
     "AddLayer",
     "Affine",
+    "Attention",
+    "AttentionWeight",
     "BatchNormalization",
     "Convolution",
     "Dropout",
@@ -77,6 +83,7 @@ __all__ = [
     "Softmax",
     "SoftmaxWithLoss",
     "TimeAffine",
+    "TimeAttention",
     "TimeBiLSTM",
     "TimeDropout",
     "TimeEmbedding",
@@ -86,6 +93,7 @@ __all__ = [
     "TimeSigmoidWithLoss",
     "TimeSoftmaxWithLoss",
     "UnigramSampler",
+    "WeightSum",
     "backward",
     "col2im",
     "im2col",
