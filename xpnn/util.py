@@ -8,7 +8,8 @@ smooth_curve``; the same for :func:`shuffle_dataset`,
 :func:`most_similar`, :func:`analogy`, :func:`ppmi`,
 :func:`convert_one_hot`, :func:`create_contexts_target`,
 :func:`normalize`: :mod:`xpnn.text`'s, re-exported), and vol. 2 ch. 6's
-:func:`eval_perplexity` (:mod:`xpnn.models.rnnlm`'s, re-exported).
+:func:`eval_perplexity` (:mod:`xpnn.models.rnnlm`'s, re-exported) and ch. 7's
+:func:`eval_seq2seq` (:mod:`xpnn.models.seq2seq`'s, re-exported).
 
 Where they differ from the book:
 
@@ -29,6 +30,7 @@ import numpy as np
 from xpnn.backend import asarray, backend_of, get_namespace, to_numpy
 from xpnn.layers.conv import col2im, im2col
 from xpnn.models.rnnlm import eval_perplexity
+from xpnn.models.seq2seq import eval_seq2seq
 from xpnn.random import default_rng
 from xpnn.text import (
     analogy,
@@ -51,6 +53,7 @@ __all__ = [
     "create_co_matrix",
     "create_contexts_target",
     "eval_perplexity",
+    "eval_seq2seq",
     "im2col",
     "most_similar",
     "normalize",

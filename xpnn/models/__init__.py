@@ -20,6 +20,9 @@
   :class:`BetterRnnlm` (ch. 6, weight tying), and :func:`eval_perplexity`;
 * :mod:`xpnn.models.rnnlm_gen`: :class:`RnnlmGen`, :class:`BetterRnnlmGen`
   (ch. 7), the language models that generate text;
+* :mod:`xpnn.models.seq2seq`: :class:`Encoder`, :class:`Decoder`,
+  :class:`Seq2seq`, :class:`PeekyDecoder`, :class:`PeekySeq2seq` (ch. 7),
+  greedy (and batched) ``generate``, and :func:`eval_seq2seq`;
 * :mod:`xpnn.models.weight_init`: the initial weights' scales (He, Xavier)
   and Dropout seeds of those nets; :mod:`xpnn.models.numerical_gradient`:
   their numerical gradient with Dropout masks held.
@@ -35,6 +38,7 @@ from xpnn.models.layered import MODELS, LayeredNet
 from xpnn.models.multilayer import MultiLayerNet, MultiLayerNetExtend
 from xpnn.models.rnnlm import BetterRnnlm, Rnnlm, SimpleRnnlm
 from xpnn.models.rnnlm_gen import BetterRnnlmGen, RnnlmGen
+from xpnn.models.seq2seq import Decoder, Encoder, PeekyDecoder, PeekySeq2seq, Seq2seq
 from xpnn.models.simple import SimpleNet, simpleNet
 from xpnn.models.two_layer import LayeredTwoLayerNet, TwoLayerNet, TwoLayerNetReLU
 from xpnn.models.word2vec import CBOW, SkipGram
@@ -47,14 +51,19 @@ __all__ = [
     "CBOW",
     "MODELS",
     "DeepConvNet",
+    "Decoder",
+    "Encoder",
     "LayeredNet",
     "LayeredTwoLayerNet",
     "MultiLayerNet",
     "MultiLayerNetExtend",
     "ParamDict",
     "ParamList",
+    "PeekyDecoder",
+    "PeekySeq2seq",
     "Rnnlm",
     "RnnlmGen",
+    "Seq2seq",
     "SimpleCBOW",
     "SimpleConvNet",
     "SimpleNet",
