@@ -23,6 +23,8 @@
 * :mod:`xpnn.models.seq2seq`: :class:`Encoder`, :class:`Decoder`,
   :class:`Seq2seq`, :class:`PeekyDecoder`, :class:`PeekySeq2seq` (ch. 7),
   greedy (and batched) ``generate``, and :func:`eval_seq2seq`;
+* :mod:`xpnn.models.attention_seq2seq`: :class:`AttentionEncoder`,
+  :class:`AttentionDecoder`, :class:`AttentionSeq2seq` (ch. 8);
 * :mod:`xpnn.models.weight_init`: the initial weights' scales (He, Xavier)
   and Dropout seeds of those nets; :mod:`xpnn.models.numerical_gradient`:
   their numerical gradient with Dropout masks held.
@@ -33,6 +35,7 @@ default float dtype unless ``dtype`` is given, from a seeded
 every backend. Every model saves and loads with :mod:`xpnn.io`.
 """
 
+from xpnn.models.attention_seq2seq import AttentionDecoder, AttentionEncoder, AttentionSeq2seq
 from xpnn.models.convnet import DeepConvNet, SimpleConvNet
 from xpnn.models.layered import MODELS, LayeredNet
 from xpnn.models.multilayer import MultiLayerNet, MultiLayerNetExtend
@@ -46,6 +49,9 @@ from xpnn.models.word2vec_simple import SimpleCBOW, SimpleSkipGram
 from xpnn.params import ParamDict, ParamList
 
 __all__ = [
+    "AttentionDecoder",
+    "AttentionEncoder",
+    "AttentionSeq2seq",
     "BetterRnnlm",
     "BetterRnnlmGen",
     "CBOW",
