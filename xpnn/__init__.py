@@ -45,6 +45,7 @@ from xpnn.backend import (
 from xpnn.layers import conv
 from xpnn.models import (
     CBOW,
+    AttentionSeq2seq,
     BetterRnnlm,
     BetterRnnlmGen,
     DeepConvNet,
@@ -52,8 +53,10 @@ from xpnn.models import (
     LayeredTwoLayerNet,
     MultiLayerNet,
     MultiLayerNetExtend,
+    PeekySeq2seq,
     Rnnlm,
     RnnlmGen,
+    Seq2seq,
     SimpleCBOW,
     SimpleConvNet,
     SimpleNet,
@@ -99,6 +102,7 @@ for _old, _new in MOVED_MODULES.items():
 del _old, _new
 
 __all__ = [
+    "AttentionSeq2seq",
     "BetterRnnlm",
     "BetterRnnlmGen",
     "CBOW",
@@ -121,10 +125,12 @@ __all__ = [
     "MixedPrecision",
     "MultiLayerNet",
     "MultiLayerNetExtend",
+    "PeekySeq2seq",
     "PerplexitySchedule",
     "Rnnlm",
     "RnnlmGen",
     "RnnlmTrainer",
+    "Seq2seq",
     "SimpleCBOW",
     "SimpleConvNet",
     "SimpleNet",
