@@ -110,6 +110,7 @@ SMOKE_TESTED = {
     "train_simple_cbow": "test_train_simple_cbow_learns_and_prints_each_words_vector",
     "train_word2vec": "test_train_word2vec_trains_and_asks_the_books_questions",
     "generate_text": "test_generate_text_trains_then_writes_the_books_text",
+    "train_seq2seq": "test_train_seq2seq_prints_the_books_lines",
 }
 
 
@@ -161,6 +162,7 @@ DEFAULT_FIGURES = {
     "train_simple_cbow": ["simple_cbow_loss.png", "simple_cbow.png"],
     "train_word2vec": ["word2vec_loss.png", "word2vec.png"],
     "generate_text": ["generate_text.png"],
+    "train_seq2seq": ["train_seq2seq.png"],
 }
 
 
@@ -813,3 +815,28 @@ def test_generate_text_trains_then_writes_the_books_text(backend, tmp_path, caps
     assert len(words) == 40 and words[0] == "the"
     assert load_example("generate_text").main(["--start", "zzyzx", "--load", "Rnnlm.pkl"]) == 2
     assert "not in the vocabulary" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("model", "reverse"), [("seq2seq", False), ("peeky", True)])
+def test_train_seq2seq_prints_the_books_lines(backend, tmp_path, capsys, model, reverse):
+    import json
+
+    from xpnn.datasets import sequence
+
+    argv = ["--quick", "--model", model, "--json", "acc.json", "--backend", backend.spec]
+    lines = run_main("train_seq2seq", argv + (["--reverse"] if reverse else []), capsys)
+    accs = [float(line[8:-1]) for line in lines if line.startswith("val acc ")]
+    assert len(accs) == 2 and all(line.endswith("%") for line in lines if "val acc" in line)
+    assert lines[0].startswith("| epoch 1 |  iter 1 / 15 |")  # 2,000 questions, batch 128
+    # The book's first 10 answers of each epoch, the question shown unreversed.
+    questions = [line[2:] for line in lines if line.startswith("Q ")]
+    assert len(questions) == 20 and sum(line == "---" for line in lines) == 20
+    _, (x_test, _) = sequence.load_data("addition.txt")
+    id_to_char = sequence.get_vocab()[1]
+    first = "".join(id_to_char[int(i)] for i in np.asarray(xpnn.to_numpy(x_test[0, ...])))
+    assert questions[0] == first == questions[10]
+    assert sum(("\u2611" in line) or ("\u2612" in line) for line in lines) == 20
+    saved = json.loads((tmp_path / "acc.json").read_text())
+    assert (saved["model"], saved["reverse"]) == (model, reverse)
+    assert [float(f"{a * 100:.3f}") for a in saved["acc_list"]] == accs
+    assert_figures("train_seq2seq", tmp_path, lines)

@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "train",
         help="train the book's two-layer net (spiral or MNIST), conv nets (MNIST) or word "
-        "vectors (CBOW, skip-gram) or language models (Rnnlm, BetterRnnlm)",
+        "vectors (CBOW, skip-gram), language models (Rnnlm, BetterRnnlm) or seq2seq models",
         description="Train the book's two-layer network, or its convolutional networks "
         "(--model simpleconvnet, deepconvnet). Defaults are the book's: "
         "spiral (vol. 2 ch. 1): hidden 10, SGD lr 1.0, batch 30, 300 epochs; "
@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
         "to 0.25, batch 20 x 35 steps; Rnnlm hidden 100, 4 epochs; BetterRnnlm hidden 650, "
         "dropout 0.5, 40 epochs, lr / 4 when the validation perplexity stalls; then the test "
         "perplexity. "
+        "Seq2seq and PeekySeq2seq (vol. 2 ch. 7) on addition: wordvec 16, hidden 128, Adam lr "
+        "0.001, batch 128, 25 epochs, gradients clipped to 5.0, questions reversed with "
+        "--reverse; the val acc of all test questions after each epoch. "
         "mnist5k is the 5,000-digit MNIST sample shipped with xpnn (no network); mnist is the "
         "full MNIST, read from --data-dir or downloaded once into a cache folder. Every output "
         "path is checked before training (a missing folder of --save, --plot or --checkpoint "
@@ -151,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="spiral (generated), mnist5k (4,000 + 1,000 digits shipped with xpnn) or mnist "
         "(the full 60,000 + 10,000, downloaded) (default: spiral); for --model cbow, "
         "skipgram, rnnlm and betterrnnlm: english (English text shipped with xpnn; their "
-        "default) or ptb (the Penn Treebank, downloaded)",
+        "default) or ptb (the Penn Treebank, downloaded); for --model seq2seq and peeky: "
+        "addition (their default) or date (generated in the book's format)",
     )
     p.add_argument(
         "--model",
@@ -160,7 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="the book's two-layer net, SimpleConvNet (conv 30 5x5 - pool - 100 - 10, ch. 7) or "
         "DeepConvNet (six 3x3 convs, three pools, 50 - 10 with dropout, ch. 8); the conv nets "
         "take MNIST images (N, 1, 28, 28); cbow or skipgram: vol. 2 ch. 4's word2vec with "
-        "negative sampling; rnnlm or betterrnnlm: vol. 2 ch. 6's LSTM language models",
+        "negative sampling; rnnlm or betterrnnlm: vol. 2 ch. 6's LSTM language models; seq2seq "
+        "or peeky: vol. 2 ch. 7's Seq2seq and PeekySeq2seq (addition, the val acc of each epoch)",
+    )
+    p.add_argument(
+        "--reverse",
+        action="store_true",
+        help="--model seq2seq or peeky: reverse the questions (the book's is_reverse)",
     )
     p.add_argument(
         "--window",

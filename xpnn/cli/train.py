@@ -34,6 +34,12 @@ from xpnn.cli.memory import (
 )
 from xpnn.cli.paths import SAMPLE_HINT, check_train_paths, make_output_folders, train_outputs
 from xpnn.cli.train_rnnlm import RNN_MODELS, check_rnn_options, run_rnnlm
+from xpnn.cli.train_seq2seq import (
+    SEQ2SEQ_MODELS,
+    SEQUENCE_DATASETS,
+    check_seq2seq_options,
+    run_seq2seq,
+)
 from xpnn.cli.train_words import WORD_DATASETS, WORD_MODELS, check_word_options, run_words
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
@@ -49,11 +55,13 @@ DATASET_DEFAULTS = {
 #: ``--model``: the book's two-layer net (``LayeredTwoLayerNet`` on the spiral,
 #: ``TwoLayerNet`` on MNIST), SimpleConvNet (vol. 1 ch. 7), DeepConvNet (ch. 8),
 #: vol. 2 ch. 4's CBOW and SkipGram (:mod:`xpnn.cli.train_words`) and ch. 6's
-#: Rnnlm and BetterRnnlm (:mod:`xpnn.cli.train_rnnlm`).
-MODEL_CHOICES = ("twolayernet", *CONV_MODELS, *WORD_MODELS, *RNN_MODELS)
+#: Rnnlm and BetterRnnlm (:mod:`xpnn.cli.train_rnnlm`), ch. 7's Seq2seq and
+#: PeekySeq2seq (:mod:`xpnn.cli.train_seq2seq`).
+MODEL_CHOICES = ("twolayernet", *CONV_MODELS, *WORD_MODELS, *RNN_MODELS, *SEQ2SEQ_MODELS)
 
-#: ``--dataset``: the classifiers' data sets, then the word models' corpora.
-DATASET_CHOICES = (*DATASET_DEFAULTS, *WORD_DATASETS)
+#: ``--dataset``: the classifiers' data sets, the word models' corpora, the
+#: seq2seq models' sequence data sets.
+DATASET_CHOICES = (*DATASET_DEFAULTS, *WORD_DATASETS, *SEQUENCE_DATASETS)
 
 #: The book's settings per model, over the data set's: ch. 7's
 #: ``train_convnet.py`` and ch. 8's ``train_deepnet.py`` (Adam lr 0.001, batch
@@ -238,6 +246,11 @@ def _check_options(args: argparse.Namespace) -> None:
             "betterrnnlm, not "
             f"--model {args.model}"
         )
+    if args.dataset in SEQUENCE_DATASETS:
+        raise ValueError(
+            f"--dataset {args.dataset} is a sequence data set for --model "
+            f"{' or '.join(SEQ2SEQ_MODELS)}, not --model {args.model}"
+        )
     if args.window is not None:
         raise ValueError(f"--window is the context of --model cbow or skipgram, not {args.model}")
     if args.time_size is not None:
@@ -302,14 +315,18 @@ def _build_model(args: argparse.Namespace, x: Any, classes: int) -> Any:
 
 
 def _run_text(args: argparse.Namespace) -> int:
-    """``--model cbow|skipgram|rnnlm|betterrnnlm``: checks first, then the model's run.
+    """``--model cbow|skipgram|rnnlm|betterrnnlm|seq2seq|peeky``: checks first, then the run.
 
-    :func:`xpnn.cli.train_words.run_words` or :func:`xpnn.cli.train_rnnlm.run_rnnlm`.
+    :func:`xpnn.cli.train_words.run_words`, :func:`xpnn.cli.train_rnnlm.run_rnnlm`
+    or :func:`xpnn.cli.train_seq2seq.run_seq2seq`.
     """
     import xpnn
 
-    words = args.model in WORD_MODELS
-    (check_word_options if words else check_rnn_options)(args)
+    words, seq2seq = args.model in WORD_MODELS, args.model in SEQ2SEQ_MODELS
+    if seq2seq:
+        check_seq2seq_options(args)
+    else:
+        (check_word_options if words else check_rnn_options)(args)
     if args.time_size is not None and words:
         raise ValueError(f"--time-size is the BPTT length of --model rnnlm, not {args.model}")
     check_train_paths(args)
@@ -318,18 +335,24 @@ def _run_text(args: argparse.Namespace) -> int:
     backend = xpnn.get_backend()
     threads.refresh()
     _check_precision(args, backend)
-    return (run_words if words else run_rnnlm)(args, backend, _write_results)
+    runner = run_seq2seq if seq2seq else run_words if words else run_rnnlm
+    return runner(args, backend, _write_results)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``xpnn train`` with the parsed ``args``; returns the exit status."""
     import xpnn
 
-    if args.model in WORD_MODELS or args.model in RNN_MODELS:
+    if getattr(args, "reverse", False) and args.model not in SEQ2SEQ_MODELS:
+        raise ValueError(
+            f"--reverse reverses the questions of --model {' or '.join(SEQ2SEQ_MODELS)}, not "
+            f"--model {args.model}; drop it"
+        )
+    if args.model in WORD_MODELS or args.model in RNN_MODELS or args.model in SEQ2SEQ_MODELS:
         return _run_text(args)
     if args.dataset is None:
         args.dataset = "spiral"
-    if args.dataset in WORD_DATASETS:
+    if args.dataset in WORD_DATASETS or args.dataset in SEQUENCE_DATASETS:
         _check_options(args)
     defaults = _apply_defaults(args)
     _check_options(args)
