@@ -43,7 +43,12 @@ def test_util_has_the_books_names():
         "to_gpu",
         # vol. 2 ch. 6's eval_perplexity (xpnn.models.rnnlm's, re-exported)
         "eval_perplexity",
+        # ch. 6's clip_grads and ch. 7's eval_seq2seq (re-exported)
+        "clip_grads",
+        "eval_seq2seq",
     }
+    assert util.clip_grads is xpnn.training.clipping.clip_grads
+    assert util.eval_seq2seq is xpnn.models.seq2seq.eval_seq2seq
     assert util.eval_perplexity is xpnn.models.rnnlm.eval_perplexity
     assert util.im2col is xpnn.layers.conv.im2col
     assert util.col2im is xpnn.layers.conv.col2im

@@ -9,7 +9,9 @@ smooth_curve``; the same for :func:`shuffle_dataset`,
 :func:`convert_one_hot`, :func:`create_contexts_target`,
 :func:`normalize`: :mod:`xpnn.text`'s, re-exported), and vol. 2 ch. 6's
 :func:`eval_perplexity` (:mod:`xpnn.models.rnnlm`'s, re-exported) and ch. 7's
-:func:`eval_seq2seq` (:mod:`xpnn.models.seq2seq`'s, re-exported).
+:func:`eval_seq2seq` (:mod:`xpnn.models.seq2seq`'s, re-exported), and
+:func:`clip_grads` (:mod:`xpnn.training.clipping`'s, re-exported: the book's
+``common/util.py`` has it).
 
 Where they differ from the book:
 
@@ -43,9 +45,11 @@ from xpnn.text import (
     ppmi,
     preprocess,
 )
+from xpnn.training.clipping import clip_grads
 
 __all__ = [
     "analogy",
+    "clip_grads",
     "col2im",
     "conv_output_size",
     "convert_one_hot",
