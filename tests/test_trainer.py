@@ -508,3 +508,47 @@ def test_accuracy_at_is_checked_before_anything_trains(backend):
     assert len(late.test_acc_list) == len(early.test_acc_list) == 30
     assert late.test_acc_list[-1] == float(xpnn.to_numpy(late.model.accuracy(x, t)))
     assert early.test_acc_list != late.test_acc_list
+
+
+def _epoch_orders(trainer):
+    """The order of each epoch the trainer shuffles (host copies), as it shuffles them."""
+    orders, shuffle = [], trainer._shuffle
+
+    def spy(state):
+        order = shuffle(state)
+        orders.append(np.array(xpnn.to_numpy(order), copy=True))
+        return order
+
+    trainer._shuffle = spy
+    return orders
+
+
+def test_a_loop_of_one_epoch_fits_shuffles_each_epoch_anew(backend):
+    """The book's ch. 7-8 scripts call fit(max_epoch=1) once an epoch: each call goes on
+    with the trainer's generator, as the book's np.random does, unless a seed is given."""
+    x, t = load_spiral()
+    quiet = {"batch_size": 30, "verbose": False, "progress": False}
+
+    def trainer():
+        return xpnn.Trainer(xpnn.LayeredTwoLayerNet(2, 4, 3, seed=0), xpnn.SGD(lr=0.1))
+
+    whole = trainer()
+    in_one = _epoch_orders(whole)
+    whole.fit(x, t, max_epoch=2, **quiet)
+    loop = trainer()
+    in_loop = _epoch_orders(loop)
+    for _ in range(2):
+        loop.fit(x, t, max_epoch=1, **quiet)
+    again = trainer()
+    seeded = _epoch_orders(again)
+    for _ in range(2):
+        again.fit(x, t, max_epoch=1, seed=0, **quiet)
+
+    assert not np.array_equal(in_loop[0], in_loop[1])  # the second epoch is shuffled anew
+    for a, b in zip(in_loop, in_one, strict=True):  # as one fit of two epochs
+        assert np.array_equal(a, b)
+    for a, b in zip(whole.model.params, loop.model.params, strict=True):
+        assert np.array_equal(xpnn.to_numpy(a), xpnn.to_numpy(b))
+    assert np.array_equal(seeded[0], seeded[1])  # an explicit seed starts over
+    with pytest.raises(ValueError, match="seed must be an int, None or 'continue'"):
+        trainer().fit(x, t, seed="again", **quiet)

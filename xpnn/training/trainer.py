@@ -21,12 +21,8 @@ NaN guard, the accuracies, the printed lines and the progress bar
 (:mod:`xpnn.training.reporter`), and the checkpoints
 (:mod:`xpnn.training.checkpointer`). ``fit(callbacks=[...])`` adds your own.
 
-The book's chapter-6 form, ``Trainer(network, x_train, t_train, x_test,
-t_test, epochs=20, mini_batch_size=100, optimizer='SGD', optimizer_param={'lr':
-0.01}, evaluate_sample_num_per_epoch=None, verbose=True).train()``, is the
-same class: ``train`` runs ``fit`` with those settings (:mod:`xpnn.training.book_trainer`
-holds that form; see :meth:`Trainer.train` for how it differs from the book's
-loop).
+The book's chapter-6 form, ``Trainer(network, x_train, ...).train()``, is
+the same class: ``train`` runs ``fit`` (:mod:`xpnn.training.book_trainer`).
 
 Nothing is read back from the device inside an iteration: losses are summed
 on the device and read once per ``eval_interval``; mini-batches are taken on
@@ -217,7 +213,7 @@ class Trainer(BookForm, TrainingPlot):
         validation_data: tuple[Any, Any] | None = None,
         eval_samples: int | None = None,
         accuracy_at: str = "epoch_end",
-        seed: int | None = 0,
+        seed: int | str | None = "continue",
         progress: bool = True,
         verbose: bool = True,
         checkpoint: str | os.PathLike[str] | None = None,
@@ -258,7 +254,12 @@ class Trainer(BookForm, TrainingPlot):
                 ``"first_iteration"`` (after the first iteration of each
                 epoch, as the book's ch. 6 ``Trainer``, which ``train()``
                 uses).
-            seed: Seed of the shuffling (the same on every backend).
+            seed: Seed of the shuffling (the same on every backend), or
+                ``"continue"`` (the default): 0 at this trainer's first fit,
+                and each later fit goes on with the same generator, so a
+                loop of ``fit(max_epoch=1)`` (as the book's ch. 7-8 scripts
+                write) shuffles each epoch anew, as the book's ``np.random``
+                does; an int starts over from that seed.
             progress: Show a progress bar (tqdm) over the iterations, in a
                 terminal or a notebook.
             verbose: Print the book's ``| epoch 1 | iter 1 / 10 | time 0[s] |
@@ -431,7 +432,7 @@ class Trainer(BookForm, TrainingPlot):
         batch_size: int,
         max_grad: float | None,
         eval_interval: int,
-        seed: int | None,
+        seed: int | str | None,
     ) -> FitState:
         """Check the data and the settings; the state of a run at its start."""
         xp = get_namespace(x, t, *_values(self.model.params)[:1])
@@ -453,8 +454,19 @@ class Trainer(BookForm, TrainingPlot):
             eval_interval=min(eval_interval, max_iters),
             max_iters=max_iters,
             # The shuffling follows the data: permutations go to x's backend and device.
-            rng=default_rng(seed, backend=backend_of(x)),
+            rng=self._shuffling(seed, x),
         )
+
+    def _shuffling(self, seed: Any, x: Any) -> Any:
+        """This fit's shuffling generator: ``"continue"`` keeps the last fit's (same backend)."""
+        backend = backend_of(x)
+        if seed == "continue" and getattr(self, "_rng", (None,))[0] == backend.spec:
+            return self._rng[1]
+        if isinstance(seed, str) and seed != "continue":
+            raise ValueError(f"seed must be an int, None or 'continue', got {seed!r}")
+        rng = default_rng(0 if seed == "continue" else seed, backend=backend)
+        self._rng = (backend.spec, rng)
+        return rng
 
     def _check_validation(self, state: FitState, data: Any) -> tuple[Any, Any] | None:
         if data is None:
