@@ -124,3 +124,71 @@ def test_reverse_and_the_sequence_data_are_refused_for_other_models(capsys, tmp_
     code, _, err = run(capsys, "train", "--model", model, "--dataset", "addition", "--save", save)
     assert code == 2 and "--dataset addition" in err and len(err.strip().splitlines()) == 1, err
     assert not save.parent.exists()
+
+
+# ---------------------------------------------------------------- --model attention (ch. 8)
+
+
+def test_attention_trains_on_reversed_dates_and_saves(capsys, tmp_path, backend):
+    save = tmp_path / "attn.npz"
+    argv = ["train", "--model", "attention", "--train-size", 256, "--epochs", 1, "--hidden", 16]
+    argv += ["--batch-size", 64, "--eval-interval", 1, "--save", save, "--backend", backend.spec]
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    first = out.splitlines()[0]
+    assert first.startswith("xpnn train: date (256 questions, 5000 for validation,")
+    assert "reversed" in first and "AttentionSeq2seq(wordvec=16, hidden=16)" in first
+    assert "1 epochs x 4 iterations" in first
+    accs = [float(a) for a in re.findall(r"^val acc ([0-9.]+)%$", out, re.M)]
+    assert len(accs) == 1 and 0 <= accs[0] <= 100
+    loss = losses(out)
+    assert len(loss) == 4 and loss[-1] < loss[0]  # from ln(59) = 4.08, four steps of Adam
+    # The saved model counts the reversed test dates as the run counted them.
+    with xpnn.use_backend(backend.spec):
+        _, (x_test, t_test) = sequence.load_data("date.txt")
+        loaded = xpnn.io.load(save)
+        assert type(loaded).__name__ == "AttentionSeq2seq" and loaded.hidden_size == 16
+        flipped = xpnn.backend.get_namespace(x_test).flip(x_test, axis=1)
+        acc = eval_seq2seq_batch(loaded, flipped, t_test, int(t_test[0, 0]))
+    assert f"{acc * 100:.3f}" == f"{accs[0]:.3f}"
+
+
+def test_attention_trains_on_the_reversed_questions(capsys, monkeypatch):
+    seen = []
+    fit = xpnn.Trainer.fit
+
+    def spy(self, x, t, **kwargs):
+        seen.append((np.asarray(xpnn.to_numpy(x)), np.asarray(xpnn.to_numpy(t))))
+        return fit(self, x, t, **kwargs)
+
+    monkeypatch.setattr(xpnn.Trainer, "fit", spy)
+    argv = ["train", "--model", "attention", "--train-size", 64, "--iters", 1, "--hidden", 8]
+    code, _, err = run(capsys, *argv, "--batch-size", 64, "--quiet")
+    assert code == 0, err
+    (x_train, t_train), _ = sequence.load_data("date.txt")
+    x_train, t_train = np.asarray(xpnn.to_numpy(x_train)), np.asarray(xpnn.to_numpy(t_train))
+    [(x, t)] = seen
+    assert np.array_equal(x, x_train[:64, ::-1]) and not np.array_equal(x, x_train[:64])
+    assert np.array_equal(t, t_train[:64])
+
+
+def test_attention_takes_the_books_ch08_settings():
+    args = argparse_args("--model", "attention")
+    train_seq2seq.check_seq2seq_options(args)
+    assert (args.dataset, args.hidden, args.epochs, args.batch_size) == ("date", 256, 10, 128)
+    assert (args.optimizer, args.lr, args.max_grad, args.reverse) == ("adam", 0.001, 5.0, True)
+    spec = train_seq2seq.SEQ2SEQ_MODELS["attention"]
+    assert (spec.module, spec.cls, spec.always_reversed) == (
+        "xpnn.models.attention_seq2seq",
+        "AttentionSeq2seq",
+        True,
+    )
+    assert not train_seq2seq.SEQ2SEQ_MODELS["seq2seq"].always_reversed
+
+
+def test_attention_refuses_reverse_in_one_line(capsys, tmp_path):
+    save = tmp_path / "new" / "m.npz"
+    code, _, err = run(capsys, "train", "--model", "attention", "--reverse", "--save", save)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "--reverse: --model attention always reads its questions reversed" in err
+    assert not save.parent.exists()

@@ -111,6 +111,8 @@ SMOKE_TESTED = {
     "train_word2vec": "test_train_word2vec_trains_and_asks_the_books_questions",
     "generate_text": "test_generate_text_trains_then_writes_the_books_text",
     "train_seq2seq": "test_train_seq2seq_prints_the_books_lines",
+    "train_attention": "test_train_attention_prints_the_books_lines_and_saves",
+    "visualize_attention": "test_visualize_attention_draws_the_maps_of_a_saved_model",
 }
 
 
@@ -163,6 +165,8 @@ DEFAULT_FIGURES = {
     "train_word2vec": ["word2vec_loss.png", "word2vec.png"],
     "generate_text": ["generate_text.png"],
     "train_seq2seq": ["train_seq2seq.png"],
+    "train_attention": ["train_attention.png"],
+    "visualize_attention": ["attention_map.png"],
 }
 
 
@@ -840,3 +844,96 @@ def test_train_seq2seq_prints_the_books_lines(backend, tmp_path, capsys, model, 
     assert (saved["model"], saved["reverse"]) == (model, reverse)
     assert [float(f"{a * 100:.3f}") for a in saved["acc_list"]] == accs
     assert_figures("train_seq2seq", tmp_path, lines)
+
+
+def test_train_attention_prints_the_books_lines_and_saves(backend, tmp_path, capsys):
+    import json
+
+    from xpnn.datasets import sequence
+
+    argv = ["--quick", "--json", "acc.json", "--save", "attn.npz", "--backend", backend.spec]
+    lines = run_main("train_attention", argv, capsys)
+    accs = [float(line[8:-1]) for line in lines if line.startswith("val acc ")]
+    assert len(accs) == 1 and all(line.endswith("%") for line in lines if "val acc" in line)
+    assert lines[0].startswith("| epoch 1 |  iter 1 / 7 |")  # 1,000 dates, batch 128
+    # The book's first 10 answers, the question shown unreversed (the model reads it reversed).
+    questions = [line[2:] for line in lines if line.startswith("Q ")]
+    assert len(questions) == 10 and sum(line == "---" for line in lines) == 10
+    _, (x_test, _) = sequence.load_data("date.txt")
+    id_to_char = sequence.get_vocab()[1]
+    first = "".join(id_to_char[int(i)] for i in np.asarray(xpnn.to_numpy(x_test[0, ...])))
+    assert questions[0] == first
+    saved = json.loads((tmp_path / "acc.json").read_text())
+    assert (saved["model"], saved["epochs"], saved["hidden_size"]) == ("attention", 1, 32)
+    assert [float(f"{a * 100:.3f}") for a in saved["acc_list"]] == accs
+    assert len(saved["epoch_seconds"]) == 1 and saved["epoch_seconds"][0] > 0
+    model = xpnn.io.load(tmp_path / "attn.npz")
+    assert type(model).__name__ == "AttentionSeq2seq" and model.hidden_size == 32
+    assert any("attn.npz" in line for line in lines if "written to" in line)
+    assert_figures("train_attention", tmp_path, lines)
+
+
+def test_visualize_attention_draws_the_maps_of_a_saved_model(backend, tmp_path, capsys):
+    from xpnn.datasets import sequence
+    from xpnn.models import AttentionSeq2seq
+
+    (_, _), (x_test, t_test) = sequence.load_data("date.txt")
+    vocab = len(sequence.get_vocab()[0])
+    xpnn.io.save(AttentionSeq2seq(vocab, 16, 8, seed=3), tmp_path / "m.npz")
+    argv = ["--load", "m.npz", "--dates", "2", "--backend", backend.spec]
+    lines = run_main("visualize_attention", argv, capsys)
+    # The book's draws: np.random.seed(1984); np.random.randint(0, len(x_test)) per date.
+    rng = np.random.RandomState(1984)
+    id_to_char = sequence.get_vocab()[1]
+    x_host, t_host = np.asarray(xpnn.to_numpy(x_test)), np.asarray(xpnn.to_numpy(t_test))
+    for line in lines[:2]:
+        i = rng.randint(0, x_host.shape[0])
+        question = "".join(id_to_char[int(c)] for c in x_host[i]).strip()
+        answer = "".join(id_to_char[int(c)] for c in t_host[i, 1:])
+        assert line.startswith(f"{question!r}: {answer} (model: ")
+    assert len(lines) == 3
+    assert_figures("visualize_attention", tmp_path, lines)
+
+
+def test_visualize_attention_trains_a_small_model_without_load(tmp_path, capsys):
+    lines = run_main("visualize_attention", ["--dates", "1", "--plot", "one.svg"], capsys)
+    assert len(lines) == 2 and lines[1] == "figure written to one.svg"
+    assert (tmp_path / "one.svg").read_bytes().lstrip().startswith(b"<?xml")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--load", "missing.npz"], "--load missing.npz: no such file"),
+        (["--dates", "0"], "--dates must be from 1 to 20"),
+        (["--plot", "map.txt"], "the extension must be"),
+    ],
+)
+def test_visualize_attention_refuses_before_drawing(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit):
+        load_example("visualize_attention").main(argv)
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "attention_map.png").exists()
+
+
+def test_visualize_attention_refuses_another_model(tmp_path):
+    from xpnn.models import Seq2seq
+
+    xpnn.io.save(Seq2seq(59, 16, 8), tmp_path / "s.npz")
+    with pytest.raises(SystemExit, match="holds a Seq2seq, not an AttentionSeq2seq"):
+        load_example("visualize_attention").main(["--load", "s.npz"])
+    assert not (tmp_path / "attention_map.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--save", "model.pkl"], "xpnn.io.save writes .npz files"),
+        (["--plot", "acc.txt"], "the extension must be"),
+        (["--epochs", "0"], "--epochs must be positive"),
+    ],
+)
+def test_train_attention_refuses_bad_options_before_training(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit):
+        load_example("train_attention").main(argv)
+    assert message in capsys.readouterr().err

@@ -204,3 +204,61 @@ def test_plot_word_vectors_draws_the_words_and_refuses_bad_input(backend, tmp_pa
     with pytest.raises(ValueError, match="extension"):
         plot_word_vectors(vecs, id_to_word, tmp_path / "x.txt")
     assert not (tmp_path / "x.png").exists()
+
+
+def test_attention_map_draws_the_weights_with_the_characters(backend, tmp_path):
+    from matplotlib.figure import Figure
+
+    from xpnn.plot import attention_map
+
+    rng = np.random.default_rng(0)
+    scores = rng.standard_normal((3, 5))
+    host = np.exp(scores) / np.exp(scores).sum(axis=1, keepdims=True)  # softmax rows
+    weights = xpnn.asarray(host.astype(np.float32))
+    rows, cols = list("1-0"), list("may 3")
+    ax = attention_map(weights, rows, cols, path=tmp_path / "a.png")
+    assert_image(tmp_path / "a.png")
+    [image] = ax.images
+    np.testing.assert_allclose(image.get_array(), host, rtol=1e-6)
+    assert image.get_clim() == (0.0, 1.0)  # the book's vmin=0, vmax=1: 1 is white
+    assert [t.get_text() for t in ax.get_xticklabels()] == cols
+    assert [t.get_text() for t in ax.get_yticklabels()] == rows
+    # One panel of a larger figure: drawn there, nothing written.
+    fig = Figure()
+    axes = fig.subplots(2, 1)
+    assert attention_map(host, rows, cols, ax=axes[1]) is axes[1]
+    assert len(axes[1].images) == 1 and len(axes[0].images) == 0
+
+
+@pytest.mark.parametrize(
+    ("weights", "rows", "cols", "match"),
+    [
+        (np.full((2, 3), 0.5), "ab", "abc", None),  # the extension
+        (np.full((6,), 0.5), "ab", "abc", r"one map \(T_dec, T_enc\)"),
+        (np.full((2, 0), 0.5), "ab", "", r"one map \(T_dec, T_enc\)"),
+        (np.full((2, 3), 1.5), "ab", "abc", r"in \[0, 1\]"),
+        (np.full((2, 3), -0.5), "ab", "abc", r"in \[0, 1\]"),
+        (np.full((2, 3), np.nan), "ab", "abc", "finite"),
+        (np.full((2, 3), 0.5), "a", "abc", "need 2 row_labels and 3 col_labels, got 1 and 3"),
+        (np.full((2, 3), 0.5), "ab", "abcd", "need 2 row_labels and 3 col_labels, got 2 and 4"),
+    ],
+)
+def test_attention_map_refuses_what_it_would_draw_wrong(tmp_path, weights, rows, cols, match):
+    from xpnn.plot import attention_map
+
+    name = tmp_path / ("map.txt" if match is None else "map.png")
+    with pytest.raises(ValueError, match=match or "extension"):
+        attention_map(weights, list(rows), list(cols), path=name)
+    assert not name.exists()
+
+
+def test_attention_map_without_ax_or_path_is_a_pyplot_figure():
+    import matplotlib.pyplot as plt
+
+    from xpnn.plot import attention_map
+
+    ax = attention_map(np.eye(2), ["a", "b"], ["x", "y"])
+    try:
+        assert plt.fignum_exists(ax.figure.number)  # plt.show() would show it
+    finally:
+        plt.close(ax.figure)

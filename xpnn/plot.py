@@ -31,6 +31,7 @@ from matplotlib.ticker import MaxNLocator
 from xpnn.backend import Backend, asarray, backend_of, get_namespace, to_numpy
 
 __all__ = [
+    "attention_map",
     "filters_figure",
     "misclassified_figure",
     "plot_accuracy",
@@ -988,3 +989,74 @@ def plot_word_vectors(
     if title:
         ax.set_title(title)
     return _save(fig, out)
+
+
+def attention_map(
+    weights: Any,
+    row_labels: Sequence[str],
+    col_labels: Sequence[str],
+    *,
+    ax: Axes | None = None,
+    path: str | os.PathLike[str] | None = None,
+) -> Axes:
+    """The book's attention heat map (``ch08/visualize_attention.py``, figure 8-26).
+
+    One row per decoder step, one column per encoder step; a cell is the
+    weight the step gave that input character, white 1 and black 0 (the
+    book's ``Greys_r`` from ``vmin=0`` to ``vmax=1``), the first step on
+    top. A model that learned to align shows a bright cell per row, on the
+    characters the output copies (``1994`` from ``1994``, ``09`` from
+    ``september``).
+
+    Args:
+        weights: ``(T_dec, T_enc)`` weights in ``[0, 1]``, any backend: one
+            sample's rows of ``model.decoder.attention.attention_weights``
+            stacked (``[w[0] for w in attention_weights]``).
+        row_labels: ``T_dec`` labels of the rows (y axis): the characters
+            each decoder step answers (the book's ``t[0][1:]``).
+        col_labels: ``T_enc`` labels of the columns (x axis): the input
+            characters, in the order of the columns.
+        ax: Draw here (one panel of a larger figure); None: on a new figure.
+        path: Also write the axes' figure to this file (``.png``, ``.svg``
+            or ``.pdf``). A new figure is made through ``matplotlib.pyplot``
+            (so that ``plt.show()`` shows it) only when neither ``ax`` nor
+            ``path`` is given.
+
+    Returns:
+        The axes drawn on (its ``.figure`` is the figure).
+
+    Raises:
+        ValueError: Bad extension, ``weights`` not 2-D and non-empty, a
+            weight not finite or outside ``[0, 1]`` (it would be drawn as
+            0 or 1), or labels whose counts differ from the shape.
+    """
+    out = None if path is None else _output_path(path)
+    host = to_numpy(weights).astype(np.float64)
+    if host.ndim != 2 or 0 in host.shape:
+        raise ValueError(
+            f"weights must be one map (T_dec, T_enc) with both sizes > 0, got shape {host.shape}; "
+            "stack one sample's rows: [w[0] for w in attention_weights]"
+        )
+    if not np.all(np.isfinite(host)) or host.min() < -1e-6 or host.max() > 1 + 1e-6:
+        raise ValueError(
+            "weights must be finite and in [0, 1] (softmax weights), got values from "
+            f"{host.min():g} to {host.max():g}"
+        )
+    rows, cols = list(row_labels), list(col_labels)
+    if len(rows) != host.shape[0] or len(cols) != host.shape[1]:
+        raise ValueError(
+            f"weights of shape {host.shape} need {host.shape[0]} row_labels and "
+            f"{host.shape[1]} col_labels, got {len(rows)} and {len(cols)}"
+        )
+    if ax is None:
+        fig = _new_figure(
+            pyplot=out is None, figsize=(0.3 * host.shape[1] + 1, 0.3 * host.shape[0] + 1)
+        )
+        ax = fig.add_subplot()
+    ax.imshow(host, cmap="Greys_r", vmin=0.0, vmax=1.0, interpolation="nearest", aspect="auto")
+    ax.set_xticks(np.arange(host.shape[1]), [str(c) for c in cols])
+    ax.set_yticks(np.arange(host.shape[0]), [str(r) for r in rows])
+    ax.tick_params(length=0)
+    if out is not None:
+        _save(ax.figure, out)
+    return ax

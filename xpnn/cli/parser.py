@@ -139,7 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
         "perplexity. "
         "Seq2seq and PeekySeq2seq (vol. 2 ch. 7) on addition: wordvec 16, hidden 128, Adam lr "
         "0.001, batch 128, 25 epochs, gradients clipped to 5.0, questions reversed with "
-        "--reverse; the val acc of all test questions after each epoch. "
+        "--reverse; the val acc of all test questions after each epoch. AttentionSeq2seq "
+        "(vol. 2 ch. 8, --model attention) on date: hidden 256, 10 epochs, questions always "
+        "reversed. "
         "mnist5k is the 5,000-digit MNIST sample shipped with xpnn (no network); mnist is the "
         "full MNIST, read from --data-dir or downloaded once into a cache folder. Every output "
         "path is checked before training (a missing folder of --save, --plot or --checkpoint "
@@ -154,8 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="spiral (generated), mnist5k (4,000 + 1,000 digits shipped with xpnn) or mnist "
         "(the full 60,000 + 10,000, downloaded) (default: spiral); for --model cbow, "
         "skipgram, rnnlm and betterrnnlm: english (English text shipped with xpnn; their "
-        "default) or ptb (the Penn Treebank, downloaded); for --model seq2seq and peeky: "
-        "addition (their default) or date (generated in the book's format)",
+        "default) or ptb (the Penn Treebank, downloaded); for --model seq2seq, peeky and "
+        "attention: addition (the default of the first two) or date (attention's), generated "
+        "in the book's format",
     )
     p.add_argument(
         "--model",
@@ -165,12 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
         "DeepConvNet (six 3x3 convs, three pools, 50 - 10 with dropout, ch. 8); the conv nets "
         "take MNIST images (N, 1, 28, 28); cbow or skipgram: vol. 2 ch. 4's word2vec with "
         "negative sampling; rnnlm or betterrnnlm: vol. 2 ch. 6's LSTM language models; seq2seq "
-        "or peeky: vol. 2 ch. 7's Seq2seq and PeekySeq2seq (addition, the val acc of each epoch)",
+        "or peeky: vol. 2 ch. 7's Seq2seq and PeekySeq2seq (addition, the val acc of each "
+        "epoch); attention: ch. 8's AttentionSeq2seq (dates)",
     )
     p.add_argument(
         "--reverse",
         action="store_true",
-        help="--model seq2seq or peeky: reverse the questions (the book's is_reverse)",
+        help="--model seq2seq or peeky: reverse the questions (the book's is_reverse; "
+        "--model attention always does)",
     )
     p.add_argument(
         "--window",

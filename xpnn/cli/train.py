@@ -345,8 +345,9 @@ def run(args: argparse.Namespace) -> int:
 
     if getattr(args, "reverse", False) and args.model not in SEQ2SEQ_MODELS:
         raise ValueError(
-            f"--reverse reverses the questions of --model {' or '.join(SEQ2SEQ_MODELS)}, not "
-            f"--model {args.model}; drop it"
+            "--reverse reverses the questions of --model "
+            f"{' or '.join(k for k, m in SEQ2SEQ_MODELS.items() if not m.always_reversed)}, "
+            f"not --model {args.model}; drop it"
         )
     if args.model in WORD_MODELS or args.model in RNN_MODELS or args.model in SEQ2SEQ_MODELS:
         return _run_text(args)

@@ -1,4 +1,4 @@
-"""``xpnn train --model seq2seq|peeky [--reverse]``: vol. 2 ch. 7's addition, as the book runs it.
+"""``xpnn train --model seq2seq|peeky [--reverse]|attention``: vol. 2 ch. 7-8 as the book.
 
 What the book's ``ch07/train_seq2seq.py`` does, as one command: the addition
 data set (:func:`xpnn.datasets.sequence.load_data`, generated in the book's
@@ -9,6 +9,12 @@ book's ``is_reverse``), :class:`xpnn.models.Seq2seq` or
 epochs, gradients clipped to norm 5.0); after each epoch every test question
 is answered (:func:`xpnn.models.seq2seq.eval_seq2seq_batch`, decoded in
 batches) and ``val acc`` printed as the book prints it.
+
+``--model attention`` is the book's ``ch08/train.py``:
+:class:`xpnn.models.AttentionSeq2seq` (wordvec 16, hidden 256, 10 epochs, the
+other settings as above) on the date data set, its questions always reversed
+as the book reverses them; ``--reverse`` is refused for it (one line: they
+are reversed already).
 
 A model is one entry of :data:`SEQ2SEQ_MODELS` (its class and the book's
 settings for it), so another seq2seq model is one more line there and in
@@ -32,12 +38,17 @@ class Seq2seqModel(NamedTuple):
     dataset: str  # the data set the book trains it on (--dataset's default)
     hidden: int
     epochs: int
+    # The book always reverses this model's questions (ch08/train.py): no --reverse then.
+    always_reversed: bool = False
 
 
 #: ``--model`` names of the seq2seq models, their classes and the book's settings.
 SEQ2SEQ_MODELS: dict[str, Seq2seqModel] = {
     "seq2seq": Seq2seqModel("xpnn.models.seq2seq", "Seq2seq", "addition", 128, 25),
     "peeky": Seq2seqModel("xpnn.models.seq2seq", "PeekySeq2seq", "addition", 128, 25),
+    "attention": Seq2seqModel(
+        "xpnn.models.attention_seq2seq", "AttentionSeq2seq", "date", 256, 10, always_reversed=True
+    ),
 }
 
 #: ``--dataset`` names of the sequence data sets, and their files (:mod:`xpnn.datasets.sequence`).
@@ -74,6 +85,13 @@ _NOT_FOR_SEQ2SEQ = {
 def check_seq2seq_options(args: argparse.Namespace) -> None:
     """Fill the book's defaults and refuse what a seq2seq model cannot take, before any data."""
     spec = SEQ2SEQ_MODELS[args.model]
+    if spec.always_reversed:
+        if args.reverse:
+            raise ValueError(
+                f"--reverse: --model {args.model} always reads its questions reversed, as the "
+                "book's ch08/train.py; drop it"
+            )
+        args.reverse = True
     if args.dataset is None:
         args.dataset = spec.dataset
     if args.dataset not in SEQUENCE_DATASETS:
@@ -116,7 +134,7 @@ def _validation(model: Any, x_test: Any, t_test: Any, say: Any) -> Any:
 
 
 def run_seq2seq(args: argparse.Namespace, backend: Any, write_results: Any) -> int:
-    """Train --model seq2seq or peeky; ``write_results(args, model, trainer)`` writes files."""
+    """Train a seq2seq ``--model``; ``write_results(args, model, trainer)`` writes the files."""
     import xpnn
     from xpnn.cli.paths import make_output_folders, train_outputs
     from xpnn.datasets import sequence
