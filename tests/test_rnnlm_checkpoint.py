@@ -71,9 +71,7 @@ class StopAfter(xpnn.Callback):
 @pytest.mark.parametrize("cls", [SimpleRnnlm, Rnnlm, BetterRnnlm], ids=lambda c: c.__name__)
 @pytest.mark.parametrize("opt", [SGD, Adam], ids=["SGD", "Adam"])
 @pytest.mark.parametrize("at", [4, 10, 19], ids=lambda a: f"ctrl-c-after-{a}")
-def test_resume_ends_bit_for_bit_like_an_uninterrupted_run(
-    backend, tmp_path, capsys, cls, opt, at
-):
+def test_resume_ends_bit_for_bit_like_an_uninterrupted_run(backend, tmp_path, capsys, cls, opt, at):
     xs, ts = corpus()  # 120 words: 10 iterations an epoch
     model = make(cls)
     whole = RnnlmTrainer(model, opt(lr=0.1)).fit(xs, ts, **FIT)
@@ -201,7 +199,7 @@ def test_resume_refuses_another_time_size_and_damaged_hidden_states(backend, tmp
             del bad[next(k for k in hidden if k.endswith(".c"))]
         path = tmp_path / f"bad-{damage}.npz"
         np.savez(path, **bad)
-        with pytest.raises(ModelFileError, match="hidden|wrong shapes"):
+        with pytest.raises(ModelFileError, match=r"hidden|wrong shapes"):
             RnnlmTrainer(model, SGD(lr=0.1)).fit(xs, ts, resume=path, **fit)
         assert_same(snapshot(model), before)
 
@@ -210,7 +208,7 @@ def test_resume_refuses_another_time_size_and_damaged_hidden_states(backend, tmp
 def test_guard_stops_a_diverging_run(backend, capsys):
     xs, ts = corpus()
     trainer = RnnlmTrainer(make(Rnnlm), SGD(lr=1e30))
-    with pytest.raises(FloatingPointError, match="loss became|diverged"):
+    with pytest.raises(FloatingPointError, match=r"loss became|diverged"):
         trainer.fit(xs, ts, **FIT)
 
 

@@ -112,9 +112,7 @@ def check_hidden(
                 f"{path}: {name} has hidden state {present} but not {attrs}; the checkpoint "
                 "was damaged or edited"
             )
-        like = SimpleNamespace(
-            shape=(batch_size, _hidden_size(layer)), dtype=layer.params[0].dtype
-        )
+        like = SimpleNamespace(shape=(batch_size, _hidden_size(layer)), dtype=layer.params[0].dtype)
         for attr in attrs:
             host = given.get(f"{name}.{attr}")
             if host is not None:
