@@ -36,11 +36,10 @@ from typing import Any
 from xpnn.backend import device_of, get_namespace
 from xpnn.layers.attention import TimeAttention
 from xpnn.layers.recurrent import TimeLSTM
-from xpnn.layers.time_distributed import TimeAffine, TimeEmbedding, TimeSoftmaxWithLoss
+from xpnn.layers.time_distributed import TimeAffine, TimeEmbedding
 from xpnn.models.encoder_decoder import Encoder, _as_lists, _Part, _sample_size, _start_id
 from xpnn.models.layered import MODELS
 from xpnn.models.seq2seq import Seq2seq
-from xpnn.params import ParamList
 
 __all__ = ["AttentionDecoder", "AttentionEncoder", "AttentionSeq2seq"]
 
@@ -217,19 +216,8 @@ class AttentionSeq2seq(Seq2seq):
         grads: theirs, in that order.
     """
 
+    _encoder: Any = AttentionEncoder  # its arrays are Encoder's
     _decoder: Any = AttentionDecoder
-
-    def _build(self, enc: dict[str, Any], dec: dict[str, Any]) -> None:
-        # Seq2seq's, with the attention encoder (its arrays are Encoder's).
-        self.encoder = AttentionEncoder._of(enc)
-        self.decoder = self._decoder._of(dec)
-        self.softmax = TimeSoftmaxWithLoss()
-        arrays = self.encoder.params + self.decoder.params
-        self._params: Any = ParamList(arrays, type(self).__name__)
-        self.grads: list[Any] = self.encoder.grads + self.decoder.grads
-        V, D = (int(d) for d in enc["embed_W"].shape)
-        self.vocab_size, self.wordvec_size = V, D
-        self.hidden_size = int(enc["lstm_Wh"].shape[0])
 
 
 MODELS["AttentionSeq2seq"] = AttentionSeq2seq

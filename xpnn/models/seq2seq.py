@@ -91,6 +91,7 @@ class Seq2seq(BookParams):
         grads: theirs, in that order.
     """
 
+    _encoder: Any = Encoder
     _decoder: Any = Decoder
     #: Trainer.fit takes integer x for this model (the flag admits integer
     #: inputs, as word2vec's: here the question ids).
@@ -109,12 +110,12 @@ class Seq2seq(BookParams):
         V, D, H = vocab_size, wordvec_size, hidden_size
         rng, dtype = default_rng(seed), _float_dtype(dtype)
         # One generator, the book's order: the encoder's weights, then the decoder's.
-        enc = _draw(Encoder._shapes(V, D, H), rng, dtype)
+        enc = _draw(self._encoder._shapes(V, D, H), rng, dtype)
         dec = _draw(self._decoder._shapes(V, D, H), rng, dtype)
         self._build(enc, dec)
 
     def _build(self, enc: dict[str, Any], dec: dict[str, Any]) -> None:
-        self.encoder = Encoder._of(enc)
+        self.encoder = self._encoder._of(enc)
         self.decoder = self._decoder._of(dec)
         self.softmax = TimeSoftmaxWithLoss()
         arrays = self.encoder.params + self.decoder.params
@@ -163,7 +164,7 @@ class Seq2seq(BookParams):
                 )
         V, D, H = (config[k] for k in _SIZES)
         return {
-            **{f"encoder.{k}": s for k, s in Encoder._shapes(V, D, H).items()},
+            **{f"encoder.{k}": s for k, s in cls._encoder._shapes(V, D, H).items()},
             **{f"decoder.{k}": s for k, s in cls._decoder._shapes(V, D, H).items()},
         }
 
