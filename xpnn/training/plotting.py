@@ -45,20 +45,33 @@ class TrainingPlot:
         Raises:
             ValueError: Nothing recorded yet, a bad extension or ``ylim``.
         """
-        from xpnn.plot import can_show, show_or_save, training_figure
-
         if not self.loss_list:
             raise ValueError("nothing to plot: call fit() first (with enough iterations)")
+        accuracies = (self.train_acc_list, self.test_acc_list) if self.train_acc_list else ()
+        return self._draw((self.loss_list, *accuracies), path, ylim, default="xpnn_training.png")
+
+    def _draw(
+        self,
+        curves: tuple[list[float], ...],
+        path: str | os.PathLike[str] | None,
+        ylim: tuple[float, float] | None,
+        *,
+        default: str,
+        ylabel: str | None = None,
+    ) -> Path | None:
+        """Draw ``curves`` (recorded every ``eval_interval`` iterations), show or write them."""
+        from xpnn.plot import can_show, show_or_save, training_figure
+
         if path is not None:
             from xpnn.plot import _output_path
 
             _output_path(path)  # a bad extension fails before any drawing
-        accuracies = (self.train_acc_list, self.test_acc_list) if self.train_acc_list else ()
         fig = training_figure(
-            self.loss_list,
-            *accuracies,
+            *curves,
             xlabel=f"iterations (x{self.eval_interval})",
             ylim=ylim,
             pyplot=path is None and can_show(),
         )
-        return show_or_save(fig, path, default="xpnn_training.png")
+        if ylabel is not None:
+            fig.axes[0].set_ylabel(ylabel)
+        return show_or_save(fig, path, default=default)

@@ -365,19 +365,8 @@ class RnnlmTrainer(Trainer):
         Raises:
             ValueError: Nothing recorded yet, a bad extension or ``ylim``.
         """
-        from xpnn.plot import can_show, show_or_save, training_figure
-
         if not self.ppl_list:
             raise ValueError("nothing to plot: call fit() first (with eval_interval set)")
-        if path is not None:
-            from xpnn.plot import _output_path
-
-            _output_path(path)  # a bad extension fails before any drawing
-        fig = training_figure(
-            self.ppl_list,
-            xlabel=f"iterations (x{self.eval_interval})",
-            ylim=ylim,
-            pyplot=path is None and can_show(),
+        return self._draw(
+            (self.ppl_list,), path, ylim, default="xpnn_perplexity.png", ylabel="perplexity"
         )
-        fig.axes[0].set_ylabel("perplexity")
-        return show_or_save(fig, path, default="xpnn_perplexity.png")
