@@ -29,6 +29,8 @@ import math
 import time
 from typing import Any, NamedTuple
 
+from xpnn.cli.train_words import fill_defaults, refuse_options
+
 
 class Seq2seqModel(NamedTuple):
     """A ``--model`` of this command: where its class is, and the book's settings for it."""
@@ -99,19 +101,12 @@ def check_seq2seq_options(args: argparse.Namespace) -> None:
             f"--model {args.model} trains on a sequence data set, not --dataset {args.dataset}: "
             f"use --dataset {' or '.join(SEQUENCE_DATASETS)} (default: {spec.dataset})"
         )
-    for option, why in _NOT_FOR_SEQ2SEQ.items():
-        if getattr(args, option, None):
-            flag = "--" + option.replace("_", "-")
-            raise ValueError(f"{flag} does not apply to --model {args.model}: {why}; drop it")
+    refuse_options(args, _NOT_FOR_SEQ2SEQ)
     if args.dtype in ("float16", "bfloat16"):
         raise ValueError(
             f"--dtype {args.dtype}: train the seq2seq models in float32 or float64; drop --dtype"
         )
-    for key, value in {**SEQ2SEQ_DEFAULTS, "hidden": spec.hidden, "epochs": spec.epochs}.items():
-        if getattr(args, key, None) is None:
-            setattr(args, key, value)
-    if args.iters is not None:
-        args.epochs = None  # --iters sets the length, rounded up to whole epochs
+    fill_defaults(args, {**SEQ2SEQ_DEFAULTS, "hidden": spec.hidden, "epochs": spec.epochs})
 
 
 def _validation(model: Any, x_test: Any, t_test: Any, say: Any) -> Any:

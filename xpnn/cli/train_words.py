@@ -74,10 +74,7 @@ def check_corpus_options(
             f"--model {args.model} trains on a text corpus, not --dataset {args.dataset}: "
             f"use --dataset english (shipped with xpnn) or ptb"
         )
-    for option, why in refused.items():
-        if getattr(args, option, None):
-            flag = "--" + option.replace("_", "-")
-            raise ValueError(f"{flag} does not apply to --model {args.model}: {why}; drop it")
+    refuse_options(args, refused)
     if args.dataset == "english":
         for option in ("data_dir", "download", "no_download"):
             if getattr(args, option, None):
@@ -85,6 +82,19 @@ def check_corpus_options(
                 raise ValueError(
                     f"{flag} applies to --dataset ptb (or mnist), not english: it ships with xpnn"
                 )
+    fill_defaults(args, defaults)
+
+
+def refuse_options(args: argparse.Namespace, refused: dict[str, str]) -> None:
+    """Refuse each option of ``refused`` (option -> why it does not apply) that was given."""
+    for option, why in refused.items():
+        if getattr(args, option, None):
+            flag = "--" + option.replace("_", "-")
+            raise ValueError(f"{flag} does not apply to --model {args.model}: {why}; drop it")
+
+
+def fill_defaults(args: argparse.Namespace, defaults: dict[str, Any]) -> None:
+    """Give the options not given their ``defaults``; --iters replaces --epochs."""
     for key, value in defaults.items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
