@@ -21,35 +21,23 @@ a list of N lists for N rows.
 
 from __future__ import annotations
 
-import math
 import operator
 from typing import Any
 
 import numpy as np
 
-from xpnn.backend import device_of, get_namespace, to_numpy, zeros
+from xpnn.backend import device_of, get_namespace, to_numpy
 from xpnn.functions import check_labels
 from xpnn.layers.recurrent import TimeLSTM
 from xpnn.layers.time_distributed import TimeAffine, TimeEmbedding
 from xpnn.models.layered import _check_sizes, _float_dtype
+from xpnn.models.weight_init import draw_book_weights
 from xpnn.random import default_rng
 
 __all__ = ["Decoder", "Encoder", "PeekyDecoder"]
 
 
 # ---------------------------------------------------------------- weights and checks
-
-
-def _draw(shapes: dict[str, tuple[int, ...]], rng: Any, dtype: Any) -> dict[str, Any]:
-    """The book's initial weights of ``shapes``, drawn from ``rng`` in their order."""
-    arrays = {}
-    for name, shape in shapes.items():
-        if name.startswith(("lstm_b", "affine_b")):
-            arrays[name] = zeros(shape, dtype=dtype)
-        else:
-            scale = 100.0 if name == "embed_W" else math.sqrt(shape[0])
-            arrays[name] = rng.standard_normal(shape, dtype=dtype) / scale
-    return arrays
 
 
 def _check_ids(a: Any, V: int, who: str, min_steps: int = 1, ignore: int | None = None) -> None:
@@ -115,7 +103,7 @@ class _Part:
     ):
         _check_sizes(vocab_size=vocab_size, wordvec_size=wordvec_size, hidden_size=hidden_size)
         shapes = self._shapes(vocab_size, wordvec_size, hidden_size)
-        self._build(_draw(shapes, default_rng(seed), _float_dtype(dtype)))
+        self._build(draw_book_weights(shapes, default_rng(seed), _float_dtype(dtype)))
 
     @classmethod
     def _of(cls, arrays: dict[str, Any]) -> Any:

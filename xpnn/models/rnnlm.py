@@ -64,7 +64,7 @@ from xpnn.layers.time_distributed import (
 )
 from xpnn.models.book_params import BookParams
 from xpnn.models.layered import MODELS, _check_sizes, _float_dtype
-from xpnn.models.weight_init import _dropout_seeds
+from xpnn.models.weight_init import _dropout_seeds, draw_book_weights
 from xpnn.params import ParamList
 from xpnn.random import default_rng, fresh_seed
 
@@ -87,14 +87,7 @@ class _Rnnlm(BookParams):
     def _init_arrays(self, V: int, D: int, H: int, seed: Any, dtype: Any) -> dict[str, Any]:
         """The book's initial weights, drawn in the book's order."""
         rng, dtype = default_rng(seed), _float_dtype(dtype)
-        arrays = {}
-        for name, shape in self._shapes(V, D, H).items():
-            if name.startswith(("rnn_b", "lstm_b", "affine_b")):
-                arrays[name] = zeros(shape, dtype=dtype)
-            else:
-                scale = 100.0 if name == "embed_W" else math.sqrt(shape[0])
-                arrays[name] = rng.standard_normal(shape, dtype=dtype) / scale
-        return arrays
+        return draw_book_weights(self._shapes(V, D, H), rng, dtype)
 
     def _set_arrays(self, arrays: dict[str, Any]) -> None:
         self._arrays = arrays

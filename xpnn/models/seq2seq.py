@@ -52,11 +52,11 @@ from xpnn.models.encoder_decoder import (
     PeekyDecoder,
     _as_lists,
     _check_ids,
-    _draw,
     _sample_size,
     _start_id,
 )
 from xpnn.models.layered import MODELS, _check_sizes, _float_dtype
+from xpnn.models.weight_init import draw_book_weights
 from xpnn.params import ParamList
 from xpnn.random import default_rng
 
@@ -110,8 +110,8 @@ class Seq2seq(BookParams):
         V, D, H = vocab_size, wordvec_size, hidden_size
         rng, dtype = default_rng(seed), _float_dtype(dtype)
         # One generator, the book's order: the encoder's weights, then the decoder's.
-        enc = _draw(self._encoder._shapes(V, D, H), rng, dtype)
-        dec = _draw(self._decoder._shapes(V, D, H), rng, dtype)
+        enc = draw_book_weights(self._encoder._shapes(V, D, H), rng, dtype)
+        dec = draw_book_weights(self._decoder._shapes(V, D, H), rng, dtype)
         self._build(enc, dec)
 
     def _build(self, enc: dict[str, Any], dec: dict[str, Any]) -> None:

@@ -7,6 +7,8 @@
 (:func:`weight_init_scale`). The Dropout layers of those nets draw their
 masks from seeds derived from the net's seed on the host (:func:`_dropout_seeds`),
 so a seed gives the same weights and the same masks on every backend.
+Vol. 2's recurrent models (language models, seq2seq) draw theirs by
+:func:`draw_book_weights`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["weight_init_scale"]
+from xpnn.backend import zeros
+
+__all__ = ["draw_book_weights", "weight_init_scale"]
 
 #: weight_init_std names (case-insensitive) -> numerator of the variance (2 / n or 1 / n).
 _INIT_NAMES = {"relu": 2.0, "he": 2.0, "sigmoid": 1.0, "xavier": 1.0}
@@ -81,3 +85,20 @@ def _dropout_seeds(seed: int, count: int) -> list[int]:
     """
     words = np.random.SeedSequence(seed, spawn_key=(1,)).generate_state(count, dtype=np.uint64)
     return [int(w) >> 1 for w in words]  # in [0, 2**63)
+
+
+def draw_book_weights(shapes: dict[str, tuple[int, ...]], rng: Any, dtype: Any) -> dict[str, Any]:
+    """Vol. 2's recurrent models' initial weights, drawn from ``rng`` in the order of ``shapes``.
+
+    The book's recipe (``ch06/rnnlm.py``, ``ch07/seq2seq.py``): ``embed_W``
+    ``randn / 100``, the biases (``rnn_b``, ``lstm_b``, ``affine_b``...) zeros,
+    every other weight ``randn / sqrt(fan_in)`` (its first dimension).
+    """
+    arrays = {}
+    for name, shape in shapes.items():
+        if name.startswith(("rnn_b", "lstm_b", "affine_b")):
+            arrays[name] = zeros(shape, dtype=dtype)
+        else:
+            scale = 100.0 if name == "embed_W" else math.sqrt(shape[0])
+            arrays[name] = rng.standard_normal(shape, dtype=dtype) / scale
+    return arrays
