@@ -15,10 +15,9 @@ import math
 import numbers
 from typing import Any
 
-from xpnn.backend import _dtype_name, to_numpy
+from xpnn.backend import _dtype_name
 
 __all__ = [
-    "id_ranges",
     "check_data",
     "check_label_range",
     "check_model",
@@ -183,13 +182,3 @@ def check_validation_samples(x: Any, x_val: Any) -> None:
             f"x_test has samples of shape {tuple(x_val.shape[1:])} (shape "
             f"{tuple(x_val.shape)}) but x has {tuple(x.shape[1:])}"
         )
-
-
-def id_ranges(xp: Any, *arrays: Any) -> list[tuple[int, int]]:
-    """``(min, max)`` of each integer array (labels, word ids), in one read from the device.
-
-    ``fit`` refuses ids outside what the model knows with these, once per fit.
-    """
-    extremes = xp.stack([f(a) for a in arrays for f in (xp.min, xp.max)])
-    values = [int(v) for v in to_numpy(extremes)]
-    return list(zip(values[::2], values[1::2], strict=True))

@@ -34,11 +34,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from xpnn.backend import BackendMismatchError, backend_of, device_of, get_namespace
+from xpnn.backend import BackendMismatchError, backend_of, device_of, get_namespace, to_numpy
 from xpnn.random import default_rng
 from xpnn.training.callbacks import Callback, CallbackList, FitState, Guard
 from xpnn.training.checkpointer import Checkpointer
-from xpnn.training.checks import id_ranges
 from xpnn.training.clipping import clip_grads
 from xpnn.training.model_state import _values
 from xpnn.training.reporter import PerplexityReporter, perplexity
@@ -337,7 +336,8 @@ class RnnlmTrainer(Trainer):
         An id past the embedding's rows would be an index error deep in a
         layer on one backend and a silent wrong row on another.
         """
-        (low_x, high_x), (low_t, high_t) = id_ranges(xp, xs, ts)
+        both = xp.stack([xp.min(xs), xp.max(xs), xp.min(ts), xp.max(ts)])
+        low_x, high_x, low_t, high_t = (int(v) for v in to_numpy(both))
         vocab = getattr(self.model, "vocab_size", None)
         limit = vocab if isinstance(vocab, int) else max(high_x, high_t) + 1
         for name, low, high in (("xs", low_x, high_x), ("ts", low_t, high_t)):

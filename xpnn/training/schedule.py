@@ -17,9 +17,8 @@ import numbers
 import os
 from typing import Any
 
-from xpnn.backend import asarray, backend_of, get_namespace
+from xpnn.backend import asarray, backend_of, get_namespace, to_numpy
 from xpnn.models.rnnlm import eval_perplexity
-from xpnn.training.checks import id_ranges
 from xpnn.training.events import Callback, FitState
 
 __all__ = ["PerplexitySchedule"]
@@ -95,7 +94,7 @@ class PerplexitySchedule(Callback):
             )
         vocab = getattr(model, "vocab_size", None)
         if isinstance(vocab, int):
-            ((low, high),) = id_ranges(xp, corpus)
+            low, high = (int(v) for v in to_numpy(xp.stack([xp.min(corpus), xp.max(corpus)])))
             if low < 0 or high >= vocab:
                 raise ValueError(
                     f"validation_data holds word ids from {low} to {high}, outside the "

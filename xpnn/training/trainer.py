@@ -63,7 +63,6 @@ from xpnn.training.checks import (
     check_model,
     check_settings,
     check_validation_samples,
-    id_ranges,
 )
 from xpnn.training.clipping import clip_grads
 from xpnn.training.graph_step import GraphStep
@@ -491,6 +490,6 @@ class Trainer(BookForm, TrainingPlot):
         """
         n, classes = check_data(self.model, xp, x, t, xname, tname)
         if t.ndim == 1:
-            ((low, high),) = id_ranges(xp, t)
+            low, high = (int(v) for v in to_numpy(xp.stack([xp.min(t), xp.max(t)])))
             classes = check_label_range(self.model, tname, low, high, classes)
         return n, classes
