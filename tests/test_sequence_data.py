@@ -34,8 +34,12 @@ WEEKDAYS = "Monday Tuesday Wednesday Thursday Friday Saturday Sunday".split()
 
 
 @pytest.fixture(autouse=True)
-def fresh_vocab():
-    """An empty module vocabulary for each test, the old one put back afterwards."""
+def fresh_vocab(monkeypatch):
+    """An empty module vocabulary for each test, the old one put back afterwards.
+
+    ``XPNN_SEQUENCE_DIR`` is unset: the tests that want it set it.
+    """
+    monkeypatch.delenv(sequence.SEQUENCE_DIR_ENV, raising=False)
     saved = dict(sequence.char_to_id), dict(sequence.id_to_char)
     sequence.char_to_id.clear()
     sequence.id_to_char.clear()
@@ -326,6 +330,54 @@ def test_path_refuses_missing_large_and_binary_files(backend, tmp_path, monkeypa
     with pytest.raises(SequenceFormatError, match="more than the 20"):
         sequence.load_data(path=big)
     assert sequence.char_to_id == {}
+
+
+def test_sequence_dir_env_reads_the_books_files(backend, tmp_path, monkeypatch):
+    # A port changes no line: XPNN_SEQUENCE_DIR makes load_data('addition.txt')
+    # read the book's file, so its weight files meet the book's character ids.
+    (tmp_path / "addition.txt").write_text("".join(line + "\n" for line in SMALL))
+    monkeypatch.setenv(sequence.SEQUENCE_DIR_ENV, str(tmp_path))
+    (x_train, t_train), (x_test, t_test) = sequence.load_data("addition.txt")
+    ((bx, bt), (bxt, btt)), book_c2i, _ = book_load_lines(SMALL)
+    for ours, book in ((x_train, bx), (t_train, bt), (x_test, bxt), (t_test, btt)):
+        np.testing.assert_array_equal(xpnn.to_numpy(ours), book)
+    assert sequence.get_vocab()[0] == book_c2i
+    # path= still wins over the variable.
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "addition.txt").write_text("1+2    _3    \n" * 10)
+    (x2, _), _ = sequence.load_data("addition.txt", path=other)
+    assert tuple(x2.shape) == (9, 7)
+
+
+def test_sequence_dir_env_refuses_a_missing_folder_or_file(tmp_path, monkeypatch):
+    monkeypatch.setenv(sequence.SEQUENCE_DIR_ENV, str(tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError, match=r"XPNN_SEQUENCE_DIR=.*nowhere.*unset it"):
+        sequence.load_data("addition.txt")
+    monkeypatch.setenv(sequence.SEQUENCE_DIR_ENV, str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=r"date\.txt.*XPNN_SEQUENCE_DIR.*unset"):
+        sequence.load_data("date.txt")
+    assert sequence.char_to_id == {} and sequence.id_to_char == {}
+    # An empty value is unset: the generated data.
+    monkeypatch.setenv(sequence.SEQUENCE_DIR_ENV, "")
+    (x, _), _ = sequence.load_data("addition.txt")
+    assert tuple(x.shape) == (45000, 7)
+
+
+def test_id_to_char_takes_ids_held_in_arrays(backend):
+    # The book's show_addition_dataset.py: [id_to_char[c] for c in x_train[0]].
+    # A PyTorch 0-d tensor hashes by identity, so a plain dict would miss it.
+    (x_train, _), _ = sequence.load_data("addition.txt")
+    char_to_id, id_to_char = sequence.get_vocab()
+    host = xpnn.to_numpy(x_train)
+    row = [x_train[0, j] for j in range(int(x_train.shape[1]))]
+    assert "".join(id_to_char[c] for c in row) == "".join(id_to_char[int(i)] for i in host[0])
+    assert [char_to_id[id_to_char[c]] for c in row] == [int(i) for i in host[0]]
+    for wrong in (99, "7", 0.5, len(char_to_id), xpnn.asarray(len(char_to_id))):
+        with pytest.raises(KeyError):
+            id_to_char[wrong]
+    with pytest.raises(KeyError):
+        id_to_char[xpnn.asarray(0.0)]  # a float array is no id
 
 
 @pytest.mark.parametrize("name", ["ptb.txt", "addition", "", None, "ADDITION.TXT"])

@@ -26,7 +26,11 @@ character ids differ; the models' sizes do not.
 :func:`load_data` then does what the book's does: the vocabulary in order of
 first appearance, the ids, the book's shuffle (``seed=1984``) and its split
 (the last tenth is the test set). ``load_data(path=...)`` reads the book's
-own files, or any file of that format, instead.
+own files, or any file of that format, instead; so does every ``load_data``
+call while the environment variable ``XPNN_SEQUENCE_DIR`` names a folder
+holding them (the book's ``dataset`` folder), so that a ported script and the
+book's weight files (``AttentionSeq2seq.pkl``) meet the book's own lines and
+character ids without a changed line.
 
 Generation and reading are host-side (NumPy); the ids reach the backend only
 through :func:`xpnn.backend.asarray`.
@@ -36,6 +40,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import operator
 import os
 from pathlib import Path
 from typing import Any
@@ -50,6 +55,7 @@ __all__ = [
     "MAX_FILE_BYTES",
     "NUM_LINES",
     "QUESTION_WIDTH",
+    "SEQUENCE_DIR_ENV",
     "SequenceFormatError",
     "char_to_id",
     "generate_lines",
@@ -70,13 +76,43 @@ ANSWER_WIDTH = {"addition.txt": 5, "date.txt": 11}
 #: The largest file ``load_data(path=...)`` reads (the book's date.txt has 2 MB).
 MAX_FILE_BYTES = 64 << 20
 
+#: The environment variable naming a folder of the book's files (its
+#: ``dataset`` folder): :func:`load_data` without ``path`` reads from it.
+SEQUENCE_DIR_ENV = "XPNN_SEQUENCE_DIR"
+
 #: The book's vocabulary, module-level as in the book: filled by
 #: :func:`load_data` in order of first appearance, and growing across calls
 #: (load ``date.txt`` after ``addition.txt`` and the dates' characters get the
 #: ids after the 13 of the additions, as in the book).
 char_to_id: dict[str, int] = {}
-#: The inverse of :data:`char_to_id`.
-id_to_char: dict[int, str] = {}
+
+
+class _IdToChar(dict):
+    """A dict of ids to characters that also takes an id held in a 0-d array.
+
+    The book's scripts look characters up by the elements of the id arrays
+    (``[id_to_char[c] for c in x_train[0]]``). A NumPy integer hashes as the
+    int it holds; a PyTorch 0-d tensor hashes by identity and an
+    array-api-strict array not at all, so a plain dict would miss or refuse
+    them. Such a key is retried as ``operator.index(key)`` (the script's
+    explicit read of one id); a key that is no integer fails as in a dict.
+    """
+
+    def __getitem__(self, key: Any) -> str:
+        try:
+            return super().__getitem__(key)
+        except (KeyError, TypeError):
+            if isinstance(key, (int, float, str)):
+                raise
+            try:
+                index = operator.index(key)
+            except TypeError:
+                raise KeyError(key) from None
+            return super().__getitem__(index)
+
+
+#: The inverse of :data:`char_to_id`; its lookups also take 0-d integer arrays.
+id_to_char: dict[int, str] = _IdToChar()
 
 # Fixed seeds of the generators: the data sets are part of the package's
 # behaviour, so they must not depend on any global seed.
@@ -307,7 +343,9 @@ def load_data(
             a folder holding ``file_name``. The file may have at most
             :data:`MAX_FILE_BYTES`, must be UTF-8, and every line must be as
             long as the first with exactly one ``_``, at the first line's
-            column.
+            column. Without it, the folder in the environment variable
+            ``XPNN_SEQUENCE_DIR`` (:data:`SEQUENCE_DIR_ENV`) when that is set
+            and not empty, else the generated data.
 
     Returns:
         ``(x_train, t_train), (x_test, t_test)``: int64 ids on the active
@@ -320,24 +358,36 @@ def load_data(
             ``path``), or ``seed`` is not None or an int in ``[0, 2**32)``.
             Checked before anything is read or generated.
         FileNotFoundError: ``path`` (or ``file_name`` in the folder
-            ``path``) does not exist.
+            ``path``, or in ``XPNN_SEQUENCE_DIR``) does not exist.
         SequenceFormatError: The file is too large, not UTF-8, empty, or a
             line's length or ``_`` differs from the first line's; the message
             names the file and the line, and the layout expected.
     """
-    if path is None:
+    env_dir = os.environ.get(SEQUENCE_DIR_ENV, "") if path is None else ""
+    if path is None and not env_dir:
         _check_name(file_name)
     _check_seed(seed)
-    if path is None:
+    if path is None and not env_dir:
         lines = list(_generated(file_name))
     else:
-        source = Path(path)
+        source = Path(path if path is not None else env_dir)
+        if env_dir and not source.is_dir():
+            raise FileNotFoundError(
+                f"{SEQUENCE_DIR_ENV}={env_dir}: no such folder; set it to the folder holding "
+                f"the book's {file_name} (its dataset folder), or unset it to use the "
+                "generated data"
+            )
         if source.is_dir():
             if not isinstance(file_name, str) or not file_name:
                 raise ValueError(
                     f"file_name must name a file in the folder {source}, got {file_name!r}"
                 )
             source = source / file_name
+        if env_dir and not source.is_file():
+            raise FileNotFoundError(
+                f"{source}: no such file in {SEQUENCE_DIR_ENV}={env_dir}; put the book's "
+                f"{file_name} there, or unset {SEQUENCE_DIR_ENV} to use the generated data"
+            )
         lines = _read_lines(source)
     # Every line is checked before the vocabulary changes.
     column = lines[0].index("_")
