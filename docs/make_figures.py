@@ -10,12 +10,16 @@ The MNIST figure uses the mnist5k sample shipped with xpnn unless --mnist-dir
 names another folder with the four MNIST IDX files; the word-vector figures use
 the English corpus shipped with xpnn (xpnn.datasets.english), and so does the
 perplexity curve of vol. 2 ch. 6's Rnnlm. Everything is seeded, so a rerun
-draws the same pictures.
+draws the same pictures. The accuracy curves of vol. 2 ch. 7-8 come from
+runs too long for this script (minutes to an hour each): it draws them from
+the accuracies those runs wrote, kept in docs/figures/ch7_ch8_accuracy.json
+with the command of each.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -134,6 +138,37 @@ def rnnlm(out: Path) -> list[Path]:
     return [trainer.plot(ylim=(0, 1000), path=out / "ch6_rnnlm_perplexity.png")]
 
 
+def seq2seq_accuracy(out: Path, runs_file: Path = HERE / "figures" / "ch7_ch8_accuracy.json"):
+    """Vol. 2 ch. 7-8: validation accuracy per epoch of the four models, as the book's figures.
+
+    Seq2seq, Seq2seq with reversed questions and PeekySeq2seq (reversed) on the
+    additions, 25 epochs; AttentionSeq2seq on the dates, 10 epochs. One colour
+    per model: the seed-0 run drawn with markers, other seeds as thin lines.
+    """
+    from matplotlib.figure import Figure
+
+    runs = json.loads(runs_file.read_text())["runs"]
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.add_subplot()
+    colours = {}
+    for run in runs:
+        label = f"{run['label']} ({run['data']})"
+        colour = colours.setdefault(label, f"C{len(colours)}")
+        epochs = range(1, len(run["acc_list"]) + 1)
+        if run["seed"] == 0:
+            ax.plot(epochs, run["acc_list"], marker="o", markersize=3, color=colour, label=label)
+        else:
+            ax.plot(epochs, run["acc_list"], color=colour, linewidth=0.8, alpha=0.6)
+    ax.set_xlabel("epochs")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(-0.05, 1.05)
+    ax.plot([], [], color="grey", linewidth=0.8, alpha=0.6, label="thin lines: seeds 1 and 2")
+    ax.legend(loc="upper left", bbox_to_anchor=(0.4, 0.84), fontsize="small")
+    path = out / "ch7_ch8_accuracy.png"
+    fig.savefig(path)
+    return [path]
+
+
 def mnist(out: Path, data_dir: Path) -> list[Path]:
     """Ch. 4.5: TwoLayerNet on MNIST, mini-batch SGD, loss and accuracy curves."""
     (x_train, t_train), (x_test, t_test) = load_mnist(data_dir=data_dir, download=False)
@@ -165,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
 
     xpnn.set_backend(args.backend)
     written = chapter4(args.out) + spiral(args.out) + words(args.out) + rnnlm(args.out)
+    written += seq2seq_accuracy(args.out)
     candidates = (args.mnist_dir,) if args.mnist_dir else MNIST_CANDIDATES
     data_dir = next((d for d in candidates if d.is_dir()), None)
     if data_dir is None:
