@@ -297,6 +297,7 @@ def offline(monkeypatch, tmp_path):
     monkeypatch.setattr(ptb, "PTB_MIRRORS", (refused_url(),))
     monkeypatch.delenv(ptb.MIRRORS_ENV, raising=False)
     monkeypatch.setenv("XPNN_DATA_DIR", str(tmp_path / "xpnn-data"))
+    monkeypatch.delenv("XPNN_SEQUENCE_DIR", raising=False)  # the generated sequence data
     for var in ("http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.delenv(var, raising=False)
         monkeypatch.delenv(var.upper(), raising=False)

@@ -192,3 +192,20 @@ def test_attention_refuses_reverse_in_one_line(capsys, tmp_path):
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert "--reverse: --model attention always reads its questions reversed" in err
     assert not save.parent.exists()
+
+
+def test_sequence_dir_env_trains_on_the_books_file_and_says_so(capsys, tmp_path, monkeypatch):
+    # XPNN_SEQUENCE_DIR (the book's dataset folder) reaches the command too, and
+    # its first line names where the questions came from.
+    lines = [f"{a}+{b}".ljust(7) + "_" + str(a + b).ljust(4) for a in range(20) for b in range(10)]
+    (tmp_path / "addition.txt").write_text("".join(line + "\n" for line in lines))
+    monkeypatch.setenv(sequence.SEQUENCE_DIR_ENV, str(tmp_path))
+    argv = ["train", "--model", "seq2seq", "--epochs", 1, "--hidden", 8, "--batch-size", 20]
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    first = out.splitlines()[0]
+    assert (
+        f"addition (180 questions, 20 for validation, read from XPNN_SEQUENCE_DIR={tmp_path}"
+        in first
+    )
+    assert "1 epochs x 9 iterations" in first

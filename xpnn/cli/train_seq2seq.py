@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import math
+import os
 import time
 from typing import Any, NamedTuple
 
@@ -166,7 +167,12 @@ def run_seq2seq(args: argparse.Namespace, backend: Any, write_results: Any) -> i
     say = (lambda *a, **k: None) if args.quiet else print
     say(
         f"xpnn train: {args.dataset} ({n} questions, {int(x_test.shape[0])} for validation, "
-        f"vocabulary {len(char_to_id)}"
+        + (
+            f"read from {sequence.SEQUENCE_DIR_ENV}={os.environ[sequence.SEQUENCE_DIR_ENV]}, "
+            if os.environ.get(sequence.SEQUENCE_DIR_ENV)
+            else ""
+        )
+        + f"vocabulary {len(char_to_id)}"
         + (", reversed" if args.reverse else "")
         + f") on {backend.spec}, {args.dtype}, {type(model).__name__}(wordvec={WORDVEC_SIZE}, "
         f"hidden={args.hidden}), {args.optimizer} lr={args.lr:g}, batch {args.batch_size}, "
