@@ -49,6 +49,14 @@ Cases:
   (``nn.LSTM`` and the book's per-step loop), per part, with the TimeAffine
   and softmax floor (:mod:`xpnn.bench.rnn`). Minutes: not in
   :data:`DEFAULT_CASES`; run ``xpnn bench rnn``.
+* ``seq2seq``: one seq2seq training iteration at the book's vol. 2 ch. 7-8
+  settings (batch 128, wordvec 16, Adam, ``clip_grads`` 5.0) for
+  PeekySeq2seq (hidden 128, the addition data's shapes) and AttentionSeq2seq
+  (hidden 256, the date data's): xpnn on NumPy and on PyTorch against the
+  book's algorithm (re-typed) and PyTorch eager (``nn.LSTM``, the attention
+  by hand), per part, with the matrix-product floor
+  (:mod:`xpnn.bench.seq2seq`). About 90 s: not in :data:`DEFAULT_CASES`;
+  run ``xpnn bench seq2seq``.
 
 The report also records the machine, including the thread settings of the CPU
 libraries (:func:`thread_settings`): on a busy machine they can change a
@@ -81,6 +89,7 @@ import xpnn
 from xpnn.bench.conv import bench_conv, format_conv
 from xpnn.bench.precision import bench_precision, format_precision
 from xpnn.bench.rnn import bench_rnn, format_rnn
+from xpnn.bench.seq2seq import bench_seq2seq, format_seq2seq
 from xpnn.bench.words import bench_words, format_words
 
 __all__ = ["main", "run", "thread_limit", "thread_settings"]
@@ -617,10 +626,11 @@ CASES = {
     "conv": bench_conv,
     "words": bench_words,
     "rnn": bench_rnn,
+    "seq2seq": bench_seq2seq,
 }
 
-#: The cases a plain ``xpnn bench`` runs: all but the long ``precision``, ``conv``, ``words``
-#: and ``rnn``.
+#: The cases a plain ``xpnn bench`` runs: all but the long ``precision``, ``conv``, ``words``,
+#: ``rnn`` and ``seq2seq``.
 DEFAULT_CASES = ("step", "numgrad", "scaling", "memory", "gpu")
 
 
@@ -799,6 +809,9 @@ def format_report(report: dict[str, Any]) -> str:
             continue
         if case == "rnn":
             lines += format_rnn(result)
+            continue
+        if case == "seq2seq":
+            lines += format_seq2seq(result)
             continue
         for name, value in result.items():
             if name in ("unit", "targets"):
