@@ -14,11 +14,15 @@ build`` alike:
 * The kernel is this environment's Python: its ``bin`` folder goes first on
   ``PATH`` (ipykernel's kernel spec runs ``python``), and Jupyter prefers
   this environment's kernel specs to the user's (``JUPYTER_PREFER_ENV_PATH``).
+
+And on the built notebook pages, links to other pages by their files
+(``../x.md``) are rewritten to the pages' addresses (``on_page_content``).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,3 +41,16 @@ def on_config(config: Any) -> Any:
     bin_dir = str(Path(sys.executable).parent)
     os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
     return config
+
+
+# A notebook's Markdown links to the other pages by their files ("../x.md"), which
+# works on GitHub and in Jupyter; mkdocs-jupyter leaves them so, and on the site, where
+# docs/notebooks/y.ipynb becomes notebooks/y/ and docs/x.md becomes x/, they lead
+# nowhere. Rewritten here to the pages' addresses, anchors kept.
+_NOTEBOOK_MD_LINK = re.compile(r'href="\.\./([A-Za-z0-9_\-/]+)\.md(#[^"]*)?"')
+
+
+def on_page_content(html: str, page: Any, **kwargs: Any) -> str:
+    if not page.file.src_uri.endswith(".ipynb"):
+        return html
+    return _NOTEBOOK_MD_LINK.sub(lambda m: f'href="../../{m[1]}/{m[2] or ""}"', html)

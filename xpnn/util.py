@@ -9,7 +9,8 @@ smooth_curve``; the same for :func:`shuffle_dataset`,
 :func:`convert_one_hot`, :func:`create_contexts_target`,
 :func:`normalize`: :mod:`xpnn.text`'s, re-exported), and vol. 2 ch. 6's
 :func:`eval_perplexity` (:mod:`xpnn.models.rnnlm`'s, re-exported) and ch. 7's
-:func:`eval_seq2seq` (:mod:`xpnn.models.seq2seq`'s, re-exported), and
+:func:`eval_seq2seq` (with xpnn's batched :func:`eval_seq2seq_batch`,
+:mod:`xpnn.models.seq2seq`'s, re-exported), and
 :func:`clip_grads` (:mod:`xpnn.training.clipping`'s, re-exported: the book's
 ``common/util.py`` has it).
 
@@ -32,7 +33,7 @@ import numpy as np
 from xpnn.backend import asarray, backend_of, get_namespace, to_numpy
 from xpnn.layers.conv import col2im, im2col
 from xpnn.models.rnnlm import eval_perplexity
-from xpnn.models.seq2seq import eval_seq2seq
+from xpnn.models.seq2seq import eval_seq2seq, eval_seq2seq_batch
 from xpnn.random import default_rng
 from xpnn.text import (
     analogy,
@@ -58,6 +59,7 @@ __all__ = [
     "create_contexts_target",
     "eval_perplexity",
     "eval_seq2seq",
+    "eval_seq2seq_batch",
     "im2col",
     "most_similar",
     "normalize",

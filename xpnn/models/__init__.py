@@ -22,7 +22,8 @@
   (ch. 7), the language models that generate text;
 * :mod:`xpnn.models.seq2seq`: :class:`Encoder`, :class:`Decoder`,
   :class:`Seq2seq`, :class:`PeekyDecoder`, :class:`PeekySeq2seq` (ch. 7),
-  greedy (and batched) ``generate``, and :func:`eval_seq2seq`;
+  greedy (and batched) ``generate``, :func:`eval_seq2seq` and
+  :func:`eval_seq2seq_batch`;
 * :mod:`xpnn.models.attention_seq2seq`: :class:`AttentionEncoder`,
   :class:`AttentionDecoder`, :class:`AttentionSeq2seq` (ch. 8);
 * :mod:`xpnn.models.weight_init`: the initial weights' scales (He, Xavier)
@@ -41,7 +42,15 @@ from xpnn.models.layered import MODELS, LayeredNet
 from xpnn.models.multilayer import MultiLayerNet, MultiLayerNetExtend
 from xpnn.models.rnnlm import BetterRnnlm, Rnnlm, SimpleRnnlm
 from xpnn.models.rnnlm_gen import BetterRnnlmGen, RnnlmGen
-from xpnn.models.seq2seq import Decoder, Encoder, PeekyDecoder, PeekySeq2seq, Seq2seq
+from xpnn.models.seq2seq import (
+    Decoder,
+    Encoder,
+    PeekyDecoder,
+    PeekySeq2seq,
+    Seq2seq,
+    eval_seq2seq,
+    eval_seq2seq_batch,
+)
 from xpnn.models.simple import SimpleNet, simpleNet
 from xpnn.models.two_layer import LayeredTwoLayerNet, TwoLayerNet, TwoLayerNetReLU
 from xpnn.models.word2vec import CBOW, SkipGram
@@ -78,5 +87,7 @@ __all__ = [
     "SkipGram",
     "TwoLayerNet",
     "TwoLayerNetReLU",
+    "eval_seq2seq",
+    "eval_seq2seq_batch",
     "simpleNet",
 ]
