@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import xpnn
+from xpnn.backend.attention_ops import attention_all_steps, attention_all_steps_backward
 from xpnn.layers import LAYERS, Attention, AttentionWeight, Softmax, TimeAttention, WeightSum
 
 N, T, H = 2, 4, 3  # batch, encoder steps, hidden size
@@ -237,6 +238,64 @@ def test_time_attention_sums_the_steps_encoder_gradients(backend):
         want_enc += host(dhs)
         close(dhs_dec[:, t, :], host(dh))
     close(dhs_enc, want_enc)
+
+
+@pytest.mark.parametrize("t_dec", [1, T_DEC + 2])  # 1: AttentionDecoder.generate's steps
+def test_time_attention_is_the_loop_of_attention_layers(backend, t_dec):
+    # The book's TimeAttention: one Attention per decoder step, run on the same backend.
+    n, t_enc, h = N + 1, T + 1, H + 2
+    hs_enc, hs_dec = normal((n, t_enc, h), 1), normal((n, t_dec, h), 2)
+    dout = normal((n, t_dec, h), 3)
+    layer = TimeAttention()
+    out = layer.forward(arr(hs_enc), arr(hs_dec))
+    dhs_enc, dhs_dec = layer.backward(arr(dout))
+    assert tuple(out.shape) == (n, t_dec, h) and len(layer.attention_weights) == t_dec
+    want_enc = np.zeros((n, t_enc, h))
+    for t in range(t_dec):
+        step = Attention()
+        close(out[:, t, :], host(step.forward(arr(hs_enc), arr(hs_dec[:, t, :]))))
+        close(layer.attention_weights[t], host(step.attention_weight))
+        dhs, dh = step.backward(arr(dout[:, t, :]))
+        want_enc += host(dhs)
+        close(dhs_dec[:, t, :], host(dh))
+        # layers[t] holds the step's weights; it ran no forward pass of its own.
+        assert layer.layers[t].attention_weight is layer.attention_weights[t]
+        with pytest.raises(RuntimeError, match="needs a forward pass first"):
+            layer.layers[t].backward(arr(dout[:, t, :]))
+    close(dhs_enc, want_enc)
+
+
+def test_attention_ops_are_the_formula(backend, xp):
+    hs_enc, hs_dec = normal((N, T, H), 1), normal((N, T_DEC, H), 2)
+    dout = normal((N, T_DEC, H), 3)
+
+    def formula():  # the weights and contexts, written out on the host
+        s = np.einsum("nth,nsh->nst", hs_enc, hs_dec)
+        e = np.exp(s - s.max(axis=2, keepdims=True))
+        a = e / e.sum(axis=2, keepdims=True)
+        return np.einsum("nst,nth->nsh", a, hs_enc), a
+
+    out, a = attention_all_steps(arr(hs_enc), arr(hs_dec))
+    want_out, want_a = formula()
+    close(out, want_out)
+    close(a, want_a)
+    dhs_enc, dhs_dec = attention_all_steps_backward(arr(hs_enc), arr(hs_dec), a, arr(dout))
+
+    def loss():
+        return float(np.sum(formula()[0] * dout))
+
+    close(dhs_enc, numgrad(loss, hs_enc), rtol=1e-7)
+    close(dhs_dec, numgrad(loss, hs_dec), rtol=1e-7)
+    # Every call returns new arrays: the weights kept stay valid.
+    kept = host(a)
+    attention_all_steps(arr(hs_enc[::-1]), arr(hs_dec[:, ::-1]))
+    np.testing.assert_array_equal(host(a), kept)
+    # float32 stays float32.
+    out32, a32 = attention_all_steps(arr(hs_enc, "float32"), arr(hs_dec, "float32"))
+    grads32 = attention_all_steps_backward(
+        arr(hs_enc, "float32"), arr(hs_dec, "float32"), a32, arr(dout, "float32")
+    )
+    assert out32.dtype == a32.dtype == grads32[0].dtype == grads32[1].dtype == xp.float32
 
 
 # ---------------------------------------------------------------- 3. torch autograd

