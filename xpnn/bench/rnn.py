@@ -703,16 +703,27 @@ def _floor_steps(sizes, hidden) -> dict[str, Step]:
 # -------------------------------------------------------------------- case
 
 
-def _floor_note(timed, ref, path, goal) -> str:
-    """Why a target is not met: the time needed, the path's parts, the floor that bounds it."""
+def _floor_note(
+    timed,
+    ref,
+    path,
+    goal,
+    floors: tuple[str, str] = (FLOOR_NUMPY, FLOOR_TORCH),
+    floor_what: str = "the TimeAffine products and softmax alone",
+) -> str:
+    """Why a target is not met: the time needed, the path's parts, the floor that bounds it.
+
+    ``floors`` are the rows of the NumPy and the PyTorch floor and ``floor_what`` says what
+    they time (``bench seq2seq`` passes its own: the matrix products alone).
+    """
     need = timed[ref]["median"] / goal
     mine = timed[path]["parts"]
     cells = ", ".join(f"{k} {v['median']:.2f}" for k, v in mine.items())
     note = f"needs <= {need:.2f} ms/iteration, measures {timed[path]['median']:.2f} ({cells})"
-    floor = timed.get(FLOOR_TORCH if "torch" in path else FLOOR_NUMPY)
+    floor = timed.get(floors[1] if "torch" in path else floors[0])
     if floor and "median" in floor:
         note += (
-            f"; the TimeAffine products and softmax alone take {floor['median']:.2f} ms "
+            f"; {floor_what} take {floor['median']:.2f} ms "
             f"({100 * floor['median'] / timed[path]['median']:.0f}% of it)"
         )
     ref_parts = timed[ref]["parts"]

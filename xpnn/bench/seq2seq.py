@@ -59,6 +59,7 @@ import xpnn
 from xpnn.bench.rnn import (
     Step,
     _Cycle,
+    _floor_note,
     _parts,
     _phases,
     _TimeAffine,
@@ -705,30 +706,14 @@ def _floor_steps(sizes, batch, kind) -> dict[str, Step]:
 # -------------------------------------------------------------------- case
 
 
-def _floor_note(timed, ref, path, goal) -> str:
-    """Why a target is not met: the time needed, the path's parts, the floor that bounds it."""
-    need = timed[ref]["median"] / goal
-    mine = timed[path]["parts"]
-    cells = ", ".join(f"{k} {v['median']:.2f}" for k, v in mine.items())
-    note = f"needs <= {need:.2f} ms/iteration, measures {timed[path]['median']:.2f} ({cells})"
-    floor = timed.get(FLOOR_TORCH if "torch" in path else FLOOR_NUMPY)
-    if floor and "median" in floor:
-        note += (
-            f"; the matrix products alone take {floor['median']:.2f} ms "
-            f"({100 * floor['median'] / timed[path]['median']:.0f}% of it)"
-        )
-    ref_parts = timed[ref]["parts"]
-    slower = [k for k in mine if k in ref_parts and mine[k]["median"] > ref_parts[k]["median"]]
-    if slower:
-        note += f"; slower than the reference's: {', '.join(slower)}"
-    return note
-
-
 def _targets(timed, targets) -> dict[str, Any]:
     out = {}
     for ref, path, goal in targets:
         t = _target(timed, ref, path, goal)
-        t["floor"] = _floor_note(timed, ref, path, goal) if t["met"] is False else None
+        t["floor"] = None
+        if t["met"] is False:
+            floors = (FLOOR_NUMPY, FLOOR_TORCH)
+            t["floor"] = _floor_note(timed, ref, path, goal, floors, "the matrix products alone")
         out[f"{ref} / {path} >= {goal:g}"] = t
     return out
 
