@@ -43,9 +43,10 @@ def test_util_has_the_books_names():
         "to_gpu",
         # vol. 2 ch. 6's eval_perplexity (xpnn.models.rnnlm's, re-exported)
         "eval_perplexity",
-        # ch. 6's clip_grads and ch. 7's eval_seq2seq (re-exported)
+        # ch. 6's clip_grads and ch. 7's eval_seq2seq (re-exported), with xpnn's batched one
         "clip_grads",
         "eval_seq2seq",
+        "eval_seq2seq_batch",
     }
     assert util.clip_grads is xpnn.training.clipping.clip_grads
     assert util.eval_seq2seq is xpnn.models.seq2seq.eval_seq2seq
