@@ -528,19 +528,25 @@ def _xpnn_model(spec: str, sizes, model_name):
 
 
 def _xpnn_step(spec: str, data, sizes, model_name, sync=None) -> Step:
+    model = _xpnn_model(spec, sizes, model_name)
+    return _model_step(spec, data, model, xpnn.SGD(lr=LR), MAX_GRAD, sync)
+
+
+def _model_step(spec: str, data, model, opt, max_grad: float, sync=None) -> Step:
+    """An xpnn model's iteration as ``Trainer.fit`` runs it: forward, backward, clip, update,
+    on the batches ``data`` moved to ``spec``'s backend (also ``bench seq2seq``'s)."""
     from xpnn.training import clip_grads
 
-    model = _xpnn_model(spec, sizes, model_name)
     with xpnn.use_backend(spec):
         cycle = _Cycle(xpnn.asarray(data[0]), xpnn.asarray(data[1]))
-    opt, acc, clock = xpnn.SGD(lr=LR), _parts(), _clock(sync)
+    acc, clock = _parts(), _clock(sync)
     step = _phases(
         cycle,
         clock,
         acc,
         model.forward,
         model.backward,
-        lambda: clip_grads(model.grads, MAX_GRAD),
+        lambda: clip_grads(model.grads, max_grad),
         lambda: opt.update(model.params, model.grads),
     )
     return step, acc

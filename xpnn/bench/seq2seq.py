@@ -60,6 +60,7 @@ from xpnn.bench.rnn import (
     Step,
     _Cycle,
     _floor_note,
+    _model_step,
     _parts,
     _phases,
     _TimeAffine,
@@ -460,22 +461,8 @@ def _xpnn_model(spec: str, sizes, kind, dtype=None):
 
 
 def _xpnn_step(spec: str, data, sizes, kind, sync=None) -> Step:
-    from xpnn.training import clip_grads
-
     model = _xpnn_model(spec, sizes, kind)
-    with xpnn.use_backend(spec):
-        cycle = _Cycle(xpnn.asarray(data[0]), xpnn.asarray(data[1]))
-    opt, acc, clock = xpnn.Adam(lr=LR), _parts(), _clock(sync)
-    step = _phases(
-        cycle,
-        clock,
-        acc,
-        model.forward,
-        model.backward,
-        lambda: clip_grads(model.grads, MAX_GRAD),
-        lambda: opt.update(model.params, model.grads),
-    )
-    return step, acc
+    return _model_step(spec, data, model, xpnn.Adam(lr=LR), MAX_GRAD, sync)
 
 
 GRAPH_PART = "graph: forward, backward, clip"
