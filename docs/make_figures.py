@@ -143,7 +143,7 @@ def seq2seq_accuracy(out: Path, runs_file: Path = HERE / "figures" / "ch7_ch8_ac
 
     Seq2seq, Seq2seq with reversed questions and PeekySeq2seq (reversed) on the
     additions, 25 epochs; AttentionSeq2seq on the dates, 10 epochs. One colour
-    per model: the seed-0 run drawn with markers, other seeds as thin lines.
+    per model: the seed-0 run drawn with markers, the other seeds as thin lines.
     """
     from matplotlib.figure import Figure
 
@@ -162,7 +162,7 @@ def seq2seq_accuracy(out: Path, runs_file: Path = HERE / "figures" / "ch7_ch8_ac
     ax.set_xlabel("epochs")
     ax.set_ylabel("accuracy")
     ax.set_ylim(-0.05, 1.05)
-    ax.plot([], [], color="grey", linewidth=0.8, alpha=0.6, label="thin lines: seeds 1 and 2")
+    ax.plot([], [], color="grey", linewidth=0.8, alpha=0.6, label="thin lines: other seeds")
     ax.legend(loc="upper left", bbox_to_anchor=(0.4, 0.84), fontsize="small")
     path = out / "ch7_ch8_accuracy.png"
     fig.savefig(path)
