@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 
 import xpnn
-from xpnn.bench.words import _clock, _measure, _target, book_remove_duplicate
+from xpnn.bench.words import _clock, _gpus, _measure, _target, book_remove_duplicate
 
 __all__ = ["BookBetterRnnlm", "BookRnnlm", "BookSGD", "bench_rnn", "book_clip_grads", "format_rnn"]
 
@@ -741,20 +741,9 @@ def _floor_note(
 
 def _gpu_part(data, sizes, models, repeats, repeat_s, warmup, pause_s) -> dict[str, Any]:
     """xpnn on CuPy and torch:cuda and PyTorch CUDA nn.LSTM, per model (when each runs)."""
-    backends = xpnn.available_backends()
-    have_cupy, torch_cuda = "cupy:0" in backends, "torch:cuda" in backends
+    have_cupy, torch_cuda, sync = _gpus()
     if not (have_cupy or torch_cuda):
         return {"status": NO_GPU}
-
-    def sync():
-        if have_cupy:
-            import cupy
-
-            cupy.cuda.runtime.deviceSynchronize()
-        if torch_cuda:
-            import torch
-
-            torch.cuda.synchronize()
 
     result: dict[str, Any] = {"status": "measured", "models": {}}
     for label, spec in models.items():

@@ -69,7 +69,7 @@ from xpnn.bench.rnn import (
     _TimeSoftmaxWithLoss,
     book_clip_grads,
 )
-from xpnn.bench.words import BookAdam, _clock, _measure, _target, book_remove_duplicate
+from xpnn.bench.words import BookAdam, _clock, _gpus, _measure, _target, book_remove_duplicate
 
 __all__ = [
     "BookAttentionSeq2seq",
@@ -707,20 +707,9 @@ def _targets(timed, targets) -> dict[str, Any]:
 
 def _gpu_part(specs, batch, repeats, repeat_s, warmup, pause_s) -> dict[str, Any]:
     """xpnn on CuPy (eager, CUDA graph) and torch:cuda, PyTorch CUDA eager (when each runs)."""
-    backends = xpnn.available_backends()
-    have_cupy, torch_cuda = "cupy:0" in backends, "torch:cuda" in backends
+    have_cupy, torch_cuda, sync = _gpus()
     if not (have_cupy or torch_cuda):
         return {"status": NO_GPU}
-
-    def sync():
-        if have_cupy:
-            import cupy
-
-            cupy.cuda.runtime.deviceSynchronize()
-        if torch_cuda:
-            import torch
-
-            torch.cuda.synchronize()
 
     result: dict[str, Any] = {"status": "measured", "models": {}}
     for label, (kind, sizes) in specs.items():

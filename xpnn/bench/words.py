@@ -582,14 +582,13 @@ def _floor_note(timed, ref, path, goal, mbytes) -> str:
     return note
 
 
-def _gpu_part(data, sizes, repeats, repeat_s, warmup, pause_s) -> dict[str, Any]:
-    """xpnn on CuPy and torch:cuda, PyTorch CUDA eager, the book's CuPy mode (when each runs)."""
+def _gpus() -> tuple[bool, bool, Callable[[], None]]:
+    """Whether CuPy and torch:cuda run here, and a ``sync()`` that waits for both GPUs' work
+    (the GPU parts of ``bench words``, ``rnn`` and ``seq2seq`` time with it)."""
     backends = xpnn.available_backends()
     have_cupy, torch_cuda = "cupy:0" in backends, "torch:cuda" in backends
-    if not (have_cupy or torch_cuda):
-        return {"status": NO_GPU}
 
-    def sync():
+    def sync() -> None:
         if have_cupy:
             import cupy
 
@@ -598,6 +597,15 @@ def _gpu_part(data, sizes, repeats, repeat_s, warmup, pause_s) -> dict[str, Any]
             import torch
 
             torch.cuda.synchronize()
+
+    return have_cupy, torch_cuda, sync
+
+
+def _gpu_part(data, sizes, repeats, repeat_s, warmup, pause_s) -> dict[str, Any]:
+    """xpnn on CuPy and torch:cuda, PyTorch CUDA eager, the book's CuPy mode (when each runs)."""
+    have_cupy, torch_cuda, sync = _gpus()
+    if not (have_cupy or torch_cuda):
+        return {"status": NO_GPU}
 
     def build(synced):
         s = sync if synced else None
