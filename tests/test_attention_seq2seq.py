@@ -10,6 +10,7 @@ import pickle
 
 import numpy as np
 import pytest
+from _model_oracles import check_model_gradients, host, torch_lstm
 
 import xpnn
 from xpnn.io import load, save
@@ -26,10 +27,6 @@ from xpnn.models.seq2seq import eval_seq2seq, eval_seq2seq_batch
 V, D, H, N, T_IN, T_OUT = 7, 4, 5, 2, 4, 5
 NAMES = ["embed_W", "lstm_Wx", "lstm_Wh", "lstm_b"]
 DEC_NAMES = [*NAMES, "affine_W", "affine_b"]
-
-
-def host(a) -> np.ndarray:
-    return np.array(xpnn.to_numpy(a), dtype=np.float64, copy=True)
 
 
 def make(seed=0, dtype="float64"):
@@ -121,54 +118,14 @@ def test_the_books_initial_weights_from_the_seed(backend):
 # ---------------------------------------------------------------- gradients
 
 
-def check_gradient(model, xs, ts):
-    """Every gradient of ``model`` against central differences of its loss."""
-
-    def loss():
-        return float(model.forward(xs, ts))
-
-    loss()
-    model.backward()
-    got = [host(g) for g in model.grads]
-    for k, (p, g) in enumerate(zip(model.params, got, strict=True)):
-        h = host(p)
-        want = np.zeros_like(h)
-        for i in np.ndindex(h.shape):
-            keep = h[i]
-            for sign in (1, -1):
-                h[i] = keep + sign * 1e-6
-                p[...] = xpnn.asarray(h, dtype=p.dtype)
-                want[i] += sign * loss() / 2e-6
-            h[i] = keep
-        p[...] = xpnn.asarray(h, dtype=p.dtype)
-        assert np.abs(want).max() > 1e-6, k  # every parameter is exercised
-        np.testing.assert_allclose(g, want, rtol=1e-5, atol=1e-8, err_msg=f"params[{k}]")
-
-
 def test_every_gradient_matches_central_differences(backend):
     model = make()
     spread(model)
     xs, ts = data(2)
-    check_gradient(model, xpnn.asarray(xs), xpnn.asarray(ts))
+    check_model_gradients(model, xpnn.asarray(xs), xpnn.asarray(ts), every_param_moves=True)
 
 
 # ---------------------------------------------------------------- PyTorch autograd
-
-
-def torch_lstm(torch, xs, Wx, Wh, b, h, c):
-    """The book's LSTM over ``xs`` (N, T, D): one product A, gates f, g, i, o in that order."""
-    Hh = Wh.shape[0]
-    hs = []
-    for t in range(xs.shape[1]):
-        A = xs[:, t, :] @ Wx + h @ Wh + b
-        f = torch.sigmoid(A[:, :Hh])
-        g = torch.tanh(A[:, Hh : 2 * Hh])
-        i = torch.sigmoid(A[:, 2 * Hh : 3 * Hh])
-        o = torch.sigmoid(A[:, 3 * Hh :])
-        c = f * c + g * i
-        h = o * torch.tanh(c)
-        hs.append(h)
-    return torch.stack(hs, dim=1)
 
 
 def torch_attention(torch, enc_hs, dec_hs):
@@ -184,10 +141,12 @@ def torch_reference(torch, weights, xs, ts):
     eW, eWx, eWh, eb, dW, dWx, dWh, db, aW, ab = w
     n = xs.shape[0]
     zeros = torch.zeros((n, H), dtype=torch.float64)
-    enc_hs = torch_lstm(torch, eW[torch.from_numpy(xs)], eWx, eWh, eb, zeros, zeros)
+    enc_hs, _, _ = torch_lstm(torch, eW[torch.from_numpy(xs)], eWx, eWh, eb, zeros, zeros)
     dec_x, dec_t = ts[:, :-1], ts[:, 1:]
     # The decoder's LSTM starts from the last encoder state, c from zeros.
-    dec_hs = torch_lstm(torch, dW[torch.from_numpy(dec_x)], dWx, dWh, db, enc_hs[:, -1], zeros)
+    dec_hs, _, _ = torch_lstm(
+        torch, dW[torch.from_numpy(dec_x)], dWx, dWh, db, enc_hs[:, -1], zeros
+    )
     c, _ = torch_attention(torch, enc_hs, dec_hs)
     scores = torch.cat((c, dec_hs), dim=2) @ aW + ab  # the context first
     rows = scores.reshape(-1, V)

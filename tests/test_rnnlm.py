@@ -10,6 +10,7 @@ import pickle
 
 import numpy as np
 import pytest
+from _model_oracles import check_model_gradients, host
 
 import xpnn
 from xpnn.io import load, save
@@ -18,10 +19,6 @@ from xpnn.models.rnnlm import eval_perplexity
 from xpnn.optimizers import SGD
 
 V, D, H, N, T = 7, 4, 3, 2, 3
-
-
-def host(a) -> np.ndarray:
-    return np.array(xpnn.to_numpy(a), dtype=np.float64, copy=True)
 
 
 def make(cls, seed=0, dtype="float64", dropout_ratio=0.5):
@@ -104,41 +101,17 @@ def test_state_carries_over_until_reset(backend):
 # ---------------------------------------------------------------- gradients
 
 
-def check_gradient(model, xs, ts, **kw):
-    """Every gradient of ``model`` against central differences of its loss."""
-
-    def loss():
-        model.reset_state()
-        return float(model.forward(xs, ts, **kw))
-
-    loss()
-    model.backward()
-    got = [host(g) for g in model.grads]
-    for p, g in zip(model.params, got, strict=True):
-        h = host(p)
-        want = np.zeros_like(h)
-        for i in np.ndindex(h.shape):
-            keep = h[i]
-            for sign in (1, -1):
-                h[i] = keep + sign * 1e-6
-                p[...] = xpnn.asarray(h, dtype=p.dtype)
-                want[i] += sign * loss() / 2e-6
-            h[i] = keep
-        p[...] = xpnn.asarray(h, dtype=p.dtype)
-        np.testing.assert_allclose(g, want, rtol=1e-5, atol=1e-8)
-
-
 @pytest.mark.parametrize("cls", [SimpleRnnlm, Rnnlm])
 def test_full_backward_matches_central_differences(backend, cls):
     model = make(cls)
     spread(model)
-    check_gradient(model, *ids(2))
+    check_model_gradients(model, *ids(2), reset_state=True)
 
 
 def test_better_rnnlm_tied_gradient_without_dropout(backend):
     model = make(BetterRnnlm)
     spread(model)
-    check_gradient(model, *ids(3), train_flg=False)
+    check_model_gradients(model, *ids(3), reset_state=True, train_flg=False)
 
 
 def test_better_rnnlm_tied_gradient_with_held_dropout_masks(backend):
@@ -150,7 +123,7 @@ def test_better_rnnlm_tied_gradient_with_held_dropout_masks(backend):
     assert all((m == 0).any() for m in masks)  # some units are dropped
     for layer in model.drop_layers:
         layer.hold_mask = True
-    check_gradient(model, xs, ts, train_flg=True)
+    check_model_gradients(model, xs, ts, reset_state=True, train_flg=True)
     for layer, m in zip(model.drop_layers, masks, strict=True):
         np.testing.assert_array_equal(host(layer.mask), m)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _model_oracles import torch_lstm
 
 import xpnn
 from xpnn.models import BetterRnnlm, Rnnlm, SimpleRnnlm
@@ -50,22 +51,6 @@ def batches(count=2):
 # ---------------------------------------------------------------- the reference in torch
 
 
-def lstm(torch, xs, Wx, Wh, b, h, c):
-    """The book's LSTM over ``xs`` (N, T, D): one product A, gates f, g, i, o in that order."""
-    Hh = Wh.shape[0]
-    hs = []
-    for t in range(xs.shape[1]):
-        A = xs[:, t, :] @ Wx + h @ Wh + b
-        f = torch.sigmoid(A[:, :Hh])
-        g = torch.tanh(A[:, Hh : 2 * Hh])
-        i = torch.sigmoid(A[:, 2 * Hh : 3 * Hh])
-        o = torch.sigmoid(A[:, 3 * Hh :])
-        c = f * c + g * i
-        h = o * torch.tanh(c)
-        hs.append(h)
-    return torch.stack(hs, dim=1), h, c
-
-
 def rnn(torch, xs, Wx, Wh, b, h):
     """The book's RNN over ``xs`` (N, T, D): ``tanh(h_prev @ Wh + x @ Wx + b)``."""
     hs = []
@@ -90,13 +75,13 @@ def reference(torch, cls, weights, xs, ts, state, masks):
     if cls is BetterRnnlm:
         m1, m2, m3 = (torch.from_numpy(m) for m in masks)
         (h1, c1), (h2, c2) = state
-        y, h1, c1 = lstm(torch, embed * m1, w[1], w[2], w[3], h1, c1)
-        y, h2, c2 = lstm(torch, y * m2, w[4], w[5], w[6], h2, c2)
+        y, h1, c1 = torch_lstm(torch, embed * m1, w[1], w[2], w[3], h1, c1)
+        y, h2, c2 = torch_lstm(torch, y * m2, w[4], w[5], w[6], h2, c2)
         scores = (y * m3) @ w[0].T + w[7]  # weight tying: the affine is embed_W.T
         carried = [(h1, c1), (h2, c2)]
     elif cls is Rnnlm:
         h, c = state
-        y, h, c = lstm(torch, embed, w[1], w[2], w[3], h, c)
+        y, h, c = torch_lstm(torch, embed, w[1], w[2], w[3], h, c)
         scores = y @ w[4] + w[5]
         carried = (h, c)
     else:

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from _model_oracles import check_model_gradients, host, torch_lstm
 
 import xpnn
 from xpnn.io import load, save
@@ -22,10 +23,6 @@ V, D, H, N, T_IN, T_OUT = 7, 4, 5, 2, 4, 5
 ALL = [Seq2seq, PeekySeq2seq]
 NAMES = ["embed_W", "lstm_Wx", "lstm_Wh", "lstm_b"]
 DEC_NAMES = [*NAMES, "affine_W", "affine_b"]
-
-
-def host(a) -> np.ndarray:
-    return np.array(xpnn.to_numpy(a), dtype=np.float64, copy=True)
 
 
 def make(cls, seed=0, dtype="float64"):
@@ -106,55 +103,15 @@ def test_the_books_initial_weights_from_the_seed(backend, cls):
 # ---------------------------------------------------------------- gradients
 
 
-def check_gradient(model, xs, ts):
-    """Every gradient of ``model`` against central differences of its loss."""
-
-    def loss():
-        return float(model.forward(xs, ts))
-
-    loss()
-    model.backward()
-    got = [host(g) for g in model.grads]
-    for k, (p, g) in enumerate(zip(model.params, got, strict=True)):
-        h = host(p)
-        want = np.zeros_like(h)
-        for i in np.ndindex(h.shape):
-            keep = h[i]
-            for sign in (1, -1):
-                h[i] = keep + sign * 1e-6
-                p[...] = xpnn.asarray(h, dtype=p.dtype)
-                want[i] += sign * loss() / 2e-6
-            h[i] = keep
-        p[...] = xpnn.asarray(h, dtype=p.dtype)
-        assert np.abs(want).max() > 1e-6, k  # every parameter is exercised
-        np.testing.assert_allclose(g, want, rtol=1e-5, atol=1e-8, err_msg=f"params[{k}]")
-
-
 @pytest.mark.parametrize("cls", ALL)
 def test_every_gradient_matches_central_differences(backend, cls):
     model = make(cls)
     spread(model)
     xs, ts = data(2)
-    check_gradient(model, xpnn.asarray(xs), xpnn.asarray(ts))
+    check_model_gradients(model, xpnn.asarray(xs), xpnn.asarray(ts), every_param_moves=True)
 
 
 # ---------------------------------------------------------------- PyTorch autograd
-
-
-def torch_lstm(torch, xs, Wx, Wh, b, h, c):
-    """The book's LSTM over ``xs`` (N, T, D): one product A, gates f, g, i, o in that order."""
-    Hh = Wh.shape[0]
-    hs = []
-    for t in range(xs.shape[1]):
-        A = xs[:, t, :] @ Wx + h @ Wh + b
-        f = torch.sigmoid(A[:, :Hh])
-        g = torch.tanh(A[:, Hh : 2 * Hh])
-        i = torch.sigmoid(A[:, 2 * Hh : 3 * Hh])
-        o = torch.sigmoid(A[:, 3 * Hh :])
-        c = f * c + g * i
-        h = o * torch.tanh(c)
-        hs.append(h)
-    return torch.stack(hs, dim=1)
 
 
 def torch_reference(torch, peeky, weights, xs, ts):
@@ -164,13 +121,13 @@ def torch_reference(torch, peeky, weights, xs, ts):
     n = xs.shape[0]
     zeros = torch.zeros((n, H), dtype=torch.float64)
     enc = eW[torch.from_numpy(xs)]  # (N, T_in, D)
-    h = torch_lstm(torch, enc, eWx, eWh, eb, zeros, zeros)[:, -1, :]
+    h = torch_lstm(torch, enc, eWx, eWh, eb, zeros, zeros)[0][:, -1, :]
     dec_x, dec_t = ts[:, :-1], ts[:, 1:]
     out = dW[torch.from_numpy(dec_x)]
     hs = h[:, None, :].expand(n, dec_x.shape[1], H)
     if peeky:
         out = torch.cat((hs, out), dim=2)
-    out = torch_lstm(torch, out, dWx, dWh, db, h, zeros)  # c starts at zeros, as the book's
+    out, _, _ = torch_lstm(torch, out, dWx, dWh, db, h, zeros)  # c starts at zeros, as the book's
     if peeky:
         out = torch.cat((hs, out), dim=2)
     scores = out @ aW + ab
