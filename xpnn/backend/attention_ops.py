@@ -28,10 +28,9 @@ sizes. At those shapes, forward and backward of all 10 steps of
 of a busy 2-core machine where the per-step loop took 78-115 ms (on
 torch:cpu, 8-14 ms against 35-39 ms). The results differ from the book's
 only by float rounding (the same sums, added in another order); the
-softmax is :func:`xpnn.functions.softmax`'s (the book's
+softmax is :func:`xpnn.functions.softmax`'s, ``Ops.softmax`` (the book's
 ``common/layers.py`` ``Softmax``: the maximum subtracted, exp, divided by
-the sum), written here because ``xpnn.backend`` imports nothing of
-``xpnn.functions``.
+the sum).
 
 Shapes and dtypes: ``hs_enc`` ``(N, T_enc, H)``, ``hs_dec`` and ``dout``
 ``(N, T_dec, H)``, ``a`` ``(N, T_dec, T_enc)``, all of one real floating
@@ -74,7 +73,7 @@ def attention_all_steps(hs_enc: Any, hs_dec: Any) -> tuple[Any, Any]:
     """
     xp = get_namespace(hs_enc, hs_dec)
     s = xp.matmul(hs_dec, xp.matrix_transpose(hs_enc))  # the book: sum(hs * hr, axis=2)
-    a = _softmax(xp, s)
+    a = ops(s).softmax(s)  # xpnn.functions.softmax's, over the encoder axis
     out = xp.matmul(a, hs_enc)  # the book: sum(hs * ar, axis=1)
     return out, a
 
@@ -112,12 +111,3 @@ def attention_all_steps_backward(hs_enc: Any, hs_dec: Any, a: Any, dout: Any) ->
     # Both layers' dhs, summed over the steps: WeightSum's dt * ar, AttentionWeight's dt * hr.
     dhs_enc = xp.matmul(xp.matrix_transpose(a), dout) + xp.matmul(xp.matrix_transpose(ds), hs_dec)
     return dhs_enc, dhs_dec
-
-
-def _softmax(xp: Any, s: Any) -> Any:
-    """:func:`xpnn.functions.softmax` over the last axis: the same expressions, so the
-    same numbers (half floats computed in float32, rounded once)."""
-    wide = ops(s).widen(s)
-    e = xp.exp(wide - xp.max(wide, axis=-1, keepdims=True))
-    p = e / xp.sum(e, axis=-1, keepdims=True)
-    return p if wide is s else xp.astype(p, s.dtype)

@@ -218,6 +218,21 @@ class LossOps:
         loss = self.sum(self.xp.log(total[:, 0]) - self.pick(s, t, checked=True), axis=None) / n
         return y, loss
 
+    def softmax(self, x: Any) -> Any:
+        """Softmax over the last axis of ``x`` (any number of axes), the plain expressions.
+
+        The maximum subtracted, ``exp``, divided by the sum; half-precision
+        ``x`` is computed on in float32 and the result rounded once to x's
+        dtype. What :func:`xpnn.functions.softmax` computes after its checks,
+        and the attention's weights (:mod:`xpnn.backend.attention_ops`); new
+        arrays, no buffers.
+        """
+        xp = self.xp
+        wide = self.widen(x)  # x itself unless half
+        e = xp.exp(wide - xp.max(wide, axis=-1, keepdims=True))
+        p = e / xp.sum(e, axis=-1, keepdims=True)
+        return p if wide is x else xp.astype(p, x.dtype)
+
     def softmax_rows(self, x: Any, y: Any = None, shifted: Any = None) -> tuple[Any, Any, Any]:
         """Softmax over the rows of ``x`` ``(N, C)``, keeping what a loss needs.
 
